@@ -1,0 +1,162 @@
+//! Settings, read from environment variables, each with a default that works locally.
+
+use std::{net::IpAddr, str::FromStr, time::Duration};
+
+use crate::views::DATASTAR_CDN_URL;
+
+/// Everything the app can be told from outside.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `HOST`: the address to listen on. Default `127.0.0.1` (use `0.0.0.0` in a container).
+    pub host: IpAddr,
+    /// `PORT`: the port to listen on; `0` picks a free one. Default `3000`.
+    pub port: u16,
+    /// `DATASTAR_URL`: where pages load Datastar from. Default [`DATASTAR_CDN_URL`].
+    pub datastar_url: String,
+    /// `SSE_KEEP_ALIVE_SECS`: quiet time after which a stream sends a keep-alive comment.
+    /// Default 15 s, below the 30–60 s idle timeouts common in proxies and load balancers.
+    pub keep_alive: Duration,
+    /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
+    /// have no timeout. Default 10 s.
+    pub action_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 3000,
+            datastar_url: DATASTAR_CDN_URL.to_owned(),
+            keep_alive: Duration::from_secs(15),
+            action_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A setting that is present but unusable; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Config::default();
+        Ok(Config {
+            host: parse(&lookup, "HOST")?.unwrap_or(defaults.host),
+            port: parse(&lookup, "PORT")?.unwrap_or(defaults.port),
+            datastar_url: match lookup("DATASTAR_URL") {
+                Some(url) if url.trim().is_empty() => {
+                    return Err(ConfigError {
+                        name: "DATASTAR_URL",
+                        value: url,
+                        reason: "must be a URL or path to datastar.js".into(),
+                    });
+                }
+                Some(url) => url,
+                None => defaults.datastar_url,
+            },
+            keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
+            action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
+                .unwrap_or(defaults.action_timeout),
+        })
+    }
+}
+
+fn parse<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let Some(value) = lookup(name) else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|error: T::Err| ConfigError {
+            name,
+            value,
+            reason: error.to_string(),
+        })
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
+    match parse::<u64>(lookup, name)? {
+        Some(0) => Err(ConfigError {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1 second".into(),
+        }),
+        other => Ok(other.map(Duration::from_secs)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_work_locally() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.datastar_url, DATASTAR_CDN_URL);
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let config = config(&[
+            ("HOST", "0.0.0.0"),
+            ("PORT", "8080"),
+            ("DATASTAR_URL", "/static/datastar.js"),
+            ("SSE_KEEP_ALIVE_SECS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(config.host.to_string(), "0.0.0.0");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.datastar_url, "/static/datastar.js");
+        assert_eq!(config.keep_alive, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("HOST", "localhost:3000"),
+            ("SSE_KEEP_ALIVE_SECS", "0"),
+            ("ACTION_TIMEOUT_SECS", "-1"),
+            ("DATASTAR_URL", " "),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("invalid {name}=")), "{error}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The error type at the HTTP boundary.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+
+/// What can go wrong inside a handler that is not the client's fault. The client gets a plain
+/// 500; the details go to the log, never to the page.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A template failed to render (a bug in a template, or a missing one).
+    #[error("template error: {0:#}")]
+    Render(#[from] minijinja::Error),
+    /// Anything else unexpected.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "request failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+    }
+}

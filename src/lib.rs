@@ -1,0 +1,82 @@
+//! A real-time, server-rendered web app: axum, minijinja and Datastar, built on the
+//! *persistent connection pattern*.
+//!
+//! A page opens one SSE stream when it loads; the server keeps it in a [`connections::Registry`]
+//! under a key (`page/home/<session-id>`); every later action pushes its effects to the streams
+//! it targets (`page/home/*`), so every open tab updates live. Without JavaScript the same forms
+//! work as plain HTML posts.
+//!
+//! Map of the crate:
+//!
+//! - [`server`]: binds the listener, serves the [`router`] until a shutdown signal.
+//! - [`config`]: settings from environment variables.
+//! - [`connections`]: the registry of open streams — keys, patterns, broadcast, cleanup.
+//! - [`sse`]: encoded events and the stream/reply responses that carry them.
+//! - [`signals`]: Datastar signals read from a request, with clear errors.
+//! - [`routes`]: [`routes::pages`], [`routes::streams`] and [`routes::actions`], kept apart.
+//! - [`views`] and [`patches`]: templates, and the Datastar events built from them.
+//! - [`greeting`]: the example domain.
+
+#![deny(missing_docs, unreachable_pub)]
+
+pub mod config;
+pub mod connections;
+pub mod error;
+pub mod greeting;
+pub mod patches;
+pub mod routes;
+pub mod server;
+pub mod signals;
+pub mod sse;
+pub mod state;
+pub mod views;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    routing::{get, post},
+};
+use tower_http::{
+    timeout::TimeoutLayer,
+    trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{
+    routes::{actions, assets, health, pages, streams},
+    state::AppState,
+};
+
+/// The largest request body an action accepts. A greet form is a few dozen bytes; 4 KiB leaves
+/// room for longer forms while refusing anything that is not a form with `413`.
+pub const ACTION_BODY_LIMIT: usize = 4 * 1024;
+
+/// Every route of the app.
+///
+/// Actions get a body limit and a timeout; streams get neither a timeout (they are meant to stay
+/// open) nor anything that would buffer them.
+pub fn router(state: AppState, config: &config::Config) -> Router {
+    let actions = Router::new()
+        .route("/api/greet", post(actions::greet))
+        .layer(DefaultBodyLimit::max(ACTION_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.action_timeout,
+        ));
+
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/about", get(pages::about))
+        .route("/sse/home", get(streams::home))
+        .route("/static/{*path}", get(assets::asset))
+        .route("/healthz", get(health::healthz))
+        .merge(actions)
+        .layer(
+            // One line per request at INFO: method, path, status, latency.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}

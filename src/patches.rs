@@ -1,0 +1,41 @@
+//! The Datastar events the home page understands, each built (and encoded) in one place.
+//!
+//! Pages, streams and actions all describe the same elements (`#greeting`, `#greet-error`) and
+//! signals (`connected`, `sessionId`, `_draft`); keeping the events here means a renamed id or
+//! signal is changed once. Partials are rendered through the same templates the full page
+//! includes, so a patch and a fresh page always agree.
+
+use datastar::prelude::{PatchElements, PatchSignals};
+use minijinja::context;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{greeting::Greeting, sse::Frame, views::Views};
+
+/// `{connected: true}`: the first event on every (re)connect, turning the indicator live.
+pub fn connected() -> Frame {
+    PatchSignals::new(json!({ "connected": true }).to_string()).into()
+}
+
+/// The last event for a stream replaced by another tab using the same session id: a fresh id,
+/// which makes the page reopen its stream under it.
+pub fn new_session() -> Frame {
+    PatchSignals::new(json!({ "sessionId": Uuid::new_v4(), "connected": false }).to_string()).into()
+}
+
+/// Empties the name field after a successful greet.
+pub fn clear_draft() -> Frame {
+    PatchSignals::new(json!({ "_draft": "" }).to_string()).into()
+}
+
+/// Replaces `#greeting` with `greeting` (or the "nobody yet" text).
+pub fn greeting(views: &Views, greeting: Option<&Greeting>) -> Result<Frame, minijinja::Error> {
+    let html = views.render("partials/greeting.html", context! { greeting })?;
+    Ok(PatchElements::new(html).into())
+}
+
+/// Replaces `#greet-error` with `error`, or empties it.
+pub fn greet_error(views: &Views, error: Option<&str>) -> Result<Frame, minijinja::Error> {
+    let html = views.render("partials/greet_error.html", context! { error })?;
+    Ok(PatchElements::new(html).into())
+}

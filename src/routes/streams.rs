@@ -1,0 +1,63 @@
+//! Streams: persistent SSE responses that live in the connection registry.
+//!
+//! A stream handler validates what the page sent, stores its connection under a key, sends the
+//! page's current state first, and stays open: everything after that arrives from actions
+//! through the registry. The keys and patterns are defined here, next to the streams that own
+//! them, and actions import them to choose their targets.
+
+use std::sync::LazyLock;
+
+use axum::extract::State;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    connections::{Key, Pattern},
+    error::AppError,
+    patches,
+    signals::Signals,
+    sse::EventStream,
+    state::AppState,
+};
+
+/// Every open home page: the target of a greeting.
+pub static HOME_PAGES: LazyLock<Pattern> =
+    LazyLock::new(|| Pattern::new("page/home/*").expect("a valid pattern"));
+
+/// The key of the home page open in the tab with `session_id`.
+pub fn home_key(session_id: Uuid) -> Key {
+    Key::from_segments(["page", "home", &session_id.to_string()]).expect("a UUID is one segment")
+}
+
+/// The signals the home page sends when it opens its stream (as JSON in the `datastar` query
+/// parameter, which is how Datastar sends signals on a `GET`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HomeSignals {
+    /// The tab's id, rendered into the page by the server.
+    pub session_id: Uuid,
+}
+
+/// `GET /sse/home`: the home page's stream, stored under `page/home/<sessionId>`.
+///
+/// First events: `{connected: true}` and the latest greeting, so a tab that reconnects (after
+/// being hidden, or a server restart) catches up at once.
+pub async fn home(
+    State(state): State<AppState>,
+    Signals(signals): Signals<HomeSignals>,
+) -> Result<EventStream, AppError> {
+    let (connection, replaced) = state.registry.connect(home_key(signals.session_id));
+    if let Some(replaced) = replaced {
+        // Another tab is using this session id (a duplicated tab). Give the old tab a new id so
+        // it reconnects under that instead of replacing the new one in turn, forever.
+        tracing::debug!(key = %replaced.key(), "stream replaced by a newer one");
+        replaced.farewell(patches::new_session());
+    }
+    // Read the state only after the connection is stored: a greeting recorded in between is
+    // then either in this snapshot or broadcast to this connection, never lost.
+    let initial = [
+        patches::connected(),
+        patches::greeting(&state.views, state.greetings.latest().as_ref())?,
+    ];
+    Ok(EventStream::new(connection, initial, state.keep_alive))
+}

@@ -1,0 +1,8 @@
+//! HTTP tests: a real server on an ephemeral port, real HTTP and SSE clients over TCP.
+
+mod assets;
+mod greet;
+mod helpers;
+mod pages;
+mod shutdown;
+mod streams;

@@ -1,0 +1,86 @@
+use crate::helpers::{session_id_in, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn home_renders_the_layout_the_form_and_the_stream_anchor() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let response = app.get("/").await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let page = response.text().await.unwrap();
+    for expected in [
+        r#"<link rel="stylesheet" href="/static/app.css">"#,
+        r#"<script type="module" src="https:"#,
+        r#"data-init="@get('/sse/home'"#,
+        r#"<form id="greet-form" method="post" action="/api/greet""#,
+        r#"<input id="name" name="name""#,
+        r#"data-text="$connected ? 'live' : 'offline'""#,
+        r#"<section id="greeting""#,
+        r#"<p id="greet-error""#,
+        "Nobody has been greeted yet.",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?} in:\n{page}");
+    }
+}
+
+#[tokio::test]
+async fn every_load_gets_a_fresh_v4_session_id() {
+    let app = spawn_app().await;
+
+    let first = session_id_in(&app.home_page().await);
+    let second = session_id_in(&app.home_page().await);
+
+    assert_ne!(first, second);
+    assert_eq!(first.get_version_num(), 4);
+}
+
+#[tokio::test]
+async fn datastar_url_overrides_the_cdn() {
+    let app = spawn_app_with(|config| config.datastar_url = "/vendor/ds.js?v=1&x=<2>".into()).await;
+
+    let page = app.home_page().await;
+
+    // The URL is escaped like any other value: `&` and `<` cannot break out of the attribute.
+    assert!(
+        page.contains(
+            r#"<script type="module" src="&#x2f;vendor&#x2f;ds.js?v=1&amp;x=&lt;2&gt;">"#
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("cdn.jsdelivr.net"));
+}
+
+#[tokio::test]
+async fn about_renders_with_the_layout() {
+    let app = spawn_app().await;
+
+    let response = app.get("/about").await;
+
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<h1>About this app</h1>"), "{page}");
+    assert!(page.contains(r#"<link rel="stylesheet" href="/static/app.css">"#));
+    assert!(page.contains(r#"<a href="/about">About</a>"#));
+}
+
+#[tokio::test]
+async fn healthz_reports_ok_and_open_streams() {
+    let app = spawn_app().await;
+
+    let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health, serde_json::json!({ "status": "ok", "streams": 0 }));
+
+    let _stream = app.open_live_home_stream().await;
+    let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["streams"], 1);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/nope").await.status(), 404);
+}

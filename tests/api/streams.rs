@@ -1,0 +1,146 @@
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::helpers::{PATIENCE, elements, signals, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn bad_signals_are_refused_with_a_plain_400() {
+    let app = spawn_app().await;
+    let cases = [
+        (None, "missing Datastar signals"),
+        (Some("{not json"), "Failed to parse JSON"),
+        (Some("null"), "missing Datastar signals"),
+        (Some(r#"{"connected":false}"#), "missing field `sessionId`"),
+        (Some(r#"{"sessionId":"not-a-uuid"}"#), "UUID parsing failed"),
+        (Some(r#"{"sessionId":42}"#), "invalid type"),
+        (Some(r#"["a"]"#), "invalid signals"),
+    ];
+
+    for (signals, message) in cases {
+        let response = app.get_home_stream_raw(signals).await;
+
+        assert_eq!(response.status(), 400, "{signals:?}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"),
+            "{signals:?}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(body.contains(message), "{signals:?}: {body}");
+    }
+    assert_eq!(app.streams("*/*/*"), 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_stream_says_connected_then_sends_the_current_greeting() {
+    let app = spawn_app().await;
+    let session_id = Uuid::new_v4();
+
+    let mut stream = app.open_home_stream(session_id).await;
+
+    let first = stream.next_event().await;
+    assert_eq!(signals(&first), serde_json::json!({ "connected": true }));
+    let second = stream.next_event().await;
+    assert!(elements(&second).contains("Nobody has been greeted yet."));
+    assert_eq!(
+        app.state.registry.keys(&app::routes::streams::HOME_PAGES),
+        [app::routes::streams::home_key(session_id)],
+        "stored under page/home/<sessionId>"
+    );
+}
+
+#[tokio::test]
+async fn a_reconnecting_tab_is_sent_the_latest_greeting_first() {
+    let app = spawn_app().await;
+    app.greet_with_datastar("Ada").await;
+    app.greet_with_datastar("Grace").await;
+
+    let mut stream = app.open_home_stream(Uuid::new_v4()).await;
+
+    stream.next_event().await;
+    let state = elements(&stream.next_event().await);
+    assert!(state.contains("Hello, <strong>Grace</strong>!"), "{state}");
+    assert!(state.contains("Greeting #2"), "{state}");
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_leaves_the_registry() {
+    let app = spawn_app().await;
+    let stream = app.open_live_home_stream().await;
+    app.wait_for_streams("page/home/*", 1).await;
+
+    drop(stream); // closes the TCP connection
+
+    app.wait_for_streams("page/home/*", 0).await;
+}
+
+#[tokio::test]
+async fn a_second_stream_with_the_same_key_ends_the_first_and_moves_it_to_a_new_id() {
+    let app = spawn_app().await;
+    let session_id = Uuid::new_v4();
+    let mut first = app.open_home_stream(session_id).await;
+    first.next_event().await;
+    first.next_event().await;
+
+    let mut second = app.open_home_stream(session_id).await;
+    second.next_event().await;
+    second.next_event().await;
+
+    // The first tab is told to use a new id (so it does not come back and replace the second
+    // one), and its stream ends.
+    let farewell = signals(&first.next_event().await);
+    let new_id: Uuid = farewell["sessionId"].as_str().unwrap().parse().unwrap();
+    assert_ne!(new_id, session_id);
+    assert_eq!(farewell["connected"], false);
+    first.expect_end().await;
+
+    // The second stream is the one stored, and it still receives broadcasts.
+    app.wait_for_streams("page/home/*", 1).await;
+    app.greet_with_datastar("Ada").await;
+    assert!(elements(&second.next_event().await).contains("Ada"));
+}
+
+#[tokio::test]
+async fn quiet_streams_send_keep_alive_comments() {
+    let app = spawn_app_with(|config| config.keep_alive = Duration::from_secs(1)).await;
+    let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+    let response = app.get_home_stream_raw(Some(&signals)).await;
+    let mut body = response.bytes_stream();
+
+    let mut seen = String::new();
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("\n: keep-alive\n\n") || seen.starts_with(": keep-alive") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+
+    assert_eq!(found, Ok(true), "no keep-alive comment in {seen:?}");
+}
+
+#[tokio::test]
+async fn streams_are_not_compressed_or_cached() {
+    let app = spawn_app().await;
+    let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+
+    let response = app
+        .client
+        .get(app.url("/sse/home"))
+        .query(&[("datastar", signals)])
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("content-encoding").is_none());
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+}

@@ -1,0 +1,294 @@
+//! Template tests: the repository as a `cargo generate` template.
+//!
+//! These run only in the template repository (`cargo-generate.toml` leaves this file out of
+//! generated projects). They need `cargo-generate` on the PATH:
+//! `cargo install cargo-generate --version 0.23.14 --locked`.
+//!
+//! Generated projects go to a temporary directory outside the repository (cargo would otherwise
+//! read this repository's manifest as their parent) and build into this repository's own target
+//! directory, so the dependencies compiled for the root crate are reused, not rebuilt.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The package name the template itself builds under, replaced by the project name on
+/// generation.
+const TEMPLATE_NAME: &str = "ascolais-app";
+
+fn cargo() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    // Variables that the outer `cargo test` set for this test binary must not leak into the
+    // inner builds (they describe this package, not the generated one).
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_CRATE_")
+            || name == "CARGO_PRIMARY_PACKAGE"
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(REPO).join("target"))
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// A directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{label}-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies the template as git sees it (tracked files plus new, not ignored ones) into `into`.
+///
+/// `cargo generate --path` copies the whole directory before it applies `ignore`, and this
+/// repository's `target/` runs to gigabytes; a snapshot is also exactly what `--git` users get.
+fn snapshot(into: &Path) {
+    let listing = run(Command::new("git")
+        .current_dir(REPO)
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]));
+    for relative in listing.split('\0').filter(|path| !path.is_empty()) {
+        let source = Path::new(REPO).join(relative);
+        if !source.is_file() {
+            continue; // deleted in the work tree, not yet in the index
+        }
+        let destination = into.join(relative);
+        fs::create_dir_all(destination.parent().unwrap()).unwrap();
+        fs::copy(&source, &destination).unwrap();
+    }
+}
+
+fn generate(name: &str, into: &TempDir) -> PathBuf {
+    let template = into.0.join("template");
+    snapshot(&template);
+    run(cargo()
+        .current_dir(&into.0)
+        .args(["generate", "--name", name, "--vcs", "none", "--path"])
+        .arg(&template)
+        .arg("--destination")
+        .arg(&into.0));
+    let project = into.0.join(name);
+    assert!(
+        project.join("Cargo.toml").is_file(),
+        "no project at {project:?}"
+    );
+    project
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Lines where `a` and `b` differ, as `(line in a, line in b)`.
+fn differing_lines(a: &str, b: &str) -> Vec<(String, String)> {
+    assert_eq!(
+        a.lines().count(),
+        b.lines().count(),
+        "twins must have the same number of lines"
+    );
+    a.lines()
+        .zip(b.lines())
+        .filter(|(x, y)| x != y)
+        .map(|(x, y)| (x.to_owned(), y.to_owned()))
+        .collect()
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(Path::new(REPO).join(path)).unwrap()
+}
+
+#[test]
+fn manifest_twins_differ_only_in_the_package_name() {
+    assert_eq!(
+        differing_lines(&read("Cargo.toml"), &read("Cargo.toml.liquid")),
+        [(
+            format!("name = \"{TEMPLATE_NAME}\""),
+            "name = \"{{project-name}}\"".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn lockfile_twins_differ_only_in_the_package_name() {
+    // After a dependency change: regenerate the twin with
+    // sed 's/^name = "ascolais-app"$/name = "{{project-name}}"/' Cargo.lock > Cargo.lock.liquid
+    assert_eq!(
+        differing_lines(&read("Cargo.lock"), &read("Cargo.lock.liquid")),
+        [(
+            format!("name = \"{TEMPLATE_NAME}\""),
+            "name = \"{{project-name}}\"".to_owned()
+        )]
+    );
+}
+
+fn check_generated_project(project: &Path, name: &str) {
+    // No template leftovers.
+    for file in files_under(project) {
+        let relative = file
+            .strip_prefix(project)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!relative.ends_with(".liquid"), "leftover {relative}");
+        assert_ne!(relative, "cargo-generate.toml");
+        assert!(!relative.starts_with(".ci"), "leftover {relative}");
+        assert_ne!(relative, "tests/template.rs");
+        if let Ok(text) = fs::read_to_string(&file) {
+            for placeholder in [
+                "{{project-name",
+                "{{ project-name",
+                "{{crate_name",
+                "{{ crate_name",
+            ] {
+                assert!(
+                    !text.contains(placeholder),
+                    "{placeholder} left in {relative}"
+                );
+            }
+        }
+    }
+
+    // Named after the project; the library stays `app` so no Rust file needs the name.
+    let manifest = fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("\nname = \"{name}\"\n")),
+        "{manifest}"
+    );
+    assert!(manifest.contains("[lib]\nname = \"app\""), "{manifest}");
+    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+    assert!(readme.starts_with(&format!("# {name}\n")), "{readme}");
+    assert_ne!(readme, read("README.md"), "the project gets its own README");
+
+    // Files that are not Liquid templates arrive byte for byte.
+    for unchanged in [
+        "templates/home.html",
+        "templates/layout.html",
+        "src/views.rs",
+        "static/app.css",
+    ] {
+        assert_eq!(
+            fs::read(project.join(unchanged)).unwrap(),
+            fs::read(Path::new(REPO).join(unchanged)).unwrap(),
+            "{unchanged} changed on generation"
+        );
+    }
+}
+
+/// Starts the generated binary on a free port, waits for it to serve, then stops it with
+/// SIGTERM and checks it exits cleanly.
+#[cfg(unix)]
+fn smoke_test_binary(binary: &Path) {
+    let mut child = Command::new(binary)
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {binary:?}: {error}"));
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let address = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("listening on http://")
+                .nth(1)
+                .map(|rest| rest.trim().to_owned())
+        })
+        .expect("the binary logs its address");
+
+    let response = http_get(&address, "/healthz");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let pid = child.id().to_string();
+    run(Command::new("kill").args(["-TERM", &pid]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status after SIGTERM: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn generated_projects_build_pass_their_tests_and_run() {
+    for name in ["my-app", "blog_2026"] {
+        let dir = TempDir::new("template-test");
+        let project = generate(name, &dir);
+        check_generated_project(&project, name);
+
+        // `--locked`: the shipped lockfile is complete and current.
+        run(cargo()
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args(["test", "--locked"]));
+
+        let binary = target_dir().join("debug").join(name);
+        assert!(binary.is_file(), "the binary is named after the project");
+        #[cfg(unix)]
+        smoke_test_binary(&binary);
+    }
+}
