@@ -81,9 +81,13 @@ impl Drop for TempDir {
 /// `cargo generate --path` copies the whole directory before it applies `ignore`, and this
 /// repository's `target/` runs to gigabytes; a snapshot is also exactly what `--git` users get.
 fn snapshot(into: &Path) {
-    let listing = run(Command::new("git")
-        .current_dir(REPO)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]));
+    let listing = run(Command::new("git").current_dir(REPO).args([
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ]));
     for relative in listing.split('\0').filter(|path| !path.is_empty()) {
         let source = Path::new(REPO).join(relative);
         if !source.is_file() {
