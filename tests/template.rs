@@ -290,6 +290,13 @@ fn generated_projects_build_pass_their_tests_and_run() {
             .env("CARGO_TARGET_DIR", target_dir())
             .args(["test", "--locked"]));
 
+        // The browser tests ship too (behind a feature): they must at least build there. They
+        // run in this repository's own `cargo test --all-features`.
+        run(cargo()
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args(["test", "--locked", "--features", "browser-tests", "--no-run"]));
+
         let binary = target_dir().join("debug").join(name);
         assert!(binary.is_file(), "the binary is named after the project");
         #[cfg(unix)]

@@ -1,0 +1,107 @@
+//! The real Datastar 1.x bundle, fetched at test time and served to the pages.
+//!
+//! Datastar 1.x is not on npm, and the tests must not need the CDN (or any network beyond the
+//! package registry). The `rama-http` crate 0.4.0 ships Datastar v1.0.2 in its sources, so
+//! `cargo metadata` on a throw-away manifest downloads it (nothing is compiled) and tells us
+//! where it is. `DATASTAR_JS=/path/to/datastar.js` skips all that.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    routing::get,
+};
+
+const RAMA_HTTP: &str = "rama-http";
+const RAMA_HTTP_VERSION: &str = "0.4.0";
+const PATH_IN_CRATE: &str = "src/service/web/endpoint/response/datastar.js";
+
+/// The bundle's source, read once per test binary.
+pub fn datastar_js() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = match std::env::var_os("DATASTAR_JS") {
+            Some(path) => PathBuf::from(path),
+            None => fetch_from_crate(),
+        };
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("cannot read {path:?}: {error}"));
+        assert!(
+            source.starts_with("// Datastar v1."),
+            "{path:?} is not a Datastar 1.x bundle"
+        );
+        source
+    })
+}
+
+fn fetch_from_crate() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("datastar-bundle");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    // `[workspace]` keeps cargo from looking for a parent workspace.
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"fetch-datastar\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\n{RAMA_HTTP} = \"={RAMA_HTTP_VERSION}\"\n\n[workspace]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let manifest = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|package| package["name"] == RAMA_HTTP && package["version"] == RAMA_HTTP_VERSION)
+        .and_then(|package| package["manifest_path"].as_str())
+        .expect("rama-http in the metadata");
+    Path::new(manifest).parent().unwrap().join(PATH_IN_CRATE)
+}
+
+/// Serves the bundle at `http://<addr>/datastar.js` from a server of its own, as a CDN would
+/// (a module script from another origin needs CORS).
+pub async fn serve() -> SocketAddr {
+    let source = datastar_js();
+    let app = Router::new().route(
+        "/datastar.js",
+        get(move || async move {
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/javascript"),
+                    ),
+                    (
+                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                        HeaderValue::from_static("*"),
+                    ),
+                ],
+                source,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}

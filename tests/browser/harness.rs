@@ -1,0 +1,346 @@
+//! Headless Chromium, driven through chromedriver with `fantoccini`.
+//!
+//! Each [`Browser`] is its own chromedriver and Chromium with a fresh profile, so two of them
+//! are two independent, visible tabs (background tabs in one browser count as hidden, and
+//! Datastar closes a hidden tab's stream). The machine has no internet: every host but
+//! 127.0.0.1 resolves to nothing.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use axum::http::Method;
+use fantoccini::{Client, ClientBuilder, Locator, key::Key, wd::WebDriverCompatibleCommand};
+use serde_json::{Value, json};
+
+use crate::helpers::PATIENCE;
+
+/// Recorded in every page before its own scripts run: Datastar's fetch events (started,
+/// retrying, …), so tests can wait on what the stream did, not on time.
+const RECORDER: &str = r#"
+window.__fetchEvents = [];
+document.addEventListener('datastar-fetch', (event) => {
+  window.__fetchEvents.push(event.detail.type);
+});
+"#;
+
+/// A Chromium with JavaScript on or off.
+pub struct Browser {
+    pub client: Client,
+    name: &'static str,
+    driver: Child,
+    profile: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium. `name` labels failure output.
+    pub async fn launch(name: &'static str, javascript: bool) -> Browser {
+        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
+        let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+        let port = free_port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start {chromedriver}: {error} \
+                     (apt-get install chromium chromium-driver, or set CHROMEDRIVER)"
+                )
+            });
+        let profile = std::env::temp_dir().join(format!("browser-test-{}", uuid::Uuid::new_v4()));
+
+        let mut options = json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-renderer-backgrounding",
+                "--disable-background-timer-throttling",
+                "--disable-backgrounding-occluded-windows",
+                "--window-size=1024,768",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        });
+        if !javascript {
+            options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": options,
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let capabilities = match capabilities {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + PATIENCE;
+        let client = loop {
+            let attempt =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(capabilities.clone())
+                    .connect(&url)
+                    .await;
+            match attempt {
+                Ok(client) => break client,
+                Err(error) if Instant::now() < deadline => {
+                    // chromedriver is still starting.
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("cannot start a Chromium session: {error}"),
+            }
+        };
+        let browser = Browser {
+            client,
+            name,
+            driver,
+            profile,
+        };
+        if javascript {
+            browser
+                .cdp(
+                    "Page.addScriptToEvaluateOnNewDocument",
+                    json!({ "source": RECORDER }),
+                )
+                .await;
+        }
+        browser
+    }
+
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.client
+            .issue_cmd(Cdp {
+                cmd: cmd.to_owned(),
+                params,
+            })
+            .await
+            .unwrap_or_else(|error| panic!("CDP {cmd} failed: {error}"))
+    }
+
+    /// Makes requests whose URL matches one of `patterns` (`*` wildcards) fail, as if the
+    /// network dropped them; an empty list lifts the block.
+    pub async fn block_urls(&self, patterns: &[&str]) {
+        self.cdp("Network.enable", json!({})).await;
+        self.cdp("Network.setBlockedURLs", json!({ "urls": patterns }))
+            .await;
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page.
+    pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|error| panic!("[{}] script failed: {error}\n{script}", self.name))
+    }
+
+    /// Types `text` into the element matching `selector`, then presses Enter.
+    pub async fn type_and_enter(&self, selector: &str, text: &str) {
+        let field = self.client.find(Locator::Css(selector)).await.unwrap();
+        field.clear().await.unwrap();
+        field
+            .send_keys(&format!("{text}{}", char::from(Key::Enter)))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `predicate` (a JavaScript expression) is true in the page; on timeout, fails
+    /// the test with `what` and everything the page showed.
+    pub async fn wait_until(&self, what: &str, predicate: &str) {
+        let script = format!("try {{ return !!({predicate}); }} catch (e) {{ return false; }}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self.eval(&script, vec![]).await == json!(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "[{}] timed out waiting for {what} ({predicate})\n{}",
+                    self.name,
+                    self.describe().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the element matching `selector` has text containing `needle`. Works with
+    /// JavaScript off too (it reads the DOM through WebDriver, not through a page script).
+    pub async fn wait_for_text(&self, selector: &str, needle: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(text) = self.element_text(selector).await
+                && text
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .contains(needle)
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "[{}] timed out waiting for {selector} to show {needle:?}\n{}",
+                    self.name,
+                    self.describe().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The text of the element matching `selector`, if there is one.
+    async fn element_text(&self, selector: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(selector)).await.ok()?;
+        element.text().await.ok()
+    }
+
+    /// Waits for Datastar to have the home stream open (`$connected`, shown as "live").
+    pub async fn wait_live(&self) {
+        self.wait_for_text("#connection-status", "live").await;
+    }
+
+    /// What the page shows, for failure messages: URL, body, Datastar's fetch events, log.
+    pub async fn describe(&self) -> String {
+        let url = self.client.current_url().await.map(|u| u.to_string());
+        let body = self.client.source().await;
+        let events = self
+            .client
+            .execute("return window.__fetchEvents ?? null", vec![])
+            .await;
+        format!(
+            "--- url: {url:?}\n--- datastar-fetch events: {events:?}\n--- log: {:?}\n--- body:\n{}",
+            self.log().await,
+            body.unwrap_or_else(|e| e.to_string())
+        )
+    }
+
+    /// The browser's console and network log since the last call.
+    pub async fn log(&self) -> Vec<LogEntry> {
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .unwrap_or_else(|error| panic!("cannot read the browser log: {error}"));
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| LogEntry {
+                level: entry["level"].as_str().unwrap_or_default().to_owned(),
+                message: entry["message"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect()
+    }
+
+    /// Fails the test if the page logged an error (a JavaScript exception, a Datastar error, a
+    /// failed load), other than messages containing one of `expected`.
+    pub async fn assert_no_errors(&self, expected: &[&str]) {
+        let errors: Vec<_> = self
+            .log()
+            .await
+            .into_iter()
+            .filter(|entry| entry.level == "SEVERE")
+            .filter(|entry| !expected.iter().any(|e| entry.message.contains(e)))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "[{}] the page logged errors: {errors:#?}",
+            self.name
+        );
+    }
+
+    /// Ends the session and the processes.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // A failed test does not reach `close`: never leave processes behind.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// One line of the browser log.
+#[derive(Debug)]
+pub struct LogEntry {
+    pub level: String,
+    pub message: String,
+}
+
+/// chromedriver's `goog/cdp/execute` endpoint.
+#[derive(Debug)]
+struct Cdp {
+    cmd: String,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (Method::POST, Some(body.to_string()))
+    }
+}
+
+/// chromedriver's (pre-W3C, still supported) log endpoint.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
+        (Method::POST, Some(json!({ "type": "browser" }).to_string()))
+    }
+}

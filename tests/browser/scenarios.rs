@@ -1,0 +1,289 @@
+use serde_json::json;
+use uuid::Uuid;
+
+use app::routes::streams::HOME_PAGES;
+
+use crate::{app, harness::Browser, helpers::elements};
+
+/// Chromium's message for a request stopped by `Browser::block_urls`.
+const BLOCKED: &str = "ERR_BLOCKED_BY_CLIENT";
+
+#[tokio::test]
+async fn a_greeting_in_one_tab_appears_live_in_both_without_navigating() {
+    // Arrange
+    let (app, _turn) = app().await;
+    let tab_a = Browser::launch("tab A", true).await;
+    let tab_b = Browser::launch("tab B", true).await;
+    for tab in [&tab_a, &tab_b] {
+        tab.goto(&app.url("/")).await;
+        tab.wait_live().await;
+        assert_eq!(
+            tab.eval("return document.visibilityState", vec![]).await,
+            "visible"
+        );
+    }
+    tab_a.eval("window.__marker = 'same page'", vec![]).await;
+
+    // Act
+    tab_a.type_and_enter("#name", "Ada").await;
+
+    // Assert
+    tab_a.wait_for_text("#greeting", "Hello, Ada!").await;
+    tab_b.wait_for_text("#greeting", "Hello, Ada!").await;
+    assert_eq!(
+        tab_a.eval("return window.__marker", vec![]).await,
+        "same page",
+        "tab A did not navigate"
+    );
+    tab_a
+        .wait_until(
+            "the name field to be cleared",
+            "document.querySelector('#name').value === ''",
+        )
+        .await;
+    for tab in [&tab_a, &tab_b] {
+        tab.assert_no_errors(&[]).await;
+    }
+    tab_a.close().await;
+    tab_b.close().await;
+}
+
+#[tokio::test]
+async fn markup_in_a_name_shows_as_text_and_never_runs() {
+    let (app, _turn) = app().await;
+    let tab_a = Browser::launch("tab A", true).await;
+    let tab_b = Browser::launch("tab B", true).await;
+    for tab in [&tab_a, &tab_b] {
+        tab.goto(&app.url("/")).await;
+        tab.wait_live().await;
+    }
+    let name = r#"<img src=x onerror="window.__pwned=1">"#;
+
+    tab_a.type_and_enter("#name", name).await;
+
+    for tab in [&tab_a, &tab_b] {
+        tab.wait_for_text("#greeting", &format!("Hello, {name}!"))
+            .await;
+        let injected = tab
+            .eval(
+                "return [document.querySelector('#greeting img') !== null, window.__pwned ?? null]",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            injected,
+            json!([false, null]),
+            "no element was created, nothing ran"
+        );
+        tab.assert_no_errors(&[]).await;
+    }
+    tab_a.close().await;
+    tab_b.close().await;
+}
+
+#[tokio::test]
+async fn without_javascript_the_form_posts_and_live_tabs_see_it() {
+    let (app, _turn) = app().await;
+    let live = Browser::launch("live tab", true).await;
+    let no_js = Browser::launch("tab without JavaScript", false).await;
+    live.goto(&app.url("/")).await;
+    live.wait_live().await;
+    no_js.goto(&app.url("/")).await;
+    no_js.wait_for_text("#connection-status", "offline").await;
+
+    no_js.type_and_enter("#name", "Grace").await;
+
+    // The post answers 303 to the home page, which shows the greeting.
+    no_js.wait_for_text("#greeting", "Hello, Grace!").await;
+    live.wait_for_text("#greeting", "Hello, Grace!").await;
+    assert_eq!(
+        app.streams("page/home/*"),
+        1,
+        "the page without JavaScript opened no stream"
+    );
+    live.assert_no_errors(&[]).await;
+    no_js.assert_no_errors(&[]).await;
+    live.close().await;
+    no_js.close().await;
+}
+
+#[tokio::test]
+async fn with_the_stream_down_the_form_falls_back_to_a_plain_post() {
+    let (app, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+    tab.block_urls(&["*/sse/home*"]).await;
+
+    tab.goto(&app.url("/")).await;
+    tab.wait_until(
+        "Datastar to try the stream and fail",
+        "window.__fetchEvents.includes('retrying')",
+    )
+    .await;
+    tab.wait_for_text("#connection-status", "offline").await;
+    tab.eval("window.__marker = 'first page'", vec![]).await;
+    tab.type_and_enter("#name", "Linus").await;
+
+    tab.wait_for_text("#greeting", "Hello, Linus!").await;
+    assert_eq!(
+        tab.eval("return window.__marker ?? null", vec![]).await,
+        json!(null),
+        "the browser navigated: a plain form post"
+    );
+    assert_eq!(app.state.greetings.latest().unwrap().name.as_str(), "Linus");
+    tab.assert_no_errors(&[BLOCKED]).await;
+    tab.close().await;
+}
+
+#[tokio::test]
+async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() {
+    let (app, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&app.url("/")).await;
+    tab.wait_live().await;
+
+    // The server ends the stream (as on a restart). Keep the tab from reconnecting for a
+    // moment so the offline state can be seen, and greet meanwhile.
+    tab.block_urls(&["*/sse/home*"]).await;
+    assert_eq!(app.state.registry.close(&HOME_PAGES), 1);
+    tab.wait_for_text("#connection-status", "offline").await;
+    app.greet_with_form("Grace").await;
+    tab.block_urls(&[]).await;
+
+    // Datastar reconnects by itself; the first events bring it live and up to date.
+    tab.wait_live().await;
+    tab.wait_for_text("#greeting", "Hello, Grace!").await;
+    tab.assert_no_errors(&[BLOCKED]).await;
+    tab.close().await;
+}
+
+#[tokio::test]
+async fn a_stream_the_server_ends_comes_back_by_itself() {
+    let (app, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&app.url("/")).await;
+    tab.wait_live().await;
+    let before = app.state.registry.keys(&HOME_PAGES);
+
+    app.state.registry.close(&HOME_PAGES);
+    tab.wait_until(
+        "Datastar to notice the end and retry",
+        "window.__fetchEvents.includes('retrying')",
+    )
+    .await;
+    app.wait_for_streams("page/home/*", 1).await;
+
+    assert_eq!(
+        app.state.registry.keys(&HOME_PAGES),
+        before,
+        "same tab, same key"
+    );
+    tab.wait_live().await;
+    app.greet_with_datastar("Ada").await;
+    tab.wait_for_text("#greeting", "Hello, Ada!").await;
+    tab.assert_no_errors(&[]).await;
+    tab.close().await;
+}
+
+#[tokio::test]
+async fn bad_input_shows_the_message_and_reaches_no_other_tab() {
+    let (app, _turn) = app().await;
+    let tab_a = Browser::launch("tab A", true).await;
+    let tab_b = Browser::launch("tab B", true).await;
+    for tab in [&tab_a, &tab_b] {
+        tab.goto(&app.url("/")).await;
+        tab.wait_live().await;
+    }
+
+    tab_a.type_and_enter("#name", "   ").await;
+    tab_a
+        .wait_for_text("#greet-error", "Please enter a name.")
+        .await;
+    tab_a.type_and_enter("#name", &"x".repeat(65)).await;
+    tab_a.wait_for_text("#greet-error", "too long").await;
+
+    // Neither attempt was recorded or broadcast: the next greeting is the first one.
+    tab_a.type_and_enter("#name", "Ada").await;
+    tab_b.wait_for_text("#greeting", "Hello, Ada!").await;
+    tab_b.wait_for_text("#greeting", "Greeting #1 ").await;
+    tab_a
+        .wait_until(
+            "the error to be cleared",
+            "document.querySelector('#greet-error').textContent === ''",
+        )
+        .await;
+    for tab in [&tab_a, &tab_b] {
+        tab.assert_no_errors(&[]).await;
+    }
+    tab_a.close().await;
+    tab_b.close().await;
+}
+
+#[tokio::test]
+async fn about_renders_with_the_layout_and_no_page_logs_errors() {
+    let (app, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+
+    tab.goto(&app.url("/about")).await;
+    tab.wait_for_text("h1", "About this app").await;
+    let layout = tab
+        .eval(
+            "return [getComputedStyle(document.querySelector('.site-header')).display,
+                     [...document.querySelectorAll('nav a')].map(a => a.getAttribute('href'))]",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        layout,
+        json!(["flex", ["/", "/about"]]),
+        "styled layout with its navigation"
+    );
+    tab.assert_no_errors(&[]).await;
+
+    tab.goto(&app.url("/")).await;
+    tab.wait_live().await;
+    tab.assert_no_errors(&[]).await;
+    tab.close().await;
+}
+
+#[tokio::test]
+async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting() {
+    let (app, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&app.url("/")).await;
+    tab.wait_live().await;
+    let signals = tab
+        .eval(
+            "return document.querySelector('#home').dataset.signals",
+            vec![],
+        )
+        .await;
+    let signals: serde_json::Value = serde_json::from_str(signals.as_str().unwrap()).unwrap();
+    let taken: Uuid = signals["sessionId"].as_str().unwrap().parse().unwrap();
+
+    // Another client connects with the tab's session id, like a duplicated tab would.
+    let mut duplicate = app.open_home_stream(taken).await;
+    duplicate.next_event().await;
+    duplicate.next_event().await;
+
+    // The tab reconnects under a new id and leaves the duplicate alone.
+    app.wait_for_streams("page/home/*", 2).await;
+    tab.wait_live().await;
+    let keys = app.state.registry.keys(&HOME_PAGES);
+    assert!(
+        keys.contains(&app::routes::streams::home_key(taken)),
+        "{keys:?}"
+    );
+    app.greet_with_datastar("Ada").await;
+    assert!(
+        elements(&duplicate.next_event().await).contains("Ada"),
+        "duplicate still stored"
+    );
+    tab.wait_for_text("#greeting", "Hello, Ada!").await;
+    assert_eq!(
+        app.state.registry.keys(&HOME_PAGES),
+        keys,
+        "no further replacement"
+    );
+    tab.assert_no_errors(&[]).await;
+    tab.close().await;
+}
