@@ -295,7 +295,13 @@ fn generated_projects_build_pass_their_tests_and_run() {
         run(cargo()
             .current_dir(&project)
             .env("CARGO_TARGET_DIR", target_dir())
-            .args(["test", "--locked", "--features", "browser-tests", "--no-run"]));
+            .args([
+                "test",
+                "--locked",
+                "--features",
+                "browser-tests",
+                "--no-run",
+            ]));
 
         let binary = target_dir().join("debug").join(name);
         assert!(binary.is_file(), "the binary is named after the project");
