@@ -19,6 +19,17 @@ pub struct Config {
     /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
     /// have no timeout. Default 10 s.
     pub action_timeout: Duration,
+    /// `MAX_STREAMS`: open streams beyond which a new one is refused with 503 (and Datastar
+    /// retries later). Default 10 000: each stream costs a socket and some memory.
+    pub max_streams: usize,
+    /// `LISTEN_BACKLOG`: connections the kernel may queue before the server accepts them.
+    /// Default 4096. After a deploy every client reconnects at once; with the usual 128, a
+    /// burst of thousands waits on SYN retries for seconds. (Linux caps it at
+    /// `net.core.somaxconn`.)
+    pub listen_backlog: u32,
+    /// `SHUTDOWN_TIMEOUT_SECS`: after SIGTERM, how long in-flight requests may take to finish
+    /// before the server exits anyway. Default 15 s, above the action timeout.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -29,6 +40,9 @@ impl Default for Config {
             datastar_url: DATASTAR_CDN_URL.to_owned(),
             keep_alive: Duration::from_secs(15),
             action_timeout: Duration::from_secs(10),
+            max_streams: 10_000,
+            listen_backlog: 4096,
+            shutdown_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -55,11 +69,17 @@ impl Config {
             host: parse(&lookup, "HOST")?.unwrap_or(defaults.host),
             port: parse(&lookup, "PORT")?.unwrap_or(defaults.port),
             datastar_url: match lookup("DATASTAR_URL") {
-                Some(url) if url.trim().is_empty() => {
+                Some(url)
+                    if url.is_empty()
+                        || url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) =>
+                {
+                    // It goes into a script tag and the Content-Security-Policy header.
                     return Err(ConfigError {
                         name: "DATASTAR_URL",
                         value: url,
-                        reason: "must be a URL or path to datastar.js".into(),
+                        reason: "must be a URL or path to datastar.js, without spaces, quotes, \
+                                 `;`, `,` or angle brackets"
+                            .into(),
                     });
                 }
                 Some(url) => url,
@@ -68,6 +88,10 @@ impl Config {
             keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
             action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
                 .unwrap_or(defaults.action_timeout),
+            max_streams: positive(&lookup, "MAX_STREAMS")?.unwrap_or(defaults.max_streams),
+            listen_backlog: positive(&lookup, "LISTEN_BACKLOG")?.unwrap_or(defaults.listen_backlog),
+            shutdown_timeout: seconds(&lookup, "SHUTDOWN_TIMEOUT_SECS")?
+                .unwrap_or(defaults.shutdown_timeout),
         })
     }
 }
@@ -94,20 +118,30 @@ where
         })
 }
 
+fn positive<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr + Default + PartialEq,
+    T::Err: std::fmt::Display,
+{
+    match parse::<T>(lookup, name)? {
+        Some(zero) if zero == T::default() => Err(ConfigError {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        other => Ok(other),
+    }
+}
+
 fn seconds(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
 ) -> Result<Option<Duration>, ConfigError> {
-    match parse::<u64>(lookup, name)? {
-        Some(0) => Err(ConfigError {
-            name,
-            value: "0".into(),
-            reason: "must be at least 1 second".into(),
-        }),
-        other => Ok(other.map(Duration::from_secs)),
-    }
+    Ok(positive::<u64>(lookup, name)?.map(Duration::from_secs))
 }
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -137,12 +171,16 @@ mod tests {
             ("PORT", "8080"),
             ("DATASTAR_URL", "/static/datastar.js"),
             ("SSE_KEEP_ALIVE_SECS", "5"),
+            ("MAX_STREAMS", "50000"),
+            ("LISTEN_BACKLOG", "1024"),
         ])
         .unwrap();
         assert_eq!(config.host.to_string(), "0.0.0.0");
         assert_eq!(config.port, 8080);
         assert_eq!(config.datastar_url, "/static/datastar.js");
         assert_eq!(config.keep_alive, Duration::from_secs(5));
+        assert_eq!(config.max_streams, 50_000);
+        assert_eq!(config.listen_backlog, 1024);
     }
 
     #[test]
@@ -153,7 +191,12 @@ mod tests {
             ("HOST", "localhost:3000"),
             ("SSE_KEEP_ALIVE_SECS", "0"),
             ("ACTION_TIMEOUT_SECS", "-1"),
+            ("MAX_STREAMS", "0"),
+            ("MAX_STREAMS", "lots"),
+            ("LISTEN_BACKLOG", "-5"),
+            ("SHUTDOWN_TIMEOUT_SECS", "1.5"),
             ("DATASTAR_URL", " "),
+            ("DATASTAR_URL", "https://x/ds.js; script-src *"),
         ] {
             let error = config(&[(name, value)]).unwrap_err().to_string();
             assert!(error.starts_with(&format!("invalid {name}=")), "{error}");

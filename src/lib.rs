@@ -15,16 +15,19 @@
 //! - [`signals`]: Datastar signals read from a request, with clear errors.
 //! - [`routes`]: [`routes::pages`], [`routes::streams`] and [`routes::actions`], kept apart.
 //! - [`views`] and [`patches`]: templates, and the Datastar events built from them.
+//! - [`assets`] and [`security`]: static files with versioned URLs; security headers.
 //! - [`greeting`]: the example domain.
 
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod assets;
 pub mod config;
 pub mod connections;
 pub mod error;
 pub mod greeting;
 pub mod patches;
 pub mod routes;
+pub mod security;
 pub mod server;
 pub mod signals;
 pub mod sse;
@@ -38,13 +41,14 @@ use axum::{
     routing::{get, post},
 };
 use tower_http::{
+    compression::CompressionLayer,
     timeout::TimeoutLayer,
     trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
 
 use crate::{
-    routes::{actions, assets, health, pages, streams},
+    routes::{actions, health, pages, static_files, streams},
     state::AppState,
 };
 
@@ -55,7 +59,9 @@ pub const ACTION_BODY_LIMIT: usize = 4 * 1024;
 /// Every route of the app.
 ///
 /// Actions get a body limit and a timeout; streams get neither a timeout (they are meant to stay
-/// open) nor anything that would buffer them.
+/// open) nor compression (tower-http's default predicate never compresses
+/// `text/event-stream`, which would buffer events). Pages and assets are gzipped when the
+/// client accepts it, and every response carries the [`security`] headers.
 pub fn router(state: AppState, config: &config::Config) -> Router {
     let actions = Router::new()
         .route("/api/greet", post(actions::greet))
@@ -65,15 +71,20 @@ pub fn router(state: AppState, config: &config::Config) -> Router {
             config.action_timeout,
         ));
 
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(pages::home))
         .route("/about", get(pages::about))
         .route("/sse/home", get(streams::home))
-        .route("/static/{*path}", get(assets::asset))
+        .route("/static/{*path}", get(static_files::asset))
         .route("/healthz", get(health::healthz))
-        .merge(actions)
+        .merge(actions);
+    for header in security::headers(&config.datastar_url) {
+        router = router.layer(header);
+    }
+    router
+        .layer(CompressionLayer::new())
         .layer(
-            // One line per request at INFO: method, path, status, latency.
+            // Outermost: one line per request at INFO with method, path, status, latency.
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),

@@ -1,8 +1,16 @@
 //! Start-up and shutdown, shared by `main` and the tests so both run the same server.
 
-use std::{future::Future, io, net::SocketAddr};
+use std::{
+    future::{Future, IntoFuture},
+    io,
+    net::SocketAddr,
+};
 
-use tokio::net::TcpListener;
+use axum::serve::ListenerExt;
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::oneshot,
+};
 
 use crate::{config::Config, router, state::AppState};
 
@@ -15,9 +23,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `HOST:PORT` from `config` (port 0 picks a free port) and prepares the app state.
+    /// Binds `HOST:PORT` from `config` (port 0 picks a free port) with a listen backlog of
+    /// `LISTEN_BACKLOG`, and prepares the app state.
     pub async fn bind(config: Config) -> io::Result<Self> {
-        let listener = TcpListener::bind((config.host, config.port)).await?;
+        let addr = SocketAddr::new(config.host, config.port);
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Restarting must not wait for the old process's sockets to leave TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
+        // then waits seconds on SYN retries.
+        let listener = socket.listen(config.listen_backlog)?;
         Ok(Server {
             listener,
             state: AppState::new(&config),
@@ -35,50 +55,71 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then ends every open stream, lets in-flight requests
-    /// finish, and returns.
+    /// Serves until `shutdown` completes, then stops accepting, ends every open stream, lets
+    /// in-flight requests finish (for at most `SHUTDOWN_TIMEOUT_SECS`), and returns.
     ///
-    /// Ending the streams is what makes the graceful shutdown finish: axum waits for every
+    /// Ending the streams is what lets the graceful shutdown finish: axum waits for every
     /// response body to end, and a stream's body only ends when its connection leaves the
     /// registry.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let registry = self.state.registry.clone();
+        let grace = self.config.shutdown_timeout;
         let app = router(self.state, &self.config);
-        axum::serve(self.listener, app)
+        // Events are small and latency matters more than packet count.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let (draining, drain_started) = oneshot::channel();
+        let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let closed = registry.shut_down();
-                tracing::info!(closed, "shutting down: streams ended");
+                tracing::info!(closed, "shutting down: streams ended, finishing requests");
+                let _ = draining.send(());
             })
-            .await
+            .into_future();
+        let deadline = async {
+            match drain_started.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = serve => result,
+            () = deadline => {
+                tracing::warn!(?grace, "requests still running after the shutdown timeout: exiting");
+                Ok(())
+            }
+        }
     }
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM (what orchestrators send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// A future that completes on Ctrl-C (SIGINT) or SIGTERM (what orchestrators send).
+///
+/// The handlers are installed when this is *called*, not when the future is first polled: call
+/// it before announcing the server, or a SIGTERM that arrives in between kills the process
+/// without a graceful shutdown.
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
+    {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = interrupt.recv() => tracing::info!("Ctrl-C received"),
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        })
     }
 }

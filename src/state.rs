@@ -2,7 +2,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{config::Config, connections::Registry, greeting::Greetings, views::Views};
+use crate::{
+    config::Config,
+    connections::{DEFAULT_OUTBOX_CAPACITY, Registry},
+    greeting::Greetings,
+    views::Views,
+};
 
 /// Shared application state, cheap to clone (everything is behind `Arc`s).
 #[derive(Clone, Debug)]
@@ -21,7 +26,7 @@ impl AppState {
     /// Fresh state for `config`: an empty registry, no greeting yet.
     pub fn new(config: &Config) -> Self {
         AppState {
-            registry: Registry::default(),
+            registry: Registry::new(DEFAULT_OUTBOX_CAPACITY, config.max_streams),
             views: Arc::new(Views::new(config.datastar_url.clone())),
             greetings: Arc::default(),
             keep_alive: config.keep_alive,

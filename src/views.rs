@@ -68,6 +68,11 @@ fn environment(datastar_url: &str) -> Environment<'static> {
     env.add_global("datastar_url", Value::from(datastar_url));
     // The package name, so the generated project's pages carry its own name.
     env.add_global("app_name", env!("CARGO_PKG_NAME"));
+    // `{{ asset_url("app.css") }}`: a URL with a content hash, cacheable for a year.
+    // Safe to print unescaped: a path written in a template plus a hex hash.
+    env.add_function("asset_url", |path: &str| {
+        Value::from_safe_string(crate::assets::url(path))
+    });
     env
 }
 

@@ -224,11 +224,12 @@ fn check_generated_project(project: &Path, name: &str) {
     }
 }
 
-/// Starts the generated binary on a free port, waits for it to serve, then stops it with
-/// SIGTERM and checks it exits cleanly.
+/// Starts `binary` on a free port in `dir`, waits for it to serve, checks `/healthz` and then
+/// whatever `check` wants with the address, stops it with SIGTERM and checks it exits cleanly.
 #[cfg(unix)]
-fn smoke_test_binary(binary: &Path) {
+fn smoke_test_binary(binary: &Path, dir: &Path, check: impl FnOnce(&str)) {
     let mut child = Command::new(binary)
+        .current_dir(dir)
         .env("PORT", "0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -249,6 +250,7 @@ fn smoke_test_binary(binary: &Path) {
 
     let response = http_get(&address, "/healthz");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    check(&address);
 
     let pid = child.id().to_string();
     run(Command::new("kill").args(["-TERM", &pid]));
@@ -306,6 +308,54 @@ fn generated_projects_build_pass_their_tests_and_run() {
         let binary = target_dir().join("debug").join(name);
         assert!(binary.is_file(), "the binary is named after the project");
         #[cfg(unix)]
-        smoke_test_binary(&binary);
+        smoke_test_binary(&binary, &project, |_| {});
+    }
+}
+
+/// One binary: a release build embeds templates and static files, so the binary serves every
+/// page and asset when copied alone into an empty directory.
+#[cfg(unix)]
+#[test]
+fn the_release_binary_serves_everything_from_an_empty_directory() {
+    run(cargo()
+        .current_dir(REPO)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["build", "--release", "--locked"]));
+    let built = target_dir().join("release").join(TEMPLATE_NAME);
+    let empty = TempDir::new("release-test");
+    let binary = empty.0.join("app");
+    fs::copy(&built, &binary).unwrap();
+    let size = fs::metadata(&binary).unwrap().len();
+    eprintln!(
+        "release binary: {size} bytes ({:.1} MiB)",
+        size as f64 / 1048576.0
+    );
+
+    let stylesheet = read("static/app.css");
+    smoke_test_binary(&binary, &empty.0, |address| {
+        let home = http_get(address, "/");
+        assert!(home.starts_with("HTTP/1.1 200"), "{home}");
+        assert!(home.contains("<form id=\"greet-form\""), "{home}");
+        assert!(home.contains("/static/app.css?v="), "{home}");
+        let about = http_get(address, "/about");
+        assert!(about.contains("<h1>About this app</h1>"), "{about}");
+        let css = http_get(address, "/static/app.css");
+        assert!(css.starts_with("HTTP/1.1 200"), "{css}");
+        assert!(
+            css.ends_with(&stylesheet),
+            "the embedded stylesheet is the file"
+        );
+        let icon = http_get(address, "/static/favicon.svg");
+        assert!(icon.contains("content-type: image/svg+xml"), "{icon}");
+    });
+    // What it served came from inside the binary, not from this repository's files.
+    let bytes = fs::read(&binary).unwrap();
+    for embedded in [stylesheet.as_str(), &read("templates/home.html")] {
+        assert!(
+            bytes
+                .windows(embedded.len())
+                .any(|window| window == embedded.as_bytes()),
+            "not embedded"
+        );
     }
 }

@@ -30,6 +30,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
+    time::Instant,
 };
 
 use futures_util::Stream;
@@ -58,13 +59,25 @@ struct Shared {
     state: Mutex<State>,
     next_id: AtomicU64,
     outbox_capacity: usize,
+    max_connections: usize,
 }
 
 #[derive(Default)]
 struct State {
     index: Index,
-    /// Set by [`Registry::shut_down`]: later connections end as soon as they start.
+    /// Set by [`Registry::shut_down`]: later connections are refused.
     shut_down: bool,
+}
+
+/// Why [`Registry::connect`] refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The registry already holds its maximum number of connections.
+    #[error("too many open streams (at most {0}); try again later")]
+    Full(usize),
+    /// The server is shutting down.
+    #[error("the server is shutting down; reconnect in a moment")]
+    ShuttingDown,
 }
 
 impl Shared {
@@ -77,7 +90,7 @@ impl Shared {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(DEFAULT_OUTBOX_CAPACITY)
+        Registry::new(DEFAULT_OUTBOX_CAPACITY, usize::MAX)
     }
 }
 
@@ -91,13 +104,15 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// An empty registry whose connections queue at most `outbox_capacity` frames each.
-    pub fn new(outbox_capacity: usize) -> Self {
+    /// An empty registry whose connections queue at most `outbox_capacity` frames each, and
+    /// which holds at most `max_connections` at once.
+    pub fn new(outbox_capacity: usize, max_connections: usize) -> Self {
         Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 next_id: AtomicU64::new(1),
                 outbox_capacity: outbox_capacity.max(1),
+                max_connections,
             }),
         }
     }
@@ -105,8 +120,8 @@ impl Registry {
     /// Stores a new connection under `key` and returns its receiving end, plus the connection
     /// it replaced, if the key was taken.
     ///
-    /// After [`Registry::shut_down`] the connection is not stored and ends immediately.
-    pub fn connect(&self, key: Key) -> (Connection, Option<Replaced>) {
+    /// Refused when the registry is full (a replacement does not count as new) or shut down.
+    pub fn connect(&self, key: Key) -> Result<(Connection, Option<Replaced>), ConnectError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (outbox, inbox) = mpsc::channel(self.shared.outbox_capacity);
         let entry = Entry {
@@ -117,24 +132,29 @@ impl Registry {
         let replaced = {
             let mut state = self.shared.lock();
             if state.shut_down {
-                None // `entry` drops here, so the stream ends at once.
-            } else {
-                state.index.insert(entry)
+                return Err(ConnectError::ShuttingDown);
             }
+            let is_new = state.index.get(&key).is_none();
+            if is_new && state.index.len() >= self.shared.max_connections {
+                return Err(ConnectError::Full(self.shared.max_connections));
+            }
+            state.index.insert(entry)
         };
+        tracing::debug!(%key, "stream opened");
         let connection = Connection {
             inbox,
             guard: Guard {
                 shared: Arc::clone(&self.shared),
                 key,
                 id,
+                opened: Instant::now(),
             },
         };
         let replaced = replaced.map(|old| Replaced {
             key: old.key,
             outbox: old.outbox,
         });
-        (connection, replaced)
+        Ok((connection, replaced))
     }
 
     /// Queues `frame` for the connection under `key`. Returns whether it was queued.
@@ -227,8 +247,8 @@ impl Registry {
         removed.len()
     }
 
-    /// Closes every connection and makes later ones end as soon as they start: the first step
-    /// of a graceful shutdown, since a server waits for open response bodies to finish.
+    /// Closes every connection and refuses later ones: the first step of a graceful shutdown,
+    /// since a server waits for open response bodies to finish.
     pub fn shut_down(&self) -> usize {
         let removed = {
             let mut state = self.shared.lock();
@@ -246,6 +266,11 @@ impl Registry {
     /// Whether no connection is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether [`Registry::shut_down`] has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.lock().shut_down
     }
 }
 
@@ -297,14 +322,20 @@ struct Guard {
     shared: Arc<Shared>,
     key: Key,
     id: u64,
+    opened: Instant,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         let removed = self.shared.lock().index.remove(&self.key, Some(self.id));
-        if removed.is_some() {
-            tracing::debug!(key = %self.key, "client went away: connection removed");
-        }
+        // `removed` is `None` when the registry ended the stream (close, replacement, a slow
+        // client, shutdown); `Some` when the client went away first.
+        tracing::debug!(
+            key = %self.key,
+            lifetime = ?self.opened.elapsed(),
+            client_left = removed.is_some(),
+            "stream closed",
+        );
     }
 }
 

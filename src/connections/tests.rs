@@ -26,7 +26,7 @@ fn poll_now(connection: &mut Connection) -> Option<Option<Frame>> {
 #[test]
 fn a_dropped_client_leaves_the_registry_at_once() {
     let registry = Registry::default();
-    let (connection, _) = registry.connect(key("page/home/a"));
+    let (connection, _) = registry.connect(key("page/home/a")).unwrap();
     assert_eq!(registry.count(&pattern("page/home/*")), 1);
 
     drop(connection);
@@ -39,9 +39,9 @@ fn a_dropped_client_leaves_the_registry_at_once() {
 #[test]
 fn broadcast_reaches_every_match_and_nothing_else_sharing_one_encoding() {
     let registry = Registry::default();
-    let (mut a, _) = registry.connect(key("page/home/a"));
-    let (mut b, _) = registry.connect(key("page/home/b"));
-    let (mut other, _) = registry.connect(key("page/about/a"));
+    let (mut a, _) = registry.connect(key("page/home/a")).unwrap();
+    let (mut b, _) = registry.connect(key("page/home/b")).unwrap();
+    let (mut other, _) = registry.connect(key("page/about/a")).unwrap();
 
     let delivered = registry.broadcast(&pattern("page/home/*"), &frame(1));
 
@@ -64,8 +64,8 @@ fn broadcast_reaches_every_match_and_nothing_else_sharing_one_encoding() {
 #[test]
 fn broadcast_except_skips_the_excluded_keys() {
     let registry = Registry::default();
-    let (mut a, _) = registry.connect(key("page/home/a"));
-    let (mut b, _) = registry.connect(key("page/home/b"));
+    let (mut a, _) = registry.connect(key("page/home/a")).unwrap();
+    let (mut b, _) = registry.connect(key("page/home/b")).unwrap();
 
     let delivered =
         registry.broadcast_except(&pattern("page/home/*"), &[key("page/home/a")], &frame(1));
@@ -78,8 +78,8 @@ fn broadcast_except_skips_the_excluded_keys() {
 #[test]
 fn send_targets_one_key() {
     let registry = Registry::default();
-    let (mut a, _) = registry.connect(key("page/home/a"));
-    let (mut b, _) = registry.connect(key("page/home/b"));
+    let (mut a, _) = registry.connect(key("page/home/a")).unwrap();
+    let (mut b, _) = registry.connect(key("page/home/b")).unwrap();
 
     assert!(registry.send(&key("page/home/b"), frame(7)));
     assert!(!registry.send(&key("page/home/c"), frame(7)));
@@ -90,9 +90,9 @@ fn send_targets_one_key() {
 
 #[test]
 fn a_slow_client_is_cut_off_while_the_others_keep_receiving() {
-    let registry = Registry::new(2);
-    let (mut stalled, _) = registry.connect(key("page/home/stalled"));
-    let (mut healthy, _) = registry.connect(key("page/home/healthy"));
+    let registry = Registry::new(2, usize::MAX);
+    let (mut stalled, _) = registry.connect(key("page/home/stalled")).unwrap();
+    let (mut healthy, _) = registry.connect(key("page/home/healthy")).unwrap();
 
     let mut delivered = Vec::new();
     for n in 0..5 {
@@ -119,10 +119,10 @@ fn a_slow_client_is_cut_off_while_the_others_keep_receiving() {
 #[test]
 fn the_same_key_replaces_and_ends_the_first_connection() {
     let registry = Registry::default();
-    let (mut first, none) = registry.connect(key("page/home/a"));
+    let (mut first, none) = registry.connect(key("page/home/a")).unwrap();
     assert!(none.is_none());
 
-    let (mut second, replaced) = registry.connect(key("page/home/a"));
+    let (mut second, replaced) = registry.connect(key("page/home/a")).unwrap();
     let replaced = replaced.expect("the first connection is handed back");
     assert_eq!(replaced.key(), &key("page/home/a"));
     assert!(replaced.farewell(frame(0)));
@@ -149,9 +149,9 @@ fn the_same_key_replaces_and_ends_the_first_connection() {
 #[test]
 fn count_keys_and_close_by_pattern() {
     let registry = Registry::default();
-    let (mut a, _) = registry.connect(key("page/home/a"));
-    let (_b, _) = registry.connect(key("page/home/b"));
-    let (mut about, _) = registry.connect(key("page/about/a"));
+    let (mut a, _) = registry.connect(key("page/home/a")).unwrap();
+    let (_b, _) = registry.connect(key("page/home/b")).unwrap();
+    let (mut about, _) = registry.connect(key("page/about/a")).unwrap();
 
     assert_eq!(registry.count(&pattern("page/*/*")), 3);
     assert_eq!(registry.count(&pattern("page/*/a")), 2);
@@ -170,25 +170,44 @@ fn count_keys_and_close_by_pattern() {
 #[test]
 fn shut_down_ends_every_stream_and_refuses_new_ones() {
     let registry = Registry::default();
-    let (mut a, _) = registry.connect(key("page/home/a"));
+    let (mut a, _) = registry.connect(key("page/home/a")).unwrap();
 
     assert_eq!(registry.shut_down(), 1);
     assert_eq!(poll_now(&mut a), Some(None));
 
-    let (mut late, replaced) = registry.connect(key("page/home/b"));
-    assert!(replaced.is_none());
+    assert!(registry.is_shut_down());
     assert_eq!(
-        poll_now(&mut late),
-        Some(None),
-        "a late stream ends at once"
+        registry.connect(key("page/home/b")).err(),
+        Some(ConnectError::ShuttingDown),
+        "a late stream is refused"
     );
     assert!(registry.is_empty());
+}
+
+#[test]
+fn a_full_registry_refuses_new_keys_but_allows_replacement() {
+    let registry = Registry::new(DEFAULT_OUTBOX_CAPACITY, 2);
+    let (a, _) = registry.connect(key("page/home/a")).unwrap();
+    let (_b, _) = registry.connect(key("page/home/b")).unwrap();
+
+    assert_eq!(
+        registry.connect(key("page/home/c")).err(),
+        Some(ConnectError::Full(2))
+    );
+    let (_a2, replaced) = registry.connect(key("page/home/a")).unwrap();
+    assert!(replaced.is_some(), "replacing a key adds no connection");
+    assert_eq!(registry.len(), 2);
+
+    drop(a); // the replaced connection's guard frees nothing
+    assert!(registry.connect(key("page/home/c")).is_err());
+    registry.close(&pattern("page/home/b"));
+    assert!(registry.connect(key("page/home/c")).is_ok(), "room again");
 }
 
 #[tokio::test]
 async fn a_stream_wakes_when_a_frame_is_broadcast() {
     let registry = Registry::default();
-    let (mut connection, _) = registry.connect(key("page/home/a"));
+    let (mut connection, _) = registry.connect(key("page/home/a")).unwrap();
     let reader = tokio::spawn(async move { connection.next().await });
     tokio::task::yield_now().await;
 

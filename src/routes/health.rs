@@ -1,11 +1,21 @@
 //! `GET /healthz`: a probe for load balancers and orchestrators.
 
-use axum::{Json, extract::State};
+use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-/// 200 while the server is serving, with the number of open streams.
-pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "status": "ok", "streams": state.registry.len() }))
+/// Readiness: `200 {"status":"ok","streams":N}` while serving; `503 {"status":"draining"}`
+/// once shutdown has begun, so a load balancer stops sending new clients here.
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let streams = state.registry.len();
+    if state.registry.is_shut_down() {
+        let body = json!({ "status": "draining", "streams": streams });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    } else {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "streams": streams })),
+        )
+    }
 }

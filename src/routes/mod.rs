@@ -5,10 +5,10 @@
 //!   registry under a key and stay open for whatever actions push later.
 //! - [`actions`] answer a form post: they validate, act, push effects to streams by key or
 //!   pattern, answer the caller, and finish. They never store a connection.
-//! - [`assets`] and [`health`] are the plumbing around them.
+//! - [`static_files`] and [`health`] are the plumbing around them.
 
 pub mod actions;
-pub mod assets;
 pub mod health;
 pub mod pages;
+pub mod static_files;
 pub mod streams;

@@ -7,7 +7,11 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::State;
+use axum::{
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -41,12 +45,16 @@ pub struct HomeSignals {
 /// `GET /sse/home`: the home page's stream, stored under `page/home/<sessionId>`.
 ///
 /// First events: `{connected: true}` and the latest greeting, so a tab that reconnects (after
-/// being hidden, or a server restart) catches up at once.
+/// being hidden, or a server restart) catches up at once. When the registry is full or the
+/// server is shutting down: `503` with `Retry-After`, and Datastar tries again later.
 pub async fn home(
     State(state): State<AppState>,
     Signals(signals): Signals<HomeSignals>,
-) -> Result<EventStream, AppError> {
-    let (connection, replaced) = state.registry.connect(home_key(signals.session_id));
+) -> Result<Response, AppError> {
+    let (connection, replaced) = match state.registry.connect(home_key(signals.session_id)) {
+        Ok(connected) => connected,
+        Err(refused) => return Ok(unavailable(&refused.to_string())),
+    };
     if let Some(replaced) = replaced {
         // Another tab is using this session id (a duplicated tab). Give the old tab a new id so
         // it reconnects under that instead of replacing the new one in turn, forever.
@@ -59,5 +67,14 @@ pub async fn home(
         patches::connected(),
         patches::greeting(&state.views, state.greetings.latest().as_ref())?,
     ];
-    Ok(EventStream::new(connection, initial, state.keep_alive))
+    Ok(EventStream::new(connection, initial, state.keep_alive).into_response())
+}
+
+/// `503 Service Unavailable` with a plain message and a hint to retry in a few seconds.
+fn unavailable(message: &str) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message.to_owned()).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }

@@ -13,7 +13,7 @@ async fn home_renders_the_layout_the_form_and_the_stream_anchor() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let page = response.text().await.unwrap();
     for expected in [
-        r#"<link rel="stylesheet" href="/static/app.css">"#,
+        r#"<link rel="stylesheet" href="/static/app.css?v="#,
         r#"<script type="module" src="https:"#,
         r#"data-init="@get('/sse/home'"#,
         r#"<form id="greet-form" method="post" action="/api/greet""#,
@@ -63,7 +63,7 @@ async fn about_renders_with_the_layout() {
     assert_eq!(response.status(), 200);
     let page = response.text().await.unwrap();
     assert!(page.contains("<h1>About this app</h1>"), "{page}");
-    assert!(page.contains(r#"<link rel="stylesheet" href="/static/app.css">"#));
+    assert!(page.contains(r#"<link rel="stylesheet" href="/static/app.css?v="#));
     assert!(page.contains(r#"<a href="/about">About</a>"#));
 }
 
@@ -77,6 +77,58 @@ async fn healthz_reports_ok_and_open_streams() {
     let _stream = app.open_live_home_stream().await;
     let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
     assert_eq!(health["streams"], 1);
+}
+
+#[tokio::test]
+async fn healthz_says_draining_once_shutdown_begins() {
+    let app = spawn_app().await;
+
+    app.state.registry.shut_down();
+
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status(), 503);
+    let health: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "draining");
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers() {
+    let app = spawn_app_with(|config| {
+        config.datastar_url = "https://cdn.example:8443/datastar.js".into();
+    })
+    .await;
+
+    for path in ["/", "/about", "/static/app.css", "/nope"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self' https://cdn.example:8443 'unsafe-eval';"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+    }
+}
+
+#[tokio::test]
+async fn pages_are_compressed_for_clients_that_accept_it() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let plain = app.get("/").await;
+    assert!(plain.headers().get("content-encoding").is_none());
 }
 
 #[tokio::test]

@@ -144,3 +144,26 @@ async fn streams_are_not_compressed_or_cached() {
     assert!(response.headers().get("content-encoding").is_none());
     assert_eq!(response.headers()["cache-control"], "no-cache");
 }
+
+#[tokio::test]
+async fn streams_beyond_the_cap_get_503_and_retry_after() {
+    let app = spawn_app_with(|config| config.max_streams = 2).await;
+    let _a = app.open_live_home_stream().await;
+    let _b = app.open_live_home_stream().await;
+    let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+
+    let refused = app.get_home_stream_raw(Some(&signals)).await;
+
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("too many open streams")
+    );
+    drop(_a);
+    app.wait_for_streams("page/home/*", 1).await;
+    app.open_live_home_stream().await; // room again
+}

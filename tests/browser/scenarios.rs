@@ -287,3 +287,35 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
     tab.assert_no_errors(&[]).await;
     tab.close().await;
 }
+
+#[tokio::test]
+async fn the_content_security_policy_refuses_inline_scripts() {
+    let (app, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&app.url("/")).await;
+    tab.wait_live().await;
+
+    // What an injection would try: an inline script element.
+    tab.eval(
+        "const s = document.createElement('script');
+         s.textContent = 'window.__inline = 1';
+         document.body.append(s);",
+        vec![],
+    )
+    .await;
+
+    assert_eq!(
+        tab.eval("return window.__inline ?? null", vec![]).await,
+        json!(null)
+    );
+    let log = tab.log().await;
+    assert!(
+        log.iter()
+            .any(|entry| entry.message.contains("Content Security Policy")),
+        "the browser reports the refusal: {log:?}"
+    );
+    // Datastar itself runs under the policy: the page is live and still works.
+    app.greet_with_datastar("Ada").await;
+    tab.wait_for_text("#greeting", "Hello, Ada!").await;
+    tab.close().await;
+}

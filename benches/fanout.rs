@@ -1,0 +1,450 @@
+//! Fan-out benchmark: how fast one greeting reaches N open streams, and what they cost.
+//!
+//! ```sh
+//! cargo bench --bench fanout                                    # N = 1000, 5000, 10000
+//! cargo bench --bench fanout -- --clients 2000 --rounds 50
+//! cargo bench --bench fanout -- --addr 127.0.0.1:3000          # a server already running
+//! ```
+//!
+//! For each N it starts the app's release binary (built by `cargo bench` itself), opens N
+//! streams to `/sse/home` with distinct session ids in one burst over raw TCP, waits until every
+//! one has received its first event, then runs R rounds of `POST /api/greet` (a Datastar form
+//! post) and measures, per round, the time from sending the POST until the last of the N
+//! clients has the greeting. Finally it sends SIGTERM and times the shutdown. It prints numbers
+//! and asserts nothing. The load generator shares the machine with the server.
+//!
+//! A second part times the registry alone: a broadcast to a pattern matching 10 of 10 010
+//! connections, and to one matching 10 000 of them.
+
+use std::{
+    net::{SocketAddr, TcpListener as StdListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use app::{
+    connections::{Key, Pattern, Registry},
+    sse::Frame,
+};
+use datastar::prelude::PatchSignals;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+struct Options {
+    clients: Vec<usize>,
+    rounds: usize,
+    addr: Option<SocketAddr>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        clients: vec![1_000, 5_000, 10_000],
+        rounds: 20,
+        addr: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--clients" => {
+                options.clients = args
+                    .next()
+                    .expect("--clients N[,N…]")
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("a number of clients"))
+                    .collect();
+            }
+            "--rounds" => options.rounds = args.next().expect("--rounds R").parse().unwrap(),
+            "--addr" => {
+                options.addr = Some(args.next().expect("--addr HOST:PORT").parse().unwrap())
+            }
+            _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
+        }
+    }
+    options
+}
+
+/// Per-round delivery bookkeeping, shared by every client task.
+struct Round {
+    delivered: AtomicUsize,
+    /// Nanoseconds since `Shared::epoch` at which the last client got this round.
+    last: AtomicU64,
+}
+
+struct Shared {
+    epoch: Instant,
+    run: u64,
+    live: AtomicUsize,
+    last_live: AtomicU64,
+    ended: AtomicUsize,
+    rounds: Vec<Round>,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// The app's release binary: `cargo bench` builds it next to this benchmark's own binary.
+fn app_binary() -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let binary = me
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(env!("CARGO_PKG_NAME"));
+    assert!(
+        binary.is_file(),
+        "no app binary at {binary:?}: run through `cargo bench`"
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
+}
+
+struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    async fn start(max_streams: usize) -> Server {
+        let port = free_port();
+        let child = Command::new(app_binary())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("MAX_STREAMS", max_streams.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the app");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let server = Server {
+            child: Some(child),
+            addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !http(addr, "GET /healthz HTTP/1.1", "")
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            assert!(Instant::now() < deadline, "the app did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One request over a fresh connection; returns the whole response (`Connection: close`).
+async fn http(addr: SocketAddr, request_line: &str, body_and_headers: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request =
+        format!("{request_line}\r\nHost: {addr}\r\nConnection: close\r\n{body_and_headers}");
+    let request = if body_and_headers.is_empty() {
+        format!("{request}\r\n")
+    } else {
+        request
+    };
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+async fn greet(addr: SocketAddr, name: &str) {
+    let body = format!("name={name}");
+    let rest = format!(
+        "datastar-request: true\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = http(addr, "POST /api/greet HTTP/1.1", &rest).await;
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "greet failed: {response}"
+    );
+}
+
+/// One SSE client: connects, counts itself live at the first event, then records each round's
+/// greeting as it arrives, until the server ends the stream.
+async fn client(addr: SocketAddr, shared: Arc<Shared>) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let request = format!(
+        "GET /sse/home?datastar=%7B%22sessionId%22%3A%22{}%22%7D HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\ndatastar-request: true\r\n\r\n",
+        uuid::Uuid::new_v4()
+    );
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    let marker = format!("<strong>{}r", shared.run);
+    let mut live = false;
+    let mut seen_rounds = 0usize;
+    let mut buffer = vec![0u8; 8192];
+    let mut carry = String::new();
+    loop {
+        let n = match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        carry.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        if !live && carry.contains("\"connected\":true") {
+            live = true;
+            shared.live.fetch_add(1, Ordering::Relaxed);
+            shared.last_live.fetch_max(shared.now(), Ordering::Relaxed);
+        }
+        while let Some(at) = carry.find(&marker) {
+            let digits: String = carry[at + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let complete = carry[at + marker.len() + digits.len()..].starts_with('<');
+            if !complete {
+                break; // the rest of this event is in the next read
+            }
+            if let Ok(round) = digits.parse::<usize>()
+                && round >= seen_rounds
+                && let Some(slot) = shared.rounds.get(round)
+            {
+                seen_rounds = round + 1;
+                slot.delivered.fetch_add(1, Ordering::Relaxed);
+                slot.last.fetch_max(shared.now(), Ordering::Relaxed);
+            }
+            carry.drain(..at + marker.len());
+        }
+        // Keep only a tail that could hold the start of a split marker.
+        if carry.len() > 512 {
+            let cut = carry.len() - 256;
+            let cut = (cut..carry.len())
+                .find(|&i| carry.is_char_boundary(i))
+                .unwrap();
+            carry.drain(..cut);
+        }
+    }
+    shared.ended.fetch_add(1, Ordering::Relaxed);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn run(n: usize, rounds: usize, addr: Option<SocketAddr>) {
+    let server = match addr {
+        Some(_) => None,
+        None => Some(Server::start(n + 1_000).await),
+    };
+    let addr = addr.unwrap_or_else(|| server.as_ref().unwrap().addr);
+    let pid = server.as_ref().and_then(Server::pid);
+    // Warm up (templates, allocator), then take the baseline.
+    http(addr, "GET / HTTP/1.1", "").await;
+    let rss_before = pid.and_then(rss_kib);
+
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        run: std::process::id() as u64 * 1000 + n as u64,
+        live: AtomicUsize::new(0),
+        last_live: AtomicU64::new(0),
+        ended: AtomicUsize::new(0),
+        rounds: (0..rounds)
+            .map(|_| Round {
+                delivered: AtomicUsize::new(0),
+                last: AtomicU64::new(0),
+            })
+            .collect(),
+    });
+
+    // One burst: every client connects at once, like tabs reconnecting after a deploy.
+    let start = shared.now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        tasks.push(tokio::spawn(client(addr, Arc::clone(&shared))));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shared.live.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let live = shared.live.load(Ordering::Relaxed);
+    let all_live = (shared.last_live.load(Ordering::Relaxed) - start) as f64 / 1e6;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the server settle
+    let rss_after = pid.and_then(rss_kib);
+
+    // Rounds: POST, then wait for the last client to have the greeting.
+    let cpu_before = pid.and_then(cpu_seconds);
+    let mut latencies = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let slot = &shared.rounds[round];
+        let sent = shared.now();
+        greet(addr, &format!("{}r{round}", shared.run)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slot.delivered.load(Ordering::Relaxed) < live && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let last = slot.last.load(Ordering::Relaxed);
+        latencies.push(last.saturating_sub(sent) as f64 / 1e6);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu_per_round = match (cpu_before, pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) => Some((after - before) / rounds as f64 * 1000.0),
+        _ => None,
+    };
+    let delivered: usize = shared
+        .rounds
+        .iter()
+        .map(|r| r.delivered.load(Ordering::Relaxed))
+        .sum();
+
+    // Shutdown: SIGTERM, then time until the process exits and every stream has ended.
+    let mut shutdown = None;
+    if let Some(mut server) = server {
+        let sent = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &server.pid().unwrap().to_string()])
+            .status()
+            .unwrap();
+        let child = server.child.as_mut().unwrap();
+        let exited = loop {
+            if child.try_wait().unwrap().is_some() {
+                break sent.elapsed();
+            }
+            if sent.elapsed() > Duration::from_secs(30) {
+                break Duration::MAX;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        while shared.ended.load(Ordering::Relaxed) < n && sent.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shutdown = Some((exited, sent.elapsed(), shared.ended.load(Ordering::Relaxed)));
+        server.child = None;
+    }
+    for task in tasks {
+        task.abort();
+    }
+
+    let mut sorted = latencies.clone();
+    let memory = match (rss_before, rss_after) {
+        (Some(before), Some(after)) => format!(
+            "{:.1} KiB ({} → {} MiB)",
+            (after.saturating_sub(before)) as f64 / live.max(1) as f64,
+            before / 1024,
+            after / 1024
+        ),
+        _ => "n/a (remote server)".into(),
+    };
+    println!("N = {n}");
+    println!("  live: {live}/{n} in {all_live:.0} ms after the first connect");
+    println!("  memory per stream: {memory}");
+    println!(
+        "  all-delivered latency: median {:.1} ms, max {:.1} ms over {rounds} rounds",
+        median(&mut sorted),
+        latencies.iter().cloned().fold(0.0, f64::max)
+    );
+    match cpu_per_round {
+        Some(cpu) => println!("  server CPU per round: {cpu:.1} ms"),
+        None => println!("  server CPU per round: n/a (remote server)"),
+    }
+    println!("  delivered/expected: {delivered}/{}", live * rounds);
+    if let Some((exited, ended, count)) = shutdown {
+        println!(
+            "  shutdown: process exited {:.0} ms after SIGTERM; {count}/{n} streams ended within {:.0} ms",
+            exited.as_secs_f64() * 1000.0,
+            ended.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// The registry alone: broadcast cost should follow the number of *matching* connections.
+fn registry_benchmark() {
+    let registry = Registry::new(1 << 17, usize::MAX);
+    let mut held = Vec::new();
+    for i in 0..10_000 {
+        held.push(
+            registry
+                .connect(Key::new(&format!("page/home/{i}")).unwrap())
+                .unwrap(),
+        );
+    }
+    for i in 0..10 {
+        held.push(
+            registry
+                .connect(Key::new(&format!("page/other/{i}")).unwrap())
+                .unwrap(),
+        );
+    }
+    let frame = Frame::from(PatchSignals::new(r#"{"tick":1}"#));
+    for (pattern, iterations) in [("page/other/*", 20_000), ("page/home/*", 50)] {
+        let pattern = Pattern::new(pattern).unwrap();
+        let start = Instant::now();
+        let mut reached = 0;
+        for _ in 0..iterations {
+            reached = registry.broadcast(&pattern, &frame);
+        }
+        let each = start.elapsed() / iterations;
+        println!(
+            "registry: broadcast to {pattern} reaches {reached} of {} connections in {each:?}",
+            registry.len()
+        );
+    }
+    drop(held);
+}
+
+fn main() {
+    #[cfg(unix)]
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let options = options();
+    registry_benchmark();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for &n in &options.clients {
+            run(n, options.rounds, options.addr).await;
+        }
+    });
+}

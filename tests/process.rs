@@ -1,0 +1,281 @@
+//! Process tests: the real binary, started the way an operator starts it, with real signals.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Generous: these bounds only have to catch a hang, not measure speed.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The app's binary, which cargo builds before running integration tests. (Its name is the
+/// package's name, so it is found from this test's own location rather than
+/// `CARGO_BIN_EXE_<name>`, which would tie this file to one project name.)
+fn binary() -> PathBuf {
+    let test = std::env::current_exe().unwrap();
+    let dir = test.parent().and_then(Path::parent).unwrap();
+    let binary = dir.join(env!("CARGO_PKG_NAME"));
+    assert!(binary.is_file(), "no binary at {binary:?}");
+    binary
+}
+
+/// A running app process, its address, and its log lines.
+struct AppProcess {
+    child: Child,
+    addr: String,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl AppProcess {
+    fn start(env: &[(&str, &str)], dir: &Path) -> AppProcess {
+        let mut child = Self::command(env, dir).spawn().expect("start the app");
+        let (sender, lines) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = AppProcess {
+            child,
+            addr: String::new(),
+            lines,
+            seen: Vec::new(),
+        };
+        let line = process.wait_for_line(|line| line.contains("listening on http://"));
+        process.addr = line
+            .split("listening on http://")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        process
+    }
+
+    fn command(env: &[(&str, &str)], dir: &Path) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env_remove("DATASTAR_URL")
+            .env("PORT", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    /// The next log line matching `wanted`; fails with every line seen so far on timeout.
+    fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such log line; the app logged:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its status and how long it took.
+    fn wait_exit(&mut self) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, start.elapsed());
+            }
+            assert!(start.elapsed() < PATIENCE, "no exit within {PATIENCE:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn here() -> PathBuf {
+    std::env::temp_dir()
+}
+
+/// Opens a home stream over raw TCP and reads until its first event has arrived.
+async fn open_stream(addr: &str) -> TcpStream {
+    let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", uuid::Uuid::new_v4());
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /sse/home?datastar={signals} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"connected\":true") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "stream closed before its first event");
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    stream
+}
+
+/// Reads until the server closes the connection; returns what arrived.
+async fn read_to_end(mut stream: TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server ends the stream")
+        .unwrap();
+    rest
+}
+
+#[tokio::test]
+async fn sigterm_ends_every_open_stream_and_exits_cleanly() {
+    // Arrange
+    let mut app = AppProcess::start(&[], &here());
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(open_stream(&app.addr).await);
+    }
+    let health = app.get("/healthz").await;
+    assert!(health.contains("\"streams\":200"), "{health}");
+
+    // Act
+    app.terminate();
+
+    // Assert: every stream ends with the chunked body's last chunk, then the process exits.
+    for stream in streams {
+        let rest = read_to_end(stream).await;
+        assert!(
+            rest.ends_with(b"0\r\n\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    let (status, _) = app.wait_exit();
+    assert!(status.success(), "{status}");
+    app.wait_for_line(|line| line.contains("shutting down") && line.contains("closed=200"));
+}
+
+#[tokio::test]
+async fn requests_in_flight_finish_during_shutdown() {
+    let mut app = AppProcess::start(&[], &here());
+    let body = "name=Ada";
+    let mut request = TcpStream::connect(&app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/greet HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        app.addr,
+        body.len()
+    );
+    request.write_all(head.as_bytes()).await.unwrap();
+    request.write_all(&body.as_bytes()[..5]).await.unwrap();
+
+    // Shutdown begins while the request is half sent: new connections are refused...
+    app.terminate();
+    app.wait_for_line(|line| line.contains("shutting down"));
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(&app.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // ...but the request in flight is completed and answered.
+    request.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let response = String::from_utf8(read_to_end(request).await).unwrap();
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let (status, _) = app.wait_exit();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn invalid_settings_stop_the_start_with_the_variable_named() {
+    for (name, value) in [("PORT", "http"), ("MAX_STREAMS", "0"), ("HOST", "nowhere")] {
+        let output = AppProcess::command(&[(name, value)], &here())
+            .output()
+            .unwrap();
+
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("invalid {name}=")), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
+    let dir = std::env::temp_dir().join(format!("dotenv-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "# local settings\nDATASTAR_URL=/from-dotenv.js\nSSE_KEEP_ALIVE_SECS=7\n",
+    )
+    .unwrap();
+
+    let from_file = AppProcess::start(&[], &dir);
+    let page = from_file.get("/").await;
+    assert!(page.contains(r#"src="&#x2f;from-dotenv.js""#), "{page}");
+
+    let overridden = AppProcess::start(&[("DATASTAR_URL", "/from-env.js")], &dir);
+    let page = overridden.get("/").await;
+    assert!(page.contains(r#"src="&#x2f;from-env.js""#), "{page}");
+
+    std::fs::write(dir.join(".env"), "NOT A SETTING\n").unwrap();
+    let output = AppProcess::command(&[], &dir).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains(".env"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn each_request_logs_one_line_at_the_default_level() {
+    let mut app = AppProcess::start(&[], &here());
+
+    let response = app.get("/about").await;
+    assert!(response.starts_with("HTTP/1.1 200"));
+
+    let line = app.wait_for_line(|line| line.contains("/about"));
+    for part in ["INFO", "GET", "uri=/about", "status=200", "latency="] {
+        assert!(line.contains(part), "{part} missing from {line:?}");
+    }
+}
