@@ -30,6 +30,10 @@ pub struct Config {
     /// `SHUTDOWN_TIMEOUT_SECS`: after SIGTERM, how long in-flight requests may take to finish
     /// before the server exits anyway. Default 15 s, above the action timeout.
     pub shutdown_timeout: Duration,
+    /// Debug builds only: where templates and static files are read from, and whether changes
+    /// are pushed to open tabs.
+    #[cfg(debug_assertions)]
+    pub dev: crate::dev::DevSettings,
 }
 
 impl Default for Config {
@@ -43,6 +47,8 @@ impl Default for Config {
             max_streams: 10_000,
             listen_backlog: 4096,
             shutdown_timeout: Duration::from_secs(15),
+            #[cfg(debug_assertions)]
+            dev: crate::dev::DevSettings::default(),
         }
     }
 }
@@ -92,6 +98,8 @@ impl Config {
             listen_backlog: positive(&lookup, "LISTEN_BACKLOG")?.unwrap_or(defaults.listen_backlog),
             shutdown_timeout: seconds(&lookup, "SHUTDOWN_TIMEOUT_SECS")?
                 .unwrap_or(defaults.shutdown_timeout),
+            #[cfg(debug_assertions)]
+            dev: defaults.dev,
         })
     }
 }

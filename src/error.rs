@@ -20,6 +20,21 @@ pub enum AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         tracing::error!(error = %self, "request failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        #[cfg_attr(not(debug_assertions), allow(unused_mut))]
+        let mut response =
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+        // Debug builds show template errors in the browser (`crate::dev::error_pages`).
+        #[cfg(debug_assertions)]
+        if let AppError::Render(error) = &self {
+            response
+                .extensions_mut()
+                .insert(RenderFailure(format!("{error:#}")));
+        }
+        response
     }
 }
+
+/// A template error's full report (file, line, source excerpt), attached to the 500 response
+/// in debug builds so the dev middleware can show it.
+#[derive(Debug, Clone)]
+pub struct RenderFailure(pub String);

@@ -16,6 +16,7 @@
 //! - [`routes`]: [`routes::pages`], [`routes::streams`] and [`routes::actions`], kept apart.
 //! - [`views`] and [`patches`]: templates, and the Datastar events built from them.
 //! - [`assets`] and [`security`]: static files with versioned URLs; security headers.
+//! - `dev` (debug builds only): the dev loop — file watcher, live reload, error pages.
 //! - [`greeting`]: the example domain.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -23,6 +24,8 @@
 pub mod assets;
 pub mod config;
 pub mod connections;
+#[cfg(debug_assertions)]
+pub mod dev;
 pub mod error;
 pub mod greeting;
 pub mod patches;
@@ -78,6 +81,15 @@ pub fn router(state: AppState, config: &config::Config) -> Router {
         .route("/static/{*path}", get(static_files::asset))
         .route("/healthz", get(health::healthz))
         .merge(actions);
+    #[cfg(debug_assertions)]
+    {
+        router = router
+            .merge(dev::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                dev::error_pages,
+            ));
+    }
     for header in security::headers(&config.datastar_url) {
         router = router.layer(header);
     }

@@ -64,6 +64,18 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let registry = self.state.registry.clone();
         let grace = self.config.shutdown_timeout;
+        // Debug builds: push template and stylesheet changes to open tabs while serving.
+        #[cfg(debug_assertions)]
+        let _watcher = match self.config.dev.watch {
+            true => match crate::dev::watch(&self.config.dev, self.state.clone()) {
+                Ok(watcher) => Some(watcher),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch templates and static files");
+                    None
+                }
+            },
+            false => None,
+        };
         let app = router(self.state, &self.config);
         // Events are small and latency matters more than packet count.
         let listener = self.listener.tap_io(|tcp| {

@@ -1,49 +1,84 @@
 //! HTML rendering: the minijinja environment and the templates in `templates/`.
 //!
-//! Templates are embedded in release builds, so the binary runs with nothing beside it, and read
-//! from disk in debug builds, so an edited template shows on the next request without a rebuild
-//! (`rust-embed` does both from the same `#[folder]`).
+//! Release builds embed the templates and parse each one once, so the binary runs with nothing
+//! beside it. Debug builds read them from disk on every render, so an edited template shows on
+//! the next request without a rebuild (and a broken one recovers on the next save).
 //!
 //! Every `.html` template is autoescaped: whatever a user typed is escaped wherever it is
 //! printed, in full pages and in the partials that SSE patches carry alike.
 
+#[cfg(debug_assertions)]
+use std::path::PathBuf;
+
 use minijinja::{Environment, UndefinedBehavior, Value};
-use rust_embed::RustEmbed;
 use serde::Serialize;
+use uuid::Uuid;
+
+use crate::assets::Assets;
 
 /// Where pages load Datastar from unless `DATASTAR_URL` says otherwise: the 1.x release that the
 /// `datastar` crate's events are written for.
 pub const DATASTAR_CDN_URL: &str =
     "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.4/bundles/datastar.js";
 
-#[derive(RustEmbed)]
+#[cfg(not(debug_assertions))]
+#[derive(rust_embed::RustEmbed)]
 #[folder = "templates/"]
-struct Templates;
+struct Embedded;
+
+/// What every template can use besides its own context.
+#[derive(Debug, Clone)]
+struct Globals {
+    datastar_url: String,
+    assets: Assets,
+    instance: Uuid,
+}
 
 /// Renders templates by name (`home.html`, `partials/greeting.html`).
 #[derive(Debug)]
 pub struct Views {
-    datastar_url: String,
+    globals: Globals,
     /// Release builds parse each template once and keep it.
     #[cfg(not(debug_assertions))]
     env: Environment<'static>,
+    /// Debug builds read this folder on every render.
+    #[cfg(debug_assertions)]
+    templates_dir: PathBuf,
 }
 
 impl Views {
-    /// Views whose layout loads Datastar from `datastar_url`.
-    pub fn new(datastar_url: impl Into<String>) -> Self {
-        let datastar_url = datastar_url.into();
+    /// Views whose layout loads Datastar from `datastar_url` and links `assets`. `instance`
+    /// names this server process (dev builds reload a page rendered by another one).
+    pub fn new(datastar_url: impl Into<String>, assets: Assets, instance: Uuid) -> Self {
+        let globals = Globals {
+            datastar_url: datastar_url.into(),
+            assets,
+            instance,
+        };
         Views {
             #[cfg(not(debug_assertions))]
-            env: environment(&datastar_url),
-            datastar_url,
+            env: environment(&globals),
+            #[cfg(debug_assertions)]
+            templates_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/templates")),
+            globals,
         }
+    }
+
+    /// Reads templates from `dir` instead of the crate's `templates/` (debug builds only).
+    #[cfg(debug_assertions)]
+    pub fn with_templates_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.templates_dir = dir.into();
+        self
     }
 
     /// Renders template `name` with `ctx` (anything `Serialize`, or minijinja's `context!`).
     pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, minijinja::Error> {
         #[cfg(debug_assertions)]
-        let env = environment(&self.datastar_url);
+        let env = {
+            let mut env = environment(&self.globals);
+            env.set_loader(minijinja::path_loader(&self.templates_dir));
+            env
+        };
         #[cfg(not(debug_assertions))]
         let env = &self.env;
         env.get_template(name)?.render(ctx)
@@ -51,28 +86,51 @@ impl Views {
 
     /// The Datastar URL the layout uses.
     pub fn datastar_url(&self) -> &str {
-        &self.datastar_url
+        &self.globals.datastar_url
+    }
+
+    /// The static files the templates link to.
+    pub fn assets(&self) -> &Assets {
+        &self.globals.assets
     }
 }
 
 /// The shared set-up. In debug builds this runs per render: parsing a few small templates costs
-/// well under a millisecond and means no stale cache to invalidate while editing.
-fn environment(datastar_url: &str) -> Environment<'static> {
+/// well under a millisecond and leaves no stale cache to invalidate while editing.
+fn environment(globals: &Globals) -> Environment<'static> {
     let mut env = Environment::new();
+    #[cfg(not(debug_assertions))]
     env.set_loader(|name| {
-        Ok(Templates::get(name).and_then(|file| String::from_utf8(file.data.into_owned()).ok()))
+        Ok(<Embedded as rust_embed::RustEmbed>::get(name)
+            .and_then(|file| String::from_utf8(file.data.into_owned()).ok()))
     });
     // Catch misspelt variables instead of printing nothing; `{% if x %}` on a missing `x` still
     // works.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
-    env.add_global("datastar_url", Value::from(datastar_url));
+    env.add_global("datastar_url", Value::from(globals.datastar_url.as_str()));
     // The package name, so the generated project's pages carry its own name.
     env.add_global("app_name", env!("CARGO_PKG_NAME"));
-    // `{{ asset_url("app.css") }}`: a URL with a content hash, cacheable for a year.
-    // Safe to print unescaped: a path written in a template plus a hex hash.
-    env.add_function("asset_url", |path: &str| {
-        Value::from_safe_string(crate::assets::url(path))
+    // Debug builds add the dev loop to every page (see `crate::dev`).
+    env.add_global("dev", cfg!(debug_assertions));
+    env.add_global("instance", globals.instance.to_string());
+    // The longest wait between two attempts to reopen a stream: short while developing (the
+    // server restarts often), 30 s in production (spreads out a reconnect storm).
+    env.add_global(
+        "retry_max_wait",
+        if cfg!(debug_assertions) {
+            2_000
+        } else {
+            30_000
+        },
+    );
+    // `{{ asset_url("app.css") }}`: a URL with a content hash, cacheable for a year. Safe to
+    // print unescaped: a path written in a template plus a hex hash.
+    let assets = globals.assets.clone();
+    env.add_function("asset_url", move |path: &str| {
+        Value::from_safe_string(assets.url(path))
     });
+    // `{{ new_id() }}`: a fresh UUID, e.g. for a tab's stream key.
+    env.add_function("new_id", || Uuid::new_v4().to_string());
     env
 }
 
@@ -82,10 +140,13 @@ mod tests {
 
     use super::*;
 
+    fn views(datastar_url: &str) -> Views {
+        Views::new(datastar_url, Assets::default(), Uuid::new_v4())
+    }
+
     #[test]
     fn user_text_is_escaped_in_partials() {
-        let views = Views::new(DATASTAR_CDN_URL);
-        let html = views
+        let html = views(DATASTAR_CDN_URL)
             .render(
                 "partials/greeting.html",
                 context! { greeting => context! { name => "<img src=x onerror=alert(1)>", serial => 1 } },
@@ -100,9 +161,8 @@ mod tests {
 
     #[test]
     fn the_layout_loads_datastar_from_the_configured_url() {
-        let views = Views::new("/static/datastar.js");
         // minijinja's HTML escaping writes `/` as `&#x2f;`, which browsers read back as `/`.
-        let html = views
+        let html = views("/static/datastar.js")
             .render("about.html", context! {})
             .unwrap()
             .replace("&#x2f;", "/");

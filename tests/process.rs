@@ -201,7 +201,8 @@ async fn sigterm_ends_every_open_stream_and_exits_cleanly() {
 
 #[tokio::test]
 async fn requests_in_flight_finish_during_shutdown() {
-    let mut app = AppProcess::start(&[], &here());
+    // tower_http's debug line says when the server has started on a request.
+    let mut app = AppProcess::start(&[("RUST_LOG", "info,tower_http=debug")], &here());
     let body = "name=Ada";
     let mut request = TcpStream::connect(&app.addr).await.unwrap();
     let head = format!(
@@ -211,6 +212,9 @@ async fn requests_in_flight_finish_during_shutdown() {
     );
     request.write_all(head.as_bytes()).await.unwrap();
     request.write_all(&body.as_bytes()[..5]).await.unwrap();
+    app.wait_for_line(|line| {
+        line.contains("started processing request") && line.contains("/api/greet")
+    });
 
     // Shutdown begins while the request is half sent: new connections are refused...
     app.terminate();

@@ -3,13 +3,13 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::{
-    extract::{Path, Query},
+    extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 
-use crate::assets;
+use crate::state::AppState;
 
 /// The `?v=` that [`assets::url`] puts on links.
 #[derive(Debug, Deserialize)]
@@ -20,11 +20,12 @@ pub struct Version {
 /// Serves `static/<path>` with an `ETag` and `Last-Modified`, answering `304 Not Modified` when
 /// the client's copy is current. Versioned URLs (the current `?v=`) are cacheable for a year.
 pub async fn asset(
+    State(state): State<AppState>,
     Path(path): Path<String>,
     Query(version): Query<Version>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(asset) = assets::get(&path) else {
+    let Some(asset) = state.views.assets().get(&path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     // Weak: the compression layer may send these bytes gzipped, and a strong ETag promises

@@ -63,15 +63,19 @@ pub async fn home(
     }
     // Read the state only after the connection is stored: a greeting recorded in between is
     // then either in this snapshot or broadcast to this connection, never lost.
-    let initial = [
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
+    let mut initial = vec![
         patches::connected(),
         patches::greeting(&state.views, state.greetings.latest().as_ref())?,
     ];
+    // This stream also carries the dev loop's events.
+    #[cfg(debug_assertions)]
+    initial.push(crate::dev::hello(&state));
     Ok(EventStream::new(connection, initial, state.keep_alive).into_response())
 }
 
 /// `503 Service Unavailable` with a plain message and a hint to retry in a few seconds.
-fn unavailable(message: &str) -> Response {
+pub(crate) fn unavailable(message: &str) -> Response {
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, message.to_owned()).into_response();
     response
         .headers_mut()

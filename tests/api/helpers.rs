@@ -48,6 +48,11 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
         port: 0,
         ..Config::default()
     };
+    // Tests that want the dev loop's file watcher turn it on.
+    #[cfg(debug_assertions)]
+    {
+        config.dev.watch = false;
+    }
     customise(&mut config);
     let server = Server::bind(config).await.expect("bind an ephemeral port");
     let addr = server.local_addr().unwrap();
@@ -89,8 +94,13 @@ impl TestApp {
 
     /// `GET /` and its body.
     pub async fn home_page(&self) -> String {
-        let response = self.get("/").await;
-        assert_eq!(response.status(), 200);
+        self.home_page_at("/").await
+    }
+
+    /// `GET path`, which must answer 200, and its body.
+    pub async fn home_page_at(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
         response.text().await.unwrap()
     }
 
@@ -120,12 +130,11 @@ impl TestApp {
         SseClient::new(response)
     }
 
-    /// Opens a home stream and reads its two initial events; returns the client ready for the
+    /// Opens a home stream and reads its initial events; returns the client ready for the
     /// events that follow.
     pub async fn open_live_home_stream(&self) -> SseClient {
         let mut stream = self.open_home_stream(Uuid::new_v4()).await;
-        stream.next_event().await; // {connected: true}
-        stream.next_event().await; // the current greeting
+        stream.read_initial_events().await;
         stream
     }
 
@@ -219,6 +228,16 @@ impl SseClient {
         }
     }
 
+    /// Reads what every home stream starts with: `{connected: true}`, the current greeting,
+    /// and in debug builds the dev loop's instance id.
+    pub async fn read_initial_events(&mut self) -> Vec<Event> {
+        let mut events = vec![self.next_event().await, self.next_event().await];
+        if cfg!(debug_assertions) {
+            events.push(self.next_event().await);
+        }
+        events
+    }
+
     /// Waits for the server to end the stream; fails the test on any further event.
     pub async fn expect_end(&mut self) {
         match tokio::time::timeout(PATIENCE, self.events.next()).await {
@@ -273,4 +292,62 @@ pub fn session_id_in(page: &str) -> Uuid {
         .expect("the page carries a sessionId signal")
         + "\"sessionId\":\"".len();
     page[start..start + 36].parse().expect("a UUID")
+}
+
+/// A private copy of `templates/` and `static/` to edit, removed when dropped.
+#[cfg(debug_assertions)]
+pub struct Workspace {
+    root: std::path::PathBuf,
+    pub settings: app::dev::DevSettings,
+}
+
+#[cfg(debug_assertions)]
+impl Workspace {
+    pub fn new() -> Workspace {
+        let root = std::env::temp_dir().join(format!("dev-test-{}", Uuid::new_v4()));
+        let settings = app::dev::DevSettings {
+            templates_dir: root.join("templates"),
+            static_dir: root.join("static"),
+            watch: true,
+        };
+        copy_dir(std::path::Path::new("templates"), &settings.templates_dir);
+        copy_dir(std::path::Path::new("static"), &settings.static_dir);
+        Workspace { root, settings }
+    }
+
+    pub fn template(&self, name: &str) -> std::path::PathBuf {
+        self.settings.templates_dir.join(name)
+    }
+
+    pub fn asset(&self, name: &str) -> std::path::PathBuf {
+        self.settings.static_dir.join(name)
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[cfg(debug_assertions)]
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Starts the app on a [`Workspace`], with its file watcher on.
+#[cfg(debug_assertions)]
+pub async fn spawn_dev_app(workspace: &Workspace) -> TestApp {
+    let settings = workspace.settings.clone();
+    spawn_app_with(move |config| config.dev = settings).await
 }

@@ -13,7 +13,7 @@ async fn home_renders_the_layout_the_form_and_the_stream_anchor() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let page = response.text().await.unwrap();
     for expected in [
-        r#"<link rel="stylesheet" href="/static/app.css?v="#,
+        r#"rel="stylesheet" href="/static/app.css?v="#,
         r#"<script type="module" src="https:"#,
         r#"data-init="@get('/sse/home'"#,
         r#"<form id="greet-form" method="post" action="/api/greet""#,
@@ -63,7 +63,7 @@ async fn about_renders_with_the_layout() {
     assert_eq!(response.status(), 200);
     let page = response.text().await.unwrap();
     assert!(page.contains("<h1>About this app</h1>"), "{page}");
-    assert!(page.contains(r#"<link rel="stylesheet" href="/static/app.css?v="#));
+    assert!(page.contains(r#"rel="stylesheet" href="/static/app.css?v="#));
     assert!(page.contains(r#"<a href="/about">About</a>"#));
 }
 

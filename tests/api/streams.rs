@@ -83,12 +83,10 @@ async fn a_second_stream_with_the_same_key_ends_the_first_and_moves_it_to_a_new_
     let app = spawn_app().await;
     let session_id = Uuid::new_v4();
     let mut first = app.open_home_stream(session_id).await;
-    first.next_event().await;
-    first.next_event().await;
+    first.read_initial_events().await;
 
     let mut second = app.open_home_stream(session_id).await;
-    second.next_event().await;
-    second.next_event().await;
+    second.read_initial_events().await;
 
     // The first tab is told to use a new id (so it does not come back and replace the second
     // one), and its stream ends.

@@ -11,21 +11,30 @@
 mod helpers;
 
 mod bundle;
+mod dev_loop;
 mod harness;
 mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use app::config::Config;
+
 use crate::helpers::{TestApp, spawn_app_with};
 
 static ONE_AT_A_TIME: Semaphore = Semaphore::const_new(1);
 
-/// The app, loading Datastar from a local copy of the real bundle.
+/// The app, loading Datastar from a local copy of the real bundle, and this scenario's turn.
 pub async fn app() -> (TestApp, SemaphorePermit<'static>) {
+    app_with(|_| {}).await
+}
+
+/// Like [`app`], after `customise` has adjusted the configuration.
+pub async fn app_with(customise: impl FnOnce(&mut Config)) -> (TestApp, SemaphorePermit<'static>) {
     let permit = ONE_AT_A_TIME.acquire().await.unwrap();
     let bundle = bundle::serve().await;
     let app = spawn_app_with(|config| {
         config.datastar_url = format!("http://{bundle}/datastar.js");
+        customise(config);
     })
     .await;
     (app, permit)

@@ -262,8 +262,7 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
 
     // Another client connects with the tab's session id, like a duplicated tab would.
     let mut duplicate = app.open_home_stream(taken).await;
-    duplicate.next_event().await;
-    duplicate.next_event().await;
+    duplicate.read_initial_events().await;
 
     // The tab reconnects under a new id and leaves the duplicate alone.
     app.wait_for_streams("page/home/*", 2).await;

@@ -1,0 +1,156 @@
+//! The dev loop of debug builds, in the browser: edit, save, see it in every open tab.
+#![cfg(debug_assertions)]
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::{
+    app, app_with,
+    harness::Browser,
+    helpers::{Workspace, spawn_app_with},
+};
+
+#[tokio::test]
+async fn an_edited_stylesheet_applies_in_place_without_a_reload() {
+    // Arrange
+    let workspace = Workspace::new();
+    let settings = workspace.settings.clone();
+    let (app, _turn) = app_with(move |config| config.dev = settings).await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&app.url("/")).await;
+    tab.wait_live().await;
+    tab.eval("window.__marker = 'same page'", vec![]).await;
+    let field = tab
+        .client
+        .find(fantoccini::Locator::Css("#name"))
+        .await
+        .unwrap();
+    field.send_keys("half-typed").await.unwrap();
+
+    // Act
+    let css = workspace.asset("app.css");
+    let mut text = std::fs::read_to_string(&css).unwrap();
+    text.push_str("\nmain { outline: 3px solid rgb(1, 2, 3); }\n");
+    let saved = Instant::now();
+    std::fs::write(&css, text).unwrap();
+
+    // Assert
+    tab.wait_until(
+        "the edited rule to apply",
+        "getComputedStyle(document.querySelector('main')).outlineColor === 'rgb(1, 2, 3)'",
+    )
+    .await;
+    eprintln!("stylesheet applied {:?} after the save", saved.elapsed());
+    let state = tab
+        .eval(
+            "return [window.__marker ?? null, document.querySelector('#name').value]",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        state,
+        json!(["same page", "half-typed"]),
+        "no reload, state kept"
+    );
+    tab.assert_no_errors(&[]).await;
+    tab.close().await;
+}
+
+#[tokio::test]
+async fn an_edited_template_reloads_every_open_tab() {
+    let workspace = Workspace::new();
+    let settings = workspace.settings.clone();
+    let (app, _turn) = app_with(move |config| config.dev = settings).await;
+    let home = Browser::launch("home tab", true).await;
+    let about = Browser::launch("about tab", true).await;
+    home.goto(&app.url("/")).await;
+    about.goto(&app.url("/about")).await;
+    home.wait_live().await;
+    app.wait_for_streams("page/*/*", 2).await; // the home stream and about's dev stream
+    for tab in [&home, &about] {
+        tab.eval("window.__marker = 'before'", vec![]).await;
+    }
+
+    let layout = workspace.template("layout.html");
+    let html = std::fs::read_to_string(&layout).unwrap();
+    let saved = Instant::now();
+    std::fs::write(
+        &layout,
+        html.replace("Server-rendered with", "Edited, server-rendered with"),
+    )
+    .unwrap();
+
+    for tab in [&home, &about] {
+        tab.wait_for_text("footer", "Edited, server-rendered with")
+            .await;
+        assert_eq!(
+            tab.eval("return window.__marker ?? null", vec![]).await,
+            json!(null)
+        );
+        tab.assert_no_errors(&[]).await;
+    }
+    eprintln!("both tabs reloaded {:?} after the save", saved.elapsed());
+    home.wait_live().await;
+    home.close().await;
+    about.close().await;
+}
+
+#[tokio::test]
+async fn tabs_reload_when_a_restarted_server_answers() {
+    let (mut first, _turn) = app().await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&first.url("/about")).await;
+    first.wait_for_streams("page/dev/*", 1).await;
+    tab.eval("window.__marker = 'old server'", vec![]).await;
+    let datastar_url = first.state.views.datastar_url().to_owned();
+    let port = first.addr.port();
+
+    // The server restarts (as under `cargo watch`) on the same port.
+    first.shut_down().await.unwrap();
+    let second = spawn_app_with(move |config| {
+        config.port = port;
+        config.datastar_url = datastar_url;
+    })
+    .await;
+
+    // The tab reconnects, learns the instance changed, and reloads from the new server.
+    tab.wait_until("a reload", "window.__marker === undefined")
+        .await;
+    second.wait_for_streams("page/dev/*", 1).await;
+    let rendered_by = tab
+        .eval(
+            "return document.querySelector('#dev-reload').dataset.signals",
+            vec![],
+        )
+        .await;
+    assert!(
+        rendered_by
+            .as_str()
+            .unwrap()
+            .contains(&second.state.instance.to_string()),
+        "{rendered_by}"
+    );
+    tab.close().await;
+}
+
+#[tokio::test]
+async fn a_template_error_shows_in_the_browser_and_recovers_on_the_next_save() {
+    let workspace = Workspace::new();
+    let settings = workspace.settings.clone();
+    let (app, _turn) = app_with(move |config| config.dev = settings).await;
+    let template = workspace.template("about.html");
+    let good = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, good.replace("{% endblock %}", "{% endblok %}")).unwrap();
+    let tab = Browser::launch("tab", true).await;
+
+    tab.goto(&app.url("/about")).await;
+    tab.wait_for_text("h1", "Template error").await;
+    tab.wait_for_text("#dev-error", "about.html").await;
+    app.wait_for_streams("page/dev/*", 1).await;
+
+    std::fs::write(&template, good).unwrap();
+    tab.wait_for_text("h1", "About this app").await;
+    tab.assert_no_errors(&["status of 500"]).await;
+    tab.close().await;
+}
