@@ -4,6 +4,7 @@
 //! cargo bench --bench fanout                                    # N = 1000, 5000, 10000
 //! cargo bench --bench fanout -- --clients 2000 --rounds 50
 //! cargo bench --bench fanout -- --addr 127.0.0.1:3000          # a server already running
+//! cargo bench --bench fanout --features redis -- --redis         # also across two instances
 //! ```
 //!
 //! For each N it starts the app's release binary (built by `cargo bench` itself), opens N
@@ -12,6 +13,10 @@
 //! post) and measures, per round, the time from sending the POST until the last of the N
 //! clients has the greeting. Finally it sends SIGTERM and times the shutdown. It prints numbers
 //! and asserts nothing. The load generator shares the machine with the server.
+//!
+//! With `--redis` (build with `--features redis`; needs `redis-server` on the PATH) each N is
+//! also run across instances: a `redis-server` and two app instances, the clients on one, the
+//! greetings posted to the other, so every event crosses Redis.
 //!
 //! A second part times the registry alone: a broadcast to a pattern matching 10 of 10 010
 //! connections, and to one matching 10 000 of them.
@@ -41,6 +46,7 @@ struct Options {
     clients: Vec<usize>,
     rounds: usize,
     addr: Option<SocketAddr>,
+    redis: bool,
 }
 
 fn options() -> Options {
@@ -48,6 +54,7 @@ fn options() -> Options {
         clients: vec![1_000, 5_000, 10_000],
         rounds: 20,
         addr: None,
+        redis: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,6 +71,7 @@ fn options() -> Options {
             "--addr" => {
                 options.addr = Some(args.next().expect("--addr HOST:PORT").parse().unwrap())
             }
+            "--redis" => options.redis = true,
             _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
         }
     }
@@ -136,17 +144,30 @@ struct Server {
 }
 
 impl Server {
-    async fn start(max_streams: usize) -> Server {
+    async fn start(max_streams: usize, redis_url: Option<&str>) -> Server {
         let port = free_port();
-        let child = Command::new(app_binary())
+        let mut command = Command::new(app_binary());
+        command
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("MAX_STREAMS", max_streams.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the app");
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
+            )
+            .env_remove("REDIS_URL")
+            .stdout(if std::env::var_os("BENCH_SERVER_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::inherit());
+        if let Some(url) = redis_url {
+            command
+                .env("REDIS_URL", url)
+                .env("REDIS_PREFIX", "fanout-bench");
+        }
+        let child = command.spawn().expect("start the app");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let server = Server {
             child: Some(child),
@@ -276,12 +297,32 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-async fn run(n: usize, rounds: usize, addr: Option<SocketAddr>) {
-    let server = match addr {
-        Some(_) => None,
-        None => Some(Server::start(n + 1_000).await),
+/// Where the clients connect and where the greetings are posted.
+enum Setup {
+    /// One app started here.
+    Local,
+    /// A server someone else started.
+    Remote(SocketAddr),
+    /// Two apps sharing a `redis-server`: clients on one, greetings to the other.
+    CrossInstance(String),
+}
+
+async fn run(n: usize, rounds: usize, setup: &Setup) {
+    let (server, sender, addr) = match setup {
+        Setup::Remote(addr) => (None, None, *addr),
+        Setup::Local => {
+            let server = Server::start(n + 1_000, None).await;
+            let addr = server.addr;
+            (Some(server), None, addr)
+        }
+        Setup::CrossInstance(url) => {
+            let receiver = Server::start(n + 1_000, Some(url)).await;
+            let sender = Server::start(1_000, Some(url)).await;
+            let addr = receiver.addr;
+            (Some(receiver), Some(sender), addr)
+        }
     };
-    let addr = addr.unwrap_or_else(|| server.as_ref().unwrap().addr);
+    let greet_to = sender.as_ref().map_or(addr, |sender| sender.addr);
     let pid = server.as_ref().and_then(Server::pid);
     // Warm up (templates, allocator), then take the baseline.
     http(addr, "GET / HTTP/1.1", "").await;
@@ -322,7 +363,7 @@ async fn run(n: usize, rounds: usize, addr: Option<SocketAddr>) {
     for round in 0..rounds {
         let slot = &shared.rounds[round];
         let sent = shared.now();
-        greet(addr, &format!("{}r{round}", shared.run)).await;
+        greet(greet_to, &format!("{}r{round}", shared.run)).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while slot.delivered.load(Ordering::Relaxed) < live && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -379,7 +420,12 @@ async fn run(n: usize, rounds: usize, addr: Option<SocketAddr>) {
         ),
         _ => "n/a (remote server)".into(),
     };
-    println!("N = {n}");
+    let label = match setup {
+        Setup::Local => "one instance",
+        Setup::Remote(_) => "remote server",
+        Setup::CrossInstance(_) => "across instances through Redis",
+    };
+    println!("N = {n} ({label})");
     println!("  live: {live}/{n} in {all_live:.0} ms after the first connect");
     println!("  memory per stream: {memory}");
     println!(
@@ -436,6 +482,41 @@ fn registry_benchmark() {
     drop(held);
 }
 
+/// A `redis-server` for the cross-instance runs.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        RedisServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() {
     #[cfg(unix)]
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -443,8 +524,15 @@ fn main() {
     registry_benchmark();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
+        let redis = options.redis.then(RedisServer::start);
         for &n in &options.clients {
-            run(n, options.rounds, options.addr).await;
+            match options.addr {
+                Some(addr) => run(n, options.rounds, &Setup::Remote(addr)).await,
+                None => run(n, options.rounds, &Setup::Local).await,
+            }
+            if let Some(redis) = &redis {
+                run(n, options.rounds, &Setup::CrossInstance(redis.url())).await;
+            }
         }
     });
 }

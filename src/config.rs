@@ -30,6 +30,13 @@ pub struct Config {
     /// `SHUTDOWN_TIMEOUT_SECS`: after SIGTERM, how long in-flight requests may take to finish
     /// before the server exits anyway. Default 15 s, above the action timeout.
     pub shutdown_timeout: Duration,
+    /// `REDIS_URL`: Redis to share broadcasts and state with other instances through, e.g.
+    /// `redis://127.0.0.1:6379`. Unset: everything stays in this process. Needs the `redis`
+    /// cargo feature.
+    pub redis_url: Option<String>,
+    /// `REDIS_PREFIX`: the namespace of this app's keys and channel in Redis. Default: the
+    /// package name, so several apps can share one Redis.
+    pub redis_prefix: String,
     /// Debug builds only: where templates and static files are read from, and whether changes
     /// are pushed to open tabs.
     #[cfg(debug_assertions)]
@@ -47,6 +54,8 @@ impl Default for Config {
             max_streams: 10_000,
             listen_backlog: 4096,
             shutdown_timeout: Duration::from_secs(15),
+            redis_url: None,
+            redis_prefix: env!("CARGO_PKG_NAME").to_owned(),
             #[cfg(debug_assertions)]
             dev: crate::dev::DevSettings::default(),
         }
@@ -98,6 +107,18 @@ impl Config {
             listen_backlog: positive(&lookup, "LISTEN_BACKLOG")?.unwrap_or(defaults.listen_backlog),
             shutdown_timeout: seconds(&lookup, "SHUTDOWN_TIMEOUT_SECS")?
                 .unwrap_or(defaults.shutdown_timeout),
+            redis_url: redis_url(&lookup)?,
+            redis_prefix: match lookup("REDIS_PREFIX") {
+                Some(prefix) if prefix.is_empty() || prefix.contains(char::is_whitespace) => {
+                    return Err(ConfigError {
+                        name: "REDIS_PREFIX",
+                        value: prefix,
+                        reason: "must be a non-empty word".into(),
+                    });
+                }
+                Some(prefix) => prefix,
+                None => defaults.redis_prefix,
+            },
             #[cfg(debug_assertions)]
             dev: defaults.dev,
         })
@@ -124,6 +145,21 @@ where
             value,
             reason: error.to_string(),
         })
+}
+
+fn redis_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = lookup("REDIS_URL").filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    #[cfg(feature = "redis")]
+    if let Err(error) = redis::Client::open(url.as_str()) {
+        return Err(ConfigError {
+            name: "REDIS_URL",
+            value: url,
+            reason: error.to_string(),
+        });
+    }
+    Ok(Some(url))
 }
 
 fn positive<T>(

@@ -18,6 +18,8 @@
 //! - [`assets`] and [`security`]: static files with versioned URLs; security headers.
 //! - `dev` (debug builds only): the dev loop — file watcher, live reload, error pages.
 //! - [`greeting`]: the example domain.
+//! - `redis_conn` (feature `redis`): the Redis connection behind the registry's relay and the
+//!   shared greeting.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -29,6 +31,8 @@ pub mod dev;
 pub mod error;
 pub mod greeting;
 pub mod patches;
+#[cfg(feature = "redis")]
+pub mod redis_conn;
 pub mod routes;
 pub mod security;
 pub mod server;

@@ -45,6 +45,22 @@ impl Frame {
     pub fn into_bytes(self) -> Bytes {
         self.0
     }
+
+    /// A frame received from elsewhere (another instance): accepted only if it is one or more
+    /// complete SSE events in UTF-8, each made of `field: value` lines or comments.
+    pub fn from_wire(bytes: Bytes) -> Option<Frame> {
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let body = text.strip_suffix("\n\n")?;
+        let fields_ok = !body.is_empty()
+            && body.split('\n').all(|line| {
+                line.is_empty()
+                    || line.starts_with(':')
+                    || ["event:", "data:", "id:", "retry:"]
+                        .iter()
+                        .any(|field| line.starts_with(field))
+            });
+        fields_ok.then_some(Frame(bytes))
+    }
 }
 
 impl From<DatastarEvent> for Frame {

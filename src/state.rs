@@ -40,10 +40,35 @@ impl AppState {
             instance,
         )
         .with_templates_dir(&config.dev.templates_dir);
+        let registry = Registry::new(DEFAULT_OUTBOX_CAPACITY, config.max_streams);
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut greetings = Greetings::default();
+        match &config.redis_url {
+            #[cfg(feature = "redis")]
+            Some(url) => match redis::Client::open(url.as_str()) {
+                Ok(client) => {
+                    let redis = Arc::new(crate::redis_conn::RedisConn::new(client));
+                    greetings = Greetings::in_redis(Arc::clone(&redis), &config.redis_prefix);
+                    registry.attach_relay(crate::connections::relay::Relay::start(
+                        &registry,
+                        redis,
+                        &config.redis_prefix,
+                        instance,
+                    ));
+                }
+                Err(error) => tracing::error!(%error, "invalid REDIS_URL: staying local"),
+            },
+            #[cfg(not(feature = "redis"))]
+            Some(_) => tracing::warn!(
+                "REDIS_URL is set, but this build has no `redis` feature: staying local \
+                 (build with `--features redis`)"
+            ),
+            None => {}
+        }
         AppState {
-            registry: Registry::new(DEFAULT_OUTBOX_CAPACITY, config.max_streams),
+            registry,
             views: Arc::new(views),
-            greetings: Arc::default(),
+            greetings: Arc::new(greetings),
             keep_alive: config.keep_alive,
             instance,
         }

@@ -21,9 +21,16 @@ pub enum KeyError {
     /// A segment given to `from_segments` that contains `/` (it would silently become two).
     #[error("segment `{0}` contains `/`")]
     SlashInSegment(String),
+    /// Whitespace or a control character: keys travel between instances in a line-based
+    /// format, separated by spaces.
+    #[error("`{0}` contains whitespace or a control character")]
+    InvalidCharacter(String),
 }
 
 fn validate(text: &str, wildcards_allowed: bool) -> Result<(), KeyError> {
+    if text.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(KeyError::InvalidCharacter(text.to_owned()));
+    }
     for segment in text.split('/') {
         if segment.is_empty() {
             return Err(KeyError::EmptySegment(text.to_owned()));
@@ -228,6 +235,12 @@ mod tests {
             Pattern::new("page/ho*"),
             Err(KeyError::MisplacedWildcard(_))
         ));
+        for bad in ["page/home/a b", "page/home/a\nb", "page/\thome"] {
+            assert!(
+                matches!(Key::new(bad), Err(KeyError::InvalidCharacter(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

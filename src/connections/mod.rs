@@ -21,12 +21,17 @@
 
 mod index;
 mod key;
+#[cfg(feature = "redis")]
+pub mod relay;
+#[cfg(feature = "redis")]
+pub mod wire;
 
 use std::{
+    collections::HashMap,
     fmt,
     pin::Pin,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
@@ -60,6 +65,9 @@ struct Shared {
     next_id: AtomicU64,
     outbox_capacity: usize,
     max_connections: usize,
+    /// Set once, at start, when broadcasts go through Redis.
+    #[cfg(feature = "redis")]
+    relay: std::sync::OnceLock<relay::Relay>,
 }
 
 #[derive(Default)]
@@ -67,6 +75,18 @@ struct State {
     index: Index,
     /// Set by [`Registry::shut_down`]: later connections are refused.
     shut_down: bool,
+    /// The last version broadcast per topic, for [`Registry::broadcast_latest`].
+    latest: HashMap<String, u64>,
+}
+
+/// One broadcast: what, to whom, and whether it is a version of a "latest" topic.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+struct Outgoing {
+    pattern: Pattern,
+    except: Vec<Key>,
+    frame: Frame,
+    latest: Option<(String, u64)>,
+    delivered_locally: bool,
 }
 
 /// Why [`Registry::connect`] refused a connection.
@@ -113,8 +133,28 @@ impl Registry {
                 next_id: AtomicU64::new(1),
                 outbox_capacity: outbox_capacity.max(1),
                 max_connections,
+                #[cfg(feature = "redis")]
+                relay: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sends every later broadcast through `relay` (Redis), so streams on every instance get
+    /// it. Only the first call has an effect.
+    #[cfg(feature = "redis")]
+    pub fn attach_relay(&self, relay: relay::Relay) {
+        let _ = self.shared.relay.set(relay);
+    }
+
+    /// The Redis relay, if one is attached.
+    #[cfg(feature = "redis")]
+    pub fn relay(&self) -> Option<&relay::Relay> {
+        self.shared.relay.get()
+    }
+
+    /// A handle that does not keep the registry alive (for background tasks).
+    pub fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.shared))
     }
 
     /// Stores a new connection under `key` and returns its receiving end, plus the connection
@@ -177,7 +217,9 @@ impl Registry {
     }
 
     /// Queues `frame` for every connection whose key `pattern` matches. Returns how many
-    /// connections it was queued for.
+    /// connections it was queued for on this instance right away. (With a Redis relay the
+    /// broadcast goes round through Redis, so every instance delivers it in the same order,
+    /// and this returns 0.)
     pub fn broadcast(&self, pattern: &Pattern, frame: &Frame) -> usize {
         self.broadcast_except(pattern, &[], frame)
     }
@@ -185,14 +227,60 @@ impl Registry {
     /// Like [`Registry::broadcast`], skipping the connections stored under `except` (say, the
     /// tab that caused the event and already shows it).
     pub fn broadcast_except(&self, pattern: &Pattern, except: &[Key], frame: &Frame) -> usize {
+        self.route(Outgoing {
+            pattern: pattern.clone(),
+            except: except.to_vec(),
+            frame: frame.clone(),
+            latest: None,
+            delivered_locally: false,
+        })
+    }
+
+    /// Broadcasts version `version` of a "latest state" `topic` (the latest greeting, say),
+    /// unless a newer version of it has been broadcast already — across instances too, when
+    /// they share Redis. Two actions racing each other can then never leave tabs showing the
+    /// older state. Returns how many local connections got it at once.
+    pub fn broadcast_latest(
+        &self,
+        pattern: &Pattern,
+        frame: &Frame,
+        topic: &str,
+        version: u64,
+    ) -> usize {
+        self.route(Outgoing {
+            pattern: pattern.clone(),
+            except: Vec::new(),
+            frame: frame.clone(),
+            latest: Some((topic.to_owned(), version)),
+            delivered_locally: false,
+        })
+    }
+
+    fn route(&self, outgoing: Outgoing) -> usize {
+        #[cfg(feature = "redis")]
+        if let Some(relay) = self.shared.relay.get() {
+            return relay.broadcast(self, outgoing);
+        }
+        self.deliver_local(&outgoing)
+    }
+
+    /// Queues a broadcast for the matching connections of this instance.
+    fn deliver_local(&self, outgoing: &Outgoing) -> usize {
         let mut delivered = 0;
         let mut failed = Vec::new();
         let mut state = self.shared.lock();
-        state.index.for_each_match(pattern, |entry| {
-            if except.contains(&entry.key) {
+        if let Some((topic, version)) = &outgoing.latest {
+            let last = state.latest.entry(topic.clone()).or_default();
+            if *version <= *last {
+                return 0; // superseded
+            }
+            *last = *version;
+        }
+        state.index.for_each_match(&outgoing.pattern, |entry| {
+            if outgoing.except.contains(&entry.key) {
                 return;
             }
-            match entry.outbox.try_send(frame.clone()) {
+            match entry.outbox.try_send(outgoing.frame.clone()) {
                 Ok(()) => delivered += 1,
                 Err(error) => failed.push((entry.key.clone(), entry.id, error)),
             }
@@ -282,6 +370,23 @@ fn log_eviction(key: &Key, error: &TrySendError<Frame>) {
         TrySendError::Closed(_) => {
             tracing::debug!(%key, "connection already gone: removed");
         }
+    }
+}
+
+/// A [`Registry`] handle that does not keep it alive.
+#[derive(Clone, Debug)]
+pub struct WeakRegistry(Weak<Shared>);
+
+impl WeakRegistry {
+    /// The registry, if it still exists.
+    pub fn upgrade(&self) -> Option<Registry> {
+        self.0.upgrade().map(|shared| Registry { shared })
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
     }
 }
 

@@ -219,3 +219,32 @@ async fn a_stream_wakes_when_a_frame_is_broadcast() {
         "the reader task dropped its connection"
     );
 }
+
+#[test]
+fn an_older_version_of_a_latest_topic_is_never_broadcast_after_a_newer_one() {
+    let registry = Registry::default();
+    let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
+    let home = pattern("page/home/*");
+
+    assert_eq!(
+        registry.broadcast_latest(&home, &frame(2), "greeting", 2),
+        1
+    );
+    assert_eq!(
+        registry.broadcast_latest(&home, &frame(1), "greeting", 1),
+        0,
+        "version 1 lost the race to version 2: dropped"
+    );
+    assert_eq!(
+        registry.broadcast_latest(&home, &frame(1), "other", 1),
+        1,
+        "topics are apart"
+    );
+    assert_eq!(
+        registry.broadcast_latest(&home, &frame(3), "greeting", 3),
+        1
+    );
+
+    let received: Vec<_> = std::iter::from_fn(|| poll_now(&mut tab).flatten()).collect();
+    assert_eq!(received, [frame(2), frame(1), frame(3)]);
+}

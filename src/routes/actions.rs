@@ -55,16 +55,19 @@ pub async fn greet(
             return Ok(if from_datastar {
                 sse::reply([patches::greet_error(&state.views, Some(&message))?])
             } else {
-                let page = pages::render_home(&state, Some(&message), &form.name)?;
+                let page = pages::render_home(&state, Some(&message), &form.name).await?;
                 (StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response()
             });
         }
     };
 
-    let greeting = state.greetings.record(name);
+    let greeting = state.greetings.record(name).await;
     let patch = patches::greeting(&state.views, Some(&greeting))?;
-    let reached = state.registry.broadcast(&HOME_PAGES, &patch);
-    tracing::info!(
+    // A "latest" broadcast: if another greet overtook this one, tabs keep the newer greeting.
+    let reached = state
+        .registry
+        .broadcast_latest(&HOME_PAGES, &patch, "greeting", greeting.serial);
+    tracing::debug!(
         serial = greeting.serial,
         reached,
         "greeting pushed to home pages"

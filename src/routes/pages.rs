@@ -13,7 +13,7 @@ use crate::{error::AppError, state::AppState};
 
 /// `GET /`: the home page, with a fresh session id for this tab's stream.
 pub async fn home(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
-    let html = render_home(&state, None, "")?;
+    let html = render_home(&state, None, "").await?;
     // Every load must get a fresh session id: never serve this page from a cache.
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)))
 }
@@ -25,13 +25,17 @@ pub async fn about(State(state): State<AppState>) -> Result<Html<String>, AppErr
 
 /// The home page, optionally showing a validation `error` and the `draft` the user typed (when
 /// a plain form post is refused).
-pub fn render_home(state: &AppState, error: Option<&str>, draft: &str) -> Result<String, AppError> {
+pub async fn render_home(
+    state: &AppState,
+    error: Option<&str>,
+    draft: &str,
+) -> Result<String, AppError> {
     let signals = json!({ "sessionId": Uuid::new_v4(), "connected": false });
     let html = state.views.render(
         "home.html",
         context! {
             signals,
-            greeting => state.greetings.latest(),
+            greeting => state.greetings.latest().await,
             error,
             draft,
         },

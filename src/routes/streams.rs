@@ -66,7 +66,7 @@ pub async fn home(
     #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut initial = vec![
         patches::connected(),
-        patches::greeting(&state.views, state.greetings.latest().as_ref())?,
+        patches::greeting(&state.views, state.greetings.latest().await.as_ref())?,
     ];
     // This stream also carries the dev loop's events.
     #[cfg(debug_assertions)]

@@ -77,6 +77,9 @@ fn client() -> reqwest::Client {
             reqwest::Client::builder()
                 // Tests look at redirects themselves.
                 .redirect(reqwest::redirect::Policy::none())
+                // A hang fails the test instead of stalling the suite; no test holds a
+                // request, streams included, for this long.
+                .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap()
         })

@@ -129,7 +129,10 @@ async fn with_the_stream_down_the_form_falls_back_to_a_plain_post() {
         json!(null),
         "the browser navigated: a plain form post"
     );
-    assert_eq!(app.state.greetings.latest().unwrap().name.as_str(), "Linus");
+    assert_eq!(
+        app.state.greetings.latest().await.unwrap().name.as_str(),
+        "Linus"
+    );
     tab.assert_no_errors(&[BLOCKED]).await;
     tab.close().await;
 }

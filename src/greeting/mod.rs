@@ -7,6 +7,9 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
+#[cfg(feature = "redis")]
+mod shared;
+
 /// The longest name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -65,15 +68,37 @@ pub struct Greeting {
 
 /// The latest greeting: what a page shows when it loads and what a (re)connecting stream is
 /// sent first.
+///
+/// Kept in memory, or — with the `redis` feature and `REDIS_URL` — in Redis, so that every
+/// instance shows the same one. If Redis is unreachable the in-memory copy (the last greeting
+/// this instance saw) keeps the app serving.
 #[derive(Debug, Default)]
 pub struct Greetings {
-    latest: Mutex<Option<Greeting>>,
+    local: Mutex<Option<Greeting>>,
+    #[cfg(feature = "redis")]
+    shared: Option<shared::SharedGreetings>,
 }
 
 impl Greetings {
-    /// Records a greeting for `name` and returns it.
-    pub fn record(&self, name: Name) -> Greeting {
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Greetings kept in Redis (falling back to memory while Redis is unavailable).
+    #[cfg(feature = "redis")]
+    pub fn in_redis(redis: std::sync::Arc<crate::redis_conn::RedisConn>, prefix: &str) -> Self {
+        Greetings {
+            local: Mutex::default(),
+            shared: Some(shared::SharedGreetings::new(redis, prefix)),
+        }
+    }
+
+    /// Records a greeting for `name` and returns it, numbered after every earlier one.
+    pub async fn record(&self, name: Name) -> Greeting {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared
+            && let Ok(greeting) = shared.record(&name).await
+        {
+            self.remember(greeting.clone());
+            return greeting;
+        }
+        let mut latest = self.local.lock().unwrap_or_else(PoisonError::into_inner);
         let serial = latest.as_ref().map_or(1, |g| g.serial + 1);
         let greeting = Greeting { name, serial };
         *latest = Some(greeting.clone());
@@ -81,11 +106,29 @@ impl Greetings {
     }
 
     /// The latest greeting, if anyone has been greeted.
-    pub fn latest(&self) -> Option<Greeting> {
-        self.latest
+    pub async fn latest(&self) -> Option<Greeting> {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared
+            && let Ok(latest) = shared.latest().await
+        {
+            if let Some(greeting) = &latest {
+                self.remember(greeting.clone());
+            }
+            return latest;
+        }
+        self.local
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Keeps `greeting` as the in-memory copy unless a newer one is there already.
+    #[cfg(feature = "redis")]
+    fn remember(&self, greeting: Greeting) {
+        let mut latest = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.as_ref().is_none_or(|g| g.serial < greeting.serial) {
+            *latest = Some(greeting);
+        }
     }
 }
 
@@ -117,13 +160,13 @@ mod tests {
         assert_eq!(Name::parse("<b>").unwrap().as_str(), "<b>");
     }
 
-    #[test]
-    fn greetings_count_up_and_keep_the_latest() {
+    #[tokio::test]
+    async fn greetings_count_up_and_keep_the_latest() {
         let greetings = Greetings::default();
-        assert_eq!(greetings.latest(), None);
-        greetings.record(Name::parse("Ada").unwrap());
-        let second = greetings.record(Name::parse("Grace").unwrap());
+        assert_eq!(greetings.latest().await, None);
+        greetings.record(Name::parse("Ada").unwrap()).await;
+        let second = greetings.record(Name::parse("Grace").unwrap()).await;
         assert_eq!(second.serial, 2);
-        assert_eq!(greetings.latest(), Some(second));
+        assert_eq!(greetings.latest().await, Some(second));
     }
 }

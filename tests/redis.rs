@@ -1,0 +1,318 @@
+//! Scale-out tests: several app instances sharing a real `redis-server` (Debian package
+//! `redis-server`), started on a free port by each test. Run with `--features redis`.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use helpers::{PATIENCE, SseClient, TestApp, elements, spawn_app_with};
+
+/// A `redis-server` of this test's own, without persistence.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: port_outside_the_ephemeral_range(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    async fn restart(&mut self) {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or("redis-server".into());
+        let child = Command::new(&binary)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start {binary}: {error} (apt-get install redis-server)")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while !self.answers().await {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("redis-server exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn answers(&self) -> bool {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut connection) = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .is_ok()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn publish(&self, channel: &str, message: &str) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(message)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(receivers > 0, "nobody subscribed to {channel}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free port below the kernel's ephemeral range (32768 and up). While Redis is down the apps
+/// keep trying to connect to its port; were it an ephemeral port, one of those attempts could
+/// be given that same port as its source and connect to itself, holding the port.
+fn port_outside_the_ephemeral_range() -> u16 {
+    // Spread the tests of this and other test processes apart.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = 20_000 + ((std::process::id() * 7 + call * 101) % 12_000) as u16;
+    (start..32_000)
+        .chain(20_000..start)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port")
+}
+
+const PREFIX: &str = "scaleout-test";
+
+async fn instance(redis_url: &str) -> TestApp {
+    let url = redis_url.to_owned();
+    spawn_app_with(move |config| {
+        config.redis_url = Some(url);
+        config.redis_prefix = PREFIX.into();
+    })
+    .await
+}
+
+/// Waits until `/healthz` reports the relay `connected` (or not).
+async fn wait_redis(app: &TestApp, connected: bool) {
+    let wanted = if connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
+        if health["redis"] == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "redis never {wanted}: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn next_greeting(tab: &mut SseClient) -> String {
+    elements(&tab.next_event().await)
+}
+
+#[tokio::test]
+async fn a_greet_on_one_instance_reaches_streams_on_every_instance_exactly_once() {
+    // Arrange
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    let mut on_a = a.open_live_home_stream().await;
+    let mut on_b = b.open_live_home_stream().await;
+
+    // Act
+    a.greet_with_datastar("Ada").await;
+
+    // Assert: each stream gets the greeting, and the next event is the next greeting — no
+    // duplicate in between.
+    for tab in [&mut on_a, &mut on_b] {
+        assert!(
+            next_greeting(tab)
+                .await
+                .contains("Hello, <strong>Ada</strong>!")
+        );
+    }
+    b.greet_with_form("Grace").await;
+    for tab in [&mut on_a, &mut on_b] {
+        let next = next_greeting(tab).await;
+        assert!(next.contains("Hello, <strong>Grace</strong>!"), "{next}");
+    }
+}
+
+#[tokio::test]
+async fn every_instance_shows_the_same_latest_greeting() {
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+
+    a.greet_with_datastar("Ada").await;
+    b.greet_with_datastar("Grace").await;
+
+    for app in [&a, &b] {
+        let page = app.home_page().await;
+        assert!(page.contains("Hello, <strong>Grace</strong>!"), "{page}");
+        assert!(
+            page.contains("Greeting #2"),
+            "numbered across instances: {page}"
+        );
+        let mut reconnecting = app.open_home_stream(uuid::Uuid::new_v4()).await;
+        let first = reconnecting.read_initial_events().await;
+        assert!(elements(&first[1]).contains("Grace"));
+    }
+}
+
+#[tokio::test]
+async fn racing_greets_on_two_instances_leave_every_tab_on_the_latest() {
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    let mut on_a = a.open_live_home_stream().await;
+    let mut on_b = b.open_live_home_stream().await;
+
+    let names: Vec<String> = (0..20).map(|i| format!("racer{i}")).collect();
+    let greets = names.iter().enumerate().map(|(i, name)| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.greet_with_datastar(name)
+    });
+    join_all(greets).await;
+
+    // Whatever got published, the serials each tab saw only go up, and each tab ends on #20.
+    for tab in [&mut on_a, &mut on_b] {
+        let mut last = 0;
+        while last < 20 {
+            let patch = next_greeting(tab).await;
+            let serial: u64 = patch
+                .split("Greeting #")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no serial in {patch}"));
+            assert!(serial > last, "went back from #{last} to #{serial}");
+            last = serial;
+        }
+    }
+}
+
+#[tokio::test]
+async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back() {
+    let mut redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    let mut on_a = a.open_live_home_stream().await;
+    let mut on_b = b.open_live_home_stream().await;
+
+    // Redis goes away mid-run.
+    redis.stop();
+    wait_redis(&a, false).await;
+    wait_redis(&b, false).await;
+
+    // Pages still serve, and a greet still reaches the streams of its own instance.
+    assert_eq!(a.get("/").await.status(), 200);
+    a.greet_with_datastar("Ada").await;
+    assert!(next_greeting(&mut on_a).await.contains("Ada"));
+
+    // Redis comes back: cross-instance delivery resumes without restarting the apps.
+    redis.restart().await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    a.greet_with_datastar("Grace").await;
+    assert!(next_greeting(&mut on_a).await.contains("Grace"));
+    let on_b_next = next_greeting(&mut on_b).await;
+    assert!(
+        on_b_next.contains("Grace"),
+        "B missed only what was sent during the outage: {on_b_next}"
+    );
+}
+
+#[tokio::test]
+async fn redis_down_at_start_does_not_stop_the_app() {
+    let mut redis = RedisServer::start().await;
+    redis.stop();
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    let mut on_a = a.open_live_home_stream().await;
+
+    // Serving, locally, from the start.
+    wait_redis(&a, false).await;
+    a.greet_with_form("Ada").await;
+    assert!(next_greeting(&mut on_a).await.contains("Ada"));
+
+    // And across instances once Redis is up.
+    redis.restart().await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    let mut on_b = b.open_live_home_stream().await;
+    a.greet_with_datastar("Grace").await;
+    assert!(next_greeting(&mut on_b).await.contains("Grace"));
+    assert!(next_greeting(&mut on_a).await.contains("Grace"));
+}
+
+#[tokio::test]
+async fn malformed_messages_on_the_channel_are_skipped() {
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    let mut tab = a.open_live_home_stream().await;
+    let channel = format!("{PREFIX}:broadcast");
+
+    for garbage in [
+        "garbage",
+        "ascolais/1 not-a-uuid R\npage/home/*\n\nevent: x\ndata: y\n\n",
+        &format!(
+            "ascolais/1 {} R\npage/home/*\n\nno event here",
+            uuid::Uuid::new_v4()
+        ),
+    ] {
+        redis.publish(&channel, garbage).await;
+    }
+    a.greet_with_datastar("Ada").await;
+
+    // Nothing of the garbage reached the tab, and the relay kept going.
+    assert!(next_greeting(&mut tab).await.contains("Ada"));
+    wait_redis(&a, true).await;
+}
