@@ -14,6 +14,9 @@
 //! clients has the greeting. Finally it sends SIGTERM and times the shutdown. It prints numbers
 //! and asserts nothing. The load generator shares the machine with the server.
 //!
+//! With `--raw` each N is also run against a bare tokio server written for this job alone (no
+//! HTTP library, each event encoded once and shared): the lower bound to compare with.
+//!
 //! With `--redis` (build with `--features redis`; needs `redis-server` on the PATH) each N is
 //! also run across instances: a `redis-server` and two app instances, the clients on one, the
 //! greetings posted to the other, so every event crosses Redis.
@@ -47,6 +50,7 @@ struct Options {
     rounds: usize,
     addr: Option<SocketAddr>,
     redis: bool,
+    raw: bool,
 }
 
 fn options() -> Options {
@@ -55,6 +59,7 @@ fn options() -> Options {
         rounds: 20,
         addr: None,
         redis: false,
+        raw: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -72,6 +77,7 @@ fn options() -> Options {
                 options.addr = Some(args.next().expect("--addr HOST:PORT").parse().unwrap())
             }
             "--redis" => options.redis = true,
+            "--raw" => options.raw = true,
             _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
         }
     }
@@ -144,6 +150,25 @@ struct Server {
 }
 
 impl Server {
+    /// The bare baseline server: this benchmark's own binary in `--serve-raw` mode.
+    async fn start_raw() -> Server {
+        let port = free_port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--serve-raw", &port.to_string()])
+            .spawn()
+            .expect("start the raw server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "the raw server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Server {
+            child: Some(child),
+            addr,
+        }
+    }
+
     async fn start(max_streams: usize, redis_url: Option<&str>) -> Server {
         let port = free_port();
         let mut command = Command::new(app_binary());
@@ -305,6 +330,8 @@ enum Setup {
     Remote(SocketAddr),
     /// Two apps sharing a `redis-server`: clients on one, greetings to the other.
     CrossInstance(String),
+    /// The bare baseline server.
+    Raw,
 }
 
 async fn run(n: usize, rounds: usize, setup: &Setup) {
@@ -312,6 +339,11 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
         Setup::Remote(addr) => (None, None, *addr),
         Setup::Local => {
             let server = Server::start(n + 1_000, None).await;
+            let addr = server.addr;
+            (Some(server), None, addr)
+        }
+        Setup::Raw => {
+            let server = Server::start_raw().await;
             let addr = server.addr;
             (Some(server), None, addr)
         }
@@ -325,7 +357,9 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
     let greet_to = sender.as_ref().map_or(addr, |sender| sender.addr);
     let pid = server.as_ref().and_then(Server::pid);
     // Warm up (templates, allocator), then take the baseline.
-    http(addr, "GET / HTTP/1.1", "").await;
+    if !matches!(setup, Setup::Raw) {
+        http(addr, "GET / HTTP/1.1", "").await;
+    }
     let rss_before = pid.and_then(rss_kib);
 
     let shared = Arc::new(Shared {
@@ -424,6 +458,7 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
         Setup::Local => "one instance",
         Setup::Remote(_) => "remote server",
         Setup::CrossInstance(_) => "across instances through Redis",
+        Setup::Raw => "raw tokio baseline",
     };
     println!("N = {n} ({label})");
     println!("  live: {live}/{n} in {all_live:.0} ms after the first connect");
@@ -520,6 +555,13 @@ impl Drop for RedisServer {
 fn main() {
     #[cfg(unix)]
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--serve-raw") {
+        let port: u16 = args.next().expect("--serve-raw PORT").parse().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(raw::serve(port));
+        return;
+    }
     let options = options();
     registry_benchmark();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -533,6 +575,106 @@ fn main() {
             if let Some(redis) = &redis {
                 run(n, options.rounds, &Setup::CrossInstance(redis.url())).await;
             }
+            if options.raw {
+                run(n, options.rounds, &Setup::Raw).await;
+            }
         }
     });
+}
+
+/// The lower bound: a tokio server that speaks just enough HTTP/1.1 for this benchmark, with
+/// no HTTP library and no framework. Each stream is a task owning its socket and a bounded
+/// channel; a greeting is encoded once and the same bytes are queued for every stream.
+mod raw {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpSocket, TcpStream},
+        sync::mpsc,
+    };
+
+    type Streams = Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>;
+
+    pub async fn serve(port: u16) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        let listener = socket.listen(4096).unwrap();
+        let streams: Streams = Arc::default();
+        let greeting_lock = Arc::new(Mutex::new(()));
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            tokio::spawn(connection(
+                socket,
+                Arc::clone(&streams),
+                Arc::clone(&greeting_lock),
+            ));
+        }
+    }
+
+    async fn connection(mut socket: TcpStream, streams: Streams, lock: Arc<Mutex<()>>) {
+        let mut request = Vec::with_capacity(1024);
+        let mut buffer = [0u8; 1024];
+        let head_end = loop {
+            let Ok(n) = socket.read(&mut buffer).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buffer[..n]);
+            if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        if request.starts_with(b"GET /sse/") {
+            let (sender, mut receiver) = mpsc::channel::<Bytes>(32);
+            streams.lock().unwrap().push(sender);
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\nevent: datastar-patch-signals\ndata: signals {\"connected\":true}\n\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            while let Some(event) = receiver.recv().await {
+                if socket.write_all(&event).await.is_err() {
+                    return;
+                }
+            }
+        } else if request.starts_with(b"POST /api/greet") {
+            let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = request[head_end..].to_vec();
+            while body.len() < length {
+                let Ok(n) = socket.read(&mut buffer).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                body.extend_from_slice(&buffer[..n]);
+            }
+            let name = String::from_utf8_lossy(&body)
+                .trim_start_matches("name=")
+                .to_owned();
+            let event = Bytes::from(format!(
+                "event: datastar-patch-elements\ndata: elements <section id=\"greeting\" aria-live=\"polite\">\ndata: elements   <p class=\"greeting\">Hello, <strong>{name}</strong>!</p>\ndata: elements </section>\n\n"
+            ));
+            {
+                let _one_at_a_time = lock.lock().unwrap();
+                let mut streams = streams.lock().unwrap();
+                streams.retain(|stream| stream.try_send(event.clone()).is_ok());
+            }
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    }
 }
