@@ -603,7 +603,7 @@ mod raw {
         socket.bind(([127, 0, 0, 1], port).into()).unwrap();
         let listener = socket.listen(4096).unwrap();
         let streams: Streams = Arc::default();
-        let greeting_lock = Arc::new(Mutex::new(()));
+        let greetings = Arc::new(Mutex::new(0u64));
         loop {
             let Ok((socket, _)) = listener.accept().await else {
                 continue;
@@ -612,12 +612,12 @@ mod raw {
             tokio::spawn(connection(
                 socket,
                 Arc::clone(&streams),
-                Arc::clone(&greeting_lock),
+                Arc::clone(&greetings),
             ));
         }
     }
 
-    async fn connection(mut socket: TcpStream, streams: Streams, lock: Arc<Mutex<()>>) {
+    async fn connection(mut socket: TcpStream, streams: Streams, greetings: Arc<Mutex<u64>>) {
         let mut request = Vec::with_capacity(1024);
         let mut buffer = [0u8; 1024];
         let head_end = loop {
@@ -664,11 +664,16 @@ mod raw {
             let name = String::from_utf8_lossy(&body)
                 .trim_start_matches("name=")
                 .to_owned();
+            // The same event the app sends: the same HTML, the same encoding.
+            let serial = {
+                let mut count = greetings.lock().unwrap();
+                *count += 1;
+                *count
+            };
             let event = Bytes::from(format!(
-                "event: datastar-patch-elements\ndata: elements <section id=\"greeting\" aria-live=\"polite\">\ndata: elements   <p class=\"greeting\">Hello, <strong>{name}</strong>!</p>\ndata: elements </section>\n\n"
+                "event: datastar-patch-elements\ndata: elements <section id=\"greeting\" aria-live=\"polite\">\ndata: elements   <p class=\"greeting\">Hello, <strong>{name}</strong>!</p>\ndata: elements   <p class=\"muted\">Greeting #{serial} since the server started.</p>\ndata: elements </section>\n\n"
             ));
             {
-                let _one_at_a_time = lock.lock().unwrap();
                 let mut streams = streams.lock().unwrap();
                 streams.retain(|stream| stream.try_send(event.clone()).is_ok());
             }
