@@ -145,6 +145,16 @@ async fn wait_redis(app: &TestApp, connected: bool) {
     }
 }
 
+/// A `redis-server` and two app instances already receiving from it.
+async fn two_connected_instances() -> (RedisServer, TestApp, TestApp) {
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    (redis, a, b)
+}
+
 async fn next_greeting(tab: &mut SseClient) -> String {
     elements(&tab.next_event().await)
 }
@@ -152,11 +162,7 @@ async fn next_greeting(tab: &mut SseClient) -> String {
 #[tokio::test]
 async fn a_greet_on_one_instance_reaches_streams_on_every_instance_exactly_once() {
     // Arrange
-    let redis = RedisServer::start().await;
-    let a = instance(&redis.url()).await;
-    let b = instance(&redis.url()).await;
-    wait_redis(&a, true).await;
-    wait_redis(&b, true).await;
+    let (_redis, a, b) = two_connected_instances().await;
     let mut on_a = a.open_live_home_stream().await;
     let mut on_b = b.open_live_home_stream().await;
 
@@ -181,10 +187,7 @@ async fn a_greet_on_one_instance_reaches_streams_on_every_instance_exactly_once(
 
 #[tokio::test]
 async fn every_instance_shows_the_same_latest_greeting() {
-    let redis = RedisServer::start().await;
-    let a = instance(&redis.url()).await;
-    let b = instance(&redis.url()).await;
-    wait_redis(&a, true).await;
+    let (_redis, a, b) = two_connected_instances().await;
 
     a.greet_with_datastar("Ada").await;
     b.greet_with_datastar("Grace").await;
@@ -204,11 +207,7 @@ async fn every_instance_shows_the_same_latest_greeting() {
 
 #[tokio::test]
 async fn racing_greets_on_two_instances_leave_every_tab_on_the_latest() {
-    let redis = RedisServer::start().await;
-    let a = instance(&redis.url()).await;
-    let b = instance(&redis.url()).await;
-    wait_redis(&a, true).await;
-    wait_redis(&b, true).await;
+    let (_redis, a, b) = two_connected_instances().await;
     let mut on_a = a.open_live_home_stream().await;
     let mut on_b = b.open_live_home_stream().await;
 
@@ -238,11 +237,7 @@ async fn racing_greets_on_two_instances_leave_every_tab_on_the_latest() {
 
 #[tokio::test]
 async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back() {
-    let mut redis = RedisServer::start().await;
-    let a = instance(&redis.url()).await;
-    let b = instance(&redis.url()).await;
-    wait_redis(&a, true).await;
-    wait_redis(&b, true).await;
+    let (mut redis, a, b) = two_connected_instances().await;
     let mut on_a = a.open_live_home_stream().await;
     let mut on_b = b.open_live_home_stream().await;
 

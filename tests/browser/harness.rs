@@ -131,6 +131,23 @@ impl Browser {
         browser
     }
 
+    /// A browser with JavaScript showing `url`, its home stream live.
+    pub async fn open_live(name: &'static str, url: &str) -> Browser {
+        let browser = Browser::launch(name, true).await;
+        browser.goto(url).await;
+        browser.wait_live().await;
+        browser
+    }
+
+    /// Checks that none of `tabs` logged an error (other than `expected` ones), then closes
+    /// them.
+    pub async fn finish(tabs: impl IntoIterator<Item = Browser>, expected: &[&str]) {
+        for tab in tabs {
+            tab.assert_no_errors(expected).await;
+            tab.close().await;
+        }
+    }
+
     /// Runs a Chrome DevTools Protocol command through chromedriver.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
         self.client

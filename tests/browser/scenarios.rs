@@ -12,14 +12,13 @@ const BLOCKED: &str = "ERR_BLOCKED_BY_CLIENT";
 async fn a_greeting_in_one_tab_appears_live_in_both_without_navigating() {
     // Arrange
     let (app, _turn) = app().await;
-    let tab_a = Browser::launch("tab A", true).await;
-    let tab_b = Browser::launch("tab B", true).await;
+    let tab_a = Browser::open_live("tab A", &app.url("/")).await;
+    let tab_b = Browser::open_live("tab B", &app.url("/")).await;
     for tab in [&tab_a, &tab_b] {
-        tab.goto(&app.url("/")).await;
-        tab.wait_live().await;
+        let visibility = tab.eval("return document.visibilityState", vec![]).await;
         assert_eq!(
-            tab.eval("return document.visibilityState", vec![]).await,
-            "visible"
+            visibility, "visible",
+            "a background tab would drop its stream"
         );
     }
     tab_a.eval("window.__marker = 'same page'", vec![]).await;
@@ -41,22 +40,14 @@ async fn a_greeting_in_one_tab_appears_live_in_both_without_navigating() {
             "document.querySelector('#name').value === ''",
         )
         .await;
-    for tab in [&tab_a, &tab_b] {
-        tab.assert_no_errors(&[]).await;
-    }
-    tab_a.close().await;
-    tab_b.close().await;
+    Browser::finish([tab_a, tab_b], &[]).await;
 }
 
 #[tokio::test]
 async fn markup_in_a_name_shows_as_text_and_never_runs() {
     let (app, _turn) = app().await;
-    let tab_a = Browser::launch("tab A", true).await;
-    let tab_b = Browser::launch("tab B", true).await;
-    for tab in [&tab_a, &tab_b] {
-        tab.goto(&app.url("/")).await;
-        tab.wait_live().await;
-    }
+    let tab_a = Browser::open_live("tab A", &app.url("/")).await;
+    let tab_b = Browser::open_live("tab B", &app.url("/")).await;
     let name = r#"<img src=x onerror="window.__pwned=1">"#;
 
     tab_a.type_and_enter("#name", name).await;
@@ -75,10 +66,8 @@ async fn markup_in_a_name_shows_as_text_and_never_runs() {
             json!([false, null]),
             "no element was created, nothing ran"
         );
-        tab.assert_no_errors(&[]).await;
     }
-    tab_a.close().await;
-    tab_b.close().await;
+    Browser::finish([tab_a, tab_b], &[]).await;
 }
 
 #[tokio::test]
@@ -101,10 +90,7 @@ async fn without_javascript_the_form_posts_and_live_tabs_see_it() {
         1,
         "the page without JavaScript opened no stream"
     );
-    live.assert_no_errors(&[]).await;
-    no_js.assert_no_errors(&[]).await;
-    live.close().await;
-    no_js.close().await;
+    Browser::finish([live, no_js], &[]).await;
 }
 
 #[tokio::test]
@@ -133,16 +119,13 @@ async fn with_the_stream_down_the_form_falls_back_to_a_plain_post() {
         app.state.greetings.latest().await.unwrap().name.as_str(),
         "Linus"
     );
-    tab.assert_no_errors(&[BLOCKED]).await;
-    tab.close().await;
+    Browser::finish([tab], &[BLOCKED]).await;
 }
 
 #[tokio::test]
 async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() {
     let (app, _turn) = app().await;
-    let tab = Browser::launch("tab", true).await;
-    tab.goto(&app.url("/")).await;
-    tab.wait_live().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
 
     // The server ends the stream (as on a restart). Keep the tab from reconnecting for a
     // moment so the offline state can be seen, and greet meanwhile.
@@ -155,16 +138,13 @@ async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() 
     // Datastar reconnects by itself; the first events bring it live and up to date.
     tab.wait_live().await;
     tab.wait_for_text("#greeting", "Hello, Grace!").await;
-    tab.assert_no_errors(&[BLOCKED]).await;
-    tab.close().await;
+    Browser::finish([tab], &[BLOCKED]).await;
 }
 
 #[tokio::test]
 async fn a_stream_the_server_ends_comes_back_by_itself() {
     let (app, _turn) = app().await;
-    let tab = Browser::launch("tab", true).await;
-    tab.goto(&app.url("/")).await;
-    tab.wait_live().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
     let before = app.state.registry.keys(&HOME_PAGES);
 
     app.state.registry.close(&HOME_PAGES);
@@ -183,19 +163,14 @@ async fn a_stream_the_server_ends_comes_back_by_itself() {
     tab.wait_live().await;
     app.greet_with_datastar("Ada").await;
     tab.wait_for_text("#greeting", "Hello, Ada!").await;
-    tab.assert_no_errors(&[]).await;
-    tab.close().await;
+    Browser::finish([tab], &[]).await;
 }
 
 #[tokio::test]
 async fn bad_input_shows_the_message_and_reaches_no_other_tab() {
     let (app, _turn) = app().await;
-    let tab_a = Browser::launch("tab A", true).await;
-    let tab_b = Browser::launch("tab B", true).await;
-    for tab in [&tab_a, &tab_b] {
-        tab.goto(&app.url("/")).await;
-        tab.wait_live().await;
-    }
+    let tab_a = Browser::open_live("tab A", &app.url("/")).await;
+    let tab_b = Browser::open_live("tab B", &app.url("/")).await;
 
     tab_a.type_and_enter("#name", "   ").await;
     tab_a
@@ -214,11 +189,7 @@ async fn bad_input_shows_the_message_and_reaches_no_other_tab() {
             "document.querySelector('#greet-error').textContent === ''",
         )
         .await;
-    for tab in [&tab_a, &tab_b] {
-        tab.assert_no_errors(&[]).await;
-    }
-    tab_a.close().await;
-    tab_b.close().await;
+    Browser::finish([tab_a, tab_b], &[]).await;
 }
 
 #[tokio::test]
@@ -244,16 +215,13 @@ async fn about_renders_with_the_layout_and_no_page_logs_errors() {
 
     tab.goto(&app.url("/")).await;
     tab.wait_live().await;
-    tab.assert_no_errors(&[]).await;
-    tab.close().await;
+    Browser::finish([tab], &[]).await;
 }
 
 #[tokio::test]
 async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting() {
     let (app, _turn) = app().await;
-    let tab = Browser::launch("tab", true).await;
-    tab.goto(&app.url("/")).await;
-    tab.wait_live().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
     let signals = tab
         .eval(
             "return document.querySelector('#home').dataset.signals",
@@ -286,16 +254,13 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
         keys,
         "no further replacement"
     );
-    tab.assert_no_errors(&[]).await;
-    tab.close().await;
+    Browser::finish([tab], &[]).await;
 }
 
 #[tokio::test]
 async fn the_content_security_policy_refuses_inline_scripts() {
     let (app, _turn) = app().await;
-    let tab = Browser::launch("tab", true).await;
-    tab.goto(&app.url("/")).await;
-    tab.wait_live().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
 
     // What an injection would try: an inline script element.
     tab.eval(
@@ -319,5 +284,5 @@ async fn the_content_security_policy_refuses_inline_scripts() {
     // Datastar itself runs under the policy: the page is live and still works.
     app.greet_with_datastar("Ada").await;
     tab.wait_for_text("#greeting", "Hello, Ada!").await;
-    tab.close().await;
+    Browser::finish([tab], &["Content Security Policy"]).await;
 }
