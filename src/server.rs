@@ -1,8 +1,6 @@
 //! Start-up and shutdown, shared by `main` and the tests so both run the same server.
 
-use std::{future::Future, io, net::SocketAddr};
-
-use std::time::Duration;
+use std::{future::Future, io, net::SocketAddr, time::Duration};
 
 use axum::extract::Request;
 use hyper::{body::Incoming, server::conn::http1};

@@ -359,3 +359,53 @@ fn the_release_binary_serves_everything_from_an_empty_directory() {
         );
     }
 }
+
+/// The generated README's "Add a page / stream / action" examples, pasted where it says, must
+/// compile: docs that drift from the code are worse than none.
+#[test]
+fn readme_examples_compile_in_a_generated_project() {
+    let dir = TempDir::new("readme-test");
+    let project = generate("readme-check", &dir);
+    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+
+    let mut blocks = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```rust" {
+            let indent = line.len() - line.trim_start().len();
+            let block: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .map(|l| l.get(indent..).unwrap_or(""))
+                .collect();
+            blocks.push(block.join("\n"));
+        }
+    }
+    let target_of = |block: &str| {
+        if block.contains("fn contact") {
+            "src/routes/pages.rs"
+        } else if block.contains("fn board") {
+            "src/routes/streams.rs"
+        } else if block.contains("fn vote")
+            || block.contains("use datastar::prelude::PatchElements")
+        {
+            "src/routes/actions.rs"
+        } else {
+            panic!("a README example with no place to go:\n{block}")
+        }
+    };
+    assert!(blocks.len() >= 4, "found only {} examples", blocks.len());
+    for block in &blocks {
+        let file = project.join(target_of(block));
+        let mut source = fs::read_to_string(&file).unwrap();
+        source.push('\n');
+        source.push_str(block);
+        source.push('\n');
+        fs::write(&file, source).unwrap();
+    }
+
+    run(cargo()
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["check", "--locked", "--all-targets"]));
+}

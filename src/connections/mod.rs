@@ -7,7 +7,7 @@
 //! What this gets right that a map of senders with a TTL does not:
 //!
 //! - **Cleanup is owned by drop.** The [`Connection`] handed to the stream is also its drop
-//!   guard: when the client goes away, axum drops the response body, the body drops the
+//!   guard: when the client goes away, hyper drops the response body, the body drops the
 //!   connection, and the entry leaves the registry at once. Code placed after a stream's loop
 //!   would never run for a dropped stream; a timer would leak until it fires.
 //! - **Same key, one connection.** Storing under a key that is taken replaces the old
@@ -18,6 +18,10 @@
 //!   instead of slowing delivery to everyone else or growing memory without bound.
 //! - **Encode once.** A broadcast clones one [`Frame`] — a reference-counted byte buffer — into
 //!   each outbox.
+//! - **Cost follows the matches.** Keys live in a trie of segments (`index.rs`), so a broadcast
+//!   visits only the branches its pattern can match.
+//! - **Several instances.** With the `redis` feature a `relay` sends broadcasts through Redis
+//!   pub/sub, so streams on every instance get them (see `relay.rs`).
 
 mod index;
 mod key;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::state::AppState;
 
-/// The `?v=` that [`assets::url`] puts on links.
+/// The `?v=` that [`crate::assets::Assets::url`] puts on links.
 #[derive(Debug, Deserialize)]
 pub struct Version {
     v: Option<String>,
