@@ -49,7 +49,12 @@ impl Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
         let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
         let port = free_port();
-        let driver = Command::new(&chromedriver)
+        let mut command = Command::new(&chromedriver);
+        // Its own process group, so that Chromium and its helpers can be killed along with it
+        // when a failing test never reaches `close`.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let driver = command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -296,19 +301,22 @@ impl Browser {
     }
 
     /// Ends the session and the processes.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        // Dropping `self` stops chromedriver and removes the profile.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
         // A failed test does not reach `close`: never leave processes behind.
+        #[cfg(unix)]
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
