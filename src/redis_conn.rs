@@ -12,8 +12,15 @@ use std::{
 
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, aio::MultiplexedConnection};
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The first wait after a failure; each further failure doubles it, up to [`MAX_BACKOFF`].
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Long enough not to hammer a dead Redis, short enough to notice it back within seconds.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The wait after one more failure.
+pub(crate) fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
 /// Loopback or a LAN answers in well under this; beyond it, treat Redis as unavailable.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -105,7 +112,7 @@ impl RedisConn {
             tracing::warn!(%error, "redis unavailable: working locally until it is back");
         }
         state.failing = true;
-        state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+        state.backoff = next_backoff(state.backoff);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

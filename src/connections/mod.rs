@@ -203,21 +203,16 @@ impl Registry {
 
     /// Queues `frame` for the connection under `key`. Returns whether it was queued.
     pub fn send(&self, key: &Key, frame: Frame) -> bool {
-        let mut state = self.shared.lock();
-        let Some(entry) = state.index.get(key) else {
-            return false;
+        // Keys are instance-local, so this never goes through a relay. A key is the pattern
+        // that matches only itself: delivery and eviction are the broadcast's own.
+        let outgoing = Outgoing {
+            pattern: Pattern::from(key),
+            except: Vec::new(),
+            frame,
+            latest: None,
+            delivered_locally: false,
         };
-        let (id, outcome) = (entry.id, entry.outbox.try_send(frame));
-        match outcome {
-            Ok(()) => true,
-            Err(error) => {
-                let removed = state.index.remove(key, Some(id));
-                drop(state);
-                log_eviction(key, &error);
-                drop(removed);
-                false
-            }
-        }
+        self.deliver_local(&outgoing) > 0
     }
 
     /// Queues `frame` for every connection whose key `pattern` matches. Returns how many

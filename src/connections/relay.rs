@@ -31,15 +31,13 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{Outgoing, Registry, WeakRegistry, wire::WireBroadcast};
-use crate::redis_conn::RedisConn;
+use crate::redis_conn::{FIRST_BACKOFF, RedisConn, next_backoff};
 
 /// Broadcasts waiting to be published. Publishing takes well under a millisecond on a healthy
 /// Redis; if this many are waiting, Redis is too slow and broadcasts are delivered locally.
 const QUEUE: usize = 4096;
 /// How often an idle subscription checks that Redis still answers.
 const PING_EVERY: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Publishes only if `version` is newer than the last one published for the topic, and records
 /// it: broadcasts of a "latest" state can then never go backwards, whichever instance sends
@@ -207,7 +205,7 @@ async fn subscribe(relay: Relay, registry: WeakRegistry, redis: Arc<RedisConn>) 
             Err(error) => tracing::debug!(%error, "redis relay still unavailable"),
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = next_backoff(backoff);
     }
 }
 
