@@ -5,21 +5,27 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use tokio::sync::SemaphorePermit;
+
 use crate::{
     app, app_with,
     harness::Browser,
-    helpers::{Workspace, spawn_app_with},
+    helpers::{TestApp, Workspace, spawn_app_with},
 };
+
+/// The app on a private copy of `templates/` and `static/`, with its file watcher on.
+async fn dev_app() -> (Workspace, TestApp, SemaphorePermit<'static>) {
+    let workspace = Workspace::new();
+    let settings = workspace.settings.clone();
+    let (app, turn) = app_with(move |config| config.dev = settings).await;
+    (workspace, app, turn)
+}
 
 #[tokio::test]
 async fn an_edited_stylesheet_applies_in_place_without_a_reload() {
     // Arrange
-    let workspace = Workspace::new();
-    let settings = workspace.settings.clone();
-    let (app, _turn) = app_with(move |config| config.dev = settings).await;
-    let tab = Browser::launch("tab", true).await;
-    tab.goto(&app.url("/")).await;
-    tab.wait_live().await;
+    let (workspace, app, _turn) = dev_app().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
     tab.eval("window.__marker = 'same page'", vec![]).await;
     let field = tab
         .client
@@ -53,15 +59,12 @@ async fn an_edited_stylesheet_applies_in_place_without_a_reload() {
         json!(["same page", "half-typed"]),
         "no reload, state kept"
     );
-    tab.assert_no_errors(&[]).await;
-    tab.close().await;
+    Browser::finish([tab], &[]).await;
 }
 
 #[tokio::test]
 async fn an_edited_template_reloads_every_open_tab() {
-    let workspace = Workspace::new();
-    let settings = workspace.settings.clone();
-    let (app, _turn) = app_with(move |config| config.dev = settings).await;
+    let (workspace, app, _turn) = dev_app().await;
     let home = Browser::launch("home tab", true).await;
     let about = Browser::launch("about tab", true).await;
     home.goto(&app.url("/")).await;
@@ -136,9 +139,7 @@ async fn tabs_reload_when_a_restarted_server_answers() {
 
 #[tokio::test]
 async fn a_template_error_shows_in_the_browser_and_recovers_on_the_next_save() {
-    let workspace = Workspace::new();
-    let settings = workspace.settings.clone();
-    let (app, _turn) = app_with(move |config| config.dev = settings).await;
+    let (workspace, app, _turn) = dev_app().await;
     let template = workspace.template("about.html");
     let good = std::fs::read_to_string(&template).unwrap();
     std::fs::write(&template, good.replace("{% endblock %}", "{% endblok %}")).unwrap();
@@ -151,6 +152,5 @@ async fn a_template_error_shows_in_the_browser_and_recovers_on_the_next_save() {
 
     std::fs::write(&template, good).unwrap();
     tab.wait_for_text("h1", "About this app").await;
-    tab.assert_no_errors(&["status of 500"]).await;
-    tab.close().await;
+    Browser::finish([tab], &["status of 500"]).await;
 }

@@ -198,39 +198,34 @@ impl Browser {
     /// the test with `what` and everything the page showed.
     pub async fn wait_until(&self, what: &str, predicate: &str) {
         let script = format!("try {{ return !!({predicate}); }} catch (e) {{ return false; }}");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if self.eval(&script, vec![]).await == json!(true) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "[{}] timed out waiting for {what} ({predicate})\n{}",
-                    self.name,
-                    self.describe().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.poll(&format!("{what} ({predicate})"), async || {
+            self.eval(&script, vec![]).await == json!(true)
+        })
+        .await;
     }
 
     /// Waits until the element matching `selector` has text containing `needle`. Works with
     /// JavaScript off too (it reads the DOM through WebDriver, not through a page script).
     pub async fn wait_for_text(&self, selector: &str, needle: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(text) = self.element_text(selector).await
-                && text
-                    .split_whitespace()
+        self.poll(&format!("{selector} to show {needle:?}"), async || {
+            self.element_text(selector).await.is_some_and(|text| {
+                text.split_whitespace()
                     .collect::<Vec<_>>()
                     .join(" ")
                     .contains(needle)
-            {
-                return;
-            }
+            })
+        })
+        .await;
+    }
+
+    /// Checks `ready` every 25 ms until it says yes; after [`PATIENCE`], fails the test with
+    /// `what` and everything the page showed.
+    async fn poll(&self, what: &str, mut ready: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !ready().await {
             if Instant::now() > deadline {
                 panic!(
-                    "[{}] timed out waiting for {selector} to show {needle:?}\n{}",
+                    "[{}] timed out waiting for {what}\n{}",
                     self.name,
                     self.describe().await
                 );
