@@ -19,6 +19,15 @@ pub struct Config {
     /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
     /// have no timeout. Default 10 s.
     pub action_timeout: Duration,
+    /// `SEND_TIMEOUT_SECS`: how long a write to a client may stay blocked (its socket
+    /// unwritable: the client is not reading) before the client is disconnected. This is the
+    /// only test of a slow client. Default 10 s: a tab reads whatever arrives, so a socket that
+    /// takes nothing for that long belongs to a frozen or hostile client.
+    pub send_timeout: Duration,
+    /// `STREAM_QUEUE_LIMIT`: ordinary events one stream may have queued (latest-state events
+    /// coalesce and do not count). Default 1 024: a tab that reads never gets near it; past
+    /// it the stream is cut off instead of holding more memory.
+    pub queue_limit: usize,
     /// `MAX_STREAMS`: open streams beyond which a new one is refused with 503 (and Datastar
     /// retries later). Default 10 000: each stream costs a socket and some memory.
     pub max_streams: usize,
@@ -51,6 +60,8 @@ impl Default for Config {
             datastar_url: DATASTAR_CDN_URL.to_owned(),
             keep_alive: Duration::from_secs(15),
             action_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+            queue_limit: crate::connections::DEFAULT_QUEUE_LIMIT,
             max_streams: 10_000,
             listen_backlog: 4096,
             shutdown_timeout: Duration::from_secs(15),
@@ -103,6 +114,8 @@ impl Config {
             keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
             action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
                 .unwrap_or(defaults.action_timeout),
+            send_timeout: seconds(&lookup, "SEND_TIMEOUT_SECS")?.unwrap_or(defaults.send_timeout),
+            queue_limit: positive(&lookup, "STREAM_QUEUE_LIMIT")?.unwrap_or(defaults.queue_limit),
             max_streams: positive(&lookup, "MAX_STREAMS")?.unwrap_or(defaults.max_streams),
             listen_backlog: positive(&lookup, "LISTEN_BACKLOG")?.unwrap_or(defaults.listen_backlog),
             shutdown_timeout: seconds(&lookup, "SHUTDOWN_TIMEOUT_SECS")?

@@ -18,8 +18,7 @@
 //! - [`assets`] and [`security`]: static files with versioned URLs; security headers.
 //! - `dev` (debug builds only): the dev loop — file watcher, live reload, error pages.
 //! - [`greeting`]: the example domain.
-//! - `redis_conn` (feature `redis`): the Redis connection behind the registry's relay and the
-//!   shared greeting.
+//! - `redis` (feature `redis`): the registry's relay to other instances, over Redis.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -32,7 +31,7 @@ pub mod error;
 pub mod greeting;
 pub mod patches;
 #[cfg(feature = "redis")]
-pub mod redis_conn;
+pub mod redis;
 pub mod routes;
 pub mod security;
 pub mod server;

@@ -119,8 +119,8 @@ pub fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
 /// The body of a persistent stream: first the `initial` frames, then every frame pushed to the
 /// [`Connection`] through the registry, with a keep-alive comment after each quiet `keep_alive`
 /// period. It ends when the registry drops the connection (replacement, close, shutdown, a
-/// client too slow to keep up); dropping it (the client went away) removes the connection from
-/// the registry, because the [`Connection`] it owns is the registry's drop guard.
+/// queue over its limit); dropping it (the client went away) removes the connection from the
+/// registry, because the [`Connection`] it owns is the registry's drop guard.
 #[derive(Debug)]
 pub struct EventStream {
     initial: Option<Bytes>,

@@ -4,13 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use crate::{
-    assets::Assets,
-    config::Config,
-    connections::{DEFAULT_OUTBOX_CAPACITY, Registry},
-    greeting::Greetings,
-    views::Views,
-};
+use crate::{assets::Assets, config::Config, connections::Registry, views::Views};
 
 /// Shared application state, cheap to clone (everything is behind `Arc`s).
 #[derive(Clone, Debug)]
@@ -19,8 +13,6 @@ pub struct AppState {
     pub registry: Registry,
     /// The template renderer.
     pub views: Arc<Views>,
-    /// The example domain's state.
-    pub greetings: Arc<Greetings>,
     /// Quiet time after which a stream sends a keep-alive comment.
     pub keep_alive: Duration,
     /// This server process: tells instances apart (dev builds reload pages rendered by another).
@@ -40,24 +32,14 @@ impl AppState {
             instance,
         )
         .with_templates_dir(&config.dev.templates_dir);
-        let registry = Registry::new(DEFAULT_OUTBOX_CAPACITY, config.max_streams);
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut greetings = Greetings::default();
+        let registry = Registry::with_queue_limit(config.max_streams, config.queue_limit);
         match &config.redis_url {
             #[cfg(feature = "redis")]
-            Some(url) => match redis::Client::open(url.as_str()) {
-                Ok(client) => {
-                    let redis = Arc::new(crate::redis_conn::RedisConn::new(client));
-                    greetings = Greetings::in_redis(Arc::clone(&redis), &config.redis_prefix);
-                    registry.attach_relay(crate::connections::relay::Relay::start(
-                        &registry,
-                        redis,
-                        &config.redis_prefix,
-                        instance,
-                    ));
+            Some(url) => {
+                if let Err(error) = crate::redis::attach(&registry, url, &config.redis_prefix) {
+                    tracing::error!(%error, "invalid REDIS_URL: staying local");
                 }
-                Err(error) => tracing::error!(%error, "invalid REDIS_URL: staying local"),
-            },
+            }
             #[cfg(not(feature = "redis"))]
             Some(_) => tracing::warn!(
                 "REDIS_URL is set, but this build has no `redis` feature: staying local \
@@ -68,7 +50,6 @@ impl AppState {
         AppState {
             registry,
             views: Arc::new(views),
-            greetings: Arc::new(greetings),
             keep_alive: config.keep_alive,
             instance,
         }

@@ -5,21 +5,53 @@
 //! `page/home`, so ten matching streams among ten thousand cost ten visits, not ten thousand
 //! pattern comparisons.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt, sync::Arc};
 
-use tokio::sync::mpsc;
+use super::{
+    key::{Key, Pattern, WILDCARD},
+    outbox::Outbox,
+    socket::SocketControl,
+};
 
-use super::key::{Key, Pattern, WILDCARD};
-use crate::sse::Frame;
-
-/// One stored connection: the sending half of its outbox, and which connection it is.
-#[derive(Debug)]
+/// One stored connection: its outbox, and which connection it is.
+///
+/// Dropping an entry (it was removed: replaced, closed, shut down) lets its stream end once
+/// what is queued has been sent.
 pub(super) struct Entry {
     /// Tells this connection apart from an earlier or later one stored under the same key, so a
     /// replaced connection's drop guard does not remove its successor.
     pub(super) id: u64,
     pub(super) key: Key,
-    pub(super) outbox: mpsc::Sender<Frame>,
+    pub(super) outbox: Arc<Outbox>,
+    /// The TCP connection the stream is written to, when the server said which.
+    pub(super) socket: Option<SocketControl>,
+}
+
+impl Entry {
+    /// Ends the stream at once and cuts off its TCP connection, so the socket is freed even if
+    /// the client stopped reading.
+    pub(super) fn cut_off(&self) {
+        if let Some(socket) = &self.socket {
+            socket.hang_up();
+        }
+        self.outbox.abort();
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.outbox.finish();
+    }
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("queued", &self.outbox.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -132,11 +164,11 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, id: u64) -> Entry {
-        let (outbox, _) = mpsc::channel(1);
         Entry {
             id,
             key: Key::new(key).unwrap(),
-            outbox,
+            outbox: Outbox::new(1),
+            socket: None,
         }
     }
 

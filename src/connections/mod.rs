@@ -2,7 +2,8 @@
 //!
 //! A stream handler stores its connection under a [`Key`] (`page/home/<session-id>`) with
 //! [`Registry::connect`]; any later action pushes [`Frame`]s to one key ([`Registry::send`]) or
-//! to every key a [`Pattern`] matches ([`Registry::broadcast`]).
+//! to every key a [`Pattern`] matches ([`Registry::broadcast`]), or publishes a new version of
+//! a latest-state [`Topic`] ([`Registry::publish_latest`]).
 //!
 //! What this gets right that a map of senders with a TTL does not:
 //!
@@ -13,48 +14,63 @@
 //! - **Same key, one connection.** Storing under a key that is taken replaces the old
 //!   connection and ends its stream; the caller gets a [`Replaced`] handle to send it a last
 //!   word first.
-//! - **Back-pressure per connection.** Each connection has a bounded outbox. A broadcast never
-//!   waits: a client whose outbox is full is dropped from the registry (its stream then ends)
-//!   instead of slowing delivery to everyone else or growing memory without bound.
+//! - **A healthy viewer is never dropped.** A broadcast never waits, and a long queue is not a
+//!   reason to drop anyone: it only says the server is behind (`outbox.rs`). Latest-state
+//!   events coalesce, so a stream that is behind skips to the newest version; ordinary events
+//!   are all delivered, in order, up to a generous limit per stream. Clients that stop reading
+//!   are found by the server's send timeout instead, which watches the socket itself.
 //! - **Encode once.** A broadcast clones one [`Frame`] — a reference-counted byte buffer — into
 //!   each outbox.
 //! - **Cost follows the matches.** Keys live in a trie of segments (`index.rs`), so a broadcast
 //!   visits only the branches its pattern can match.
-//! - **Several instances.** With the `redis` feature a `relay` sends broadcasts through Redis
-//!   pub/sub, so streams on every instance get them (see `relay.rs`).
+//! - **Never backwards.** Versions of a latest-state topic are totally ordered ([`Version`]),
+//!   and the registry and every outbox refuse one older than what they have seen.
+//! - **Several instances.** A [`Relay`] attached at start carries broadcasts to other
+//!   instances (the `redis` module provides one); the registry itself stays in-process.
 
 mod index;
 mod key;
-#[cfg(feature = "redis")]
-pub mod relay;
-#[cfg(feature = "redis")]
-pub mod wire;
+mod latest;
+mod outbox;
+mod relay;
+mod socket;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt,
     pin::Pin,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
-    time::Instant,
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use futures_util::Stream;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use serde::{Serialize, de::DeserializeOwned};
 
-use self::index::{Entry, Index};
-pub use self::key::{Key, KeyError, Pattern, WILDCARD};
+use self::{
+    index::{Entry, Index},
+    outbox::{Outbox, Push},
+};
+pub use self::{
+    key::{Key, KeyError, Pattern, WILDCARD},
+    latest::{Topic, Version, VersionError, is_topic_name},
+    relay::Relay,
+    socket::{Requests, STREAM_SEND_BUFFER, SocketControl},
+};
 use crate::sse::Frame;
 
-/// Frames a connection may have waiting before it counts as too slow and is dropped.
+/// Ordinary (not latest-state) frames one connection may have queued at once.
 ///
-/// A browser reads an SSE stream as fast as it arrives, so a healthy client never has more than
-/// a handful queued; 32 absorbs bursts (several actions at once, a dev reload) while bounding
-/// what one stuck client can pin in memory to 32 shared frames.
-pub const DEFAULT_OUTBOX_CAPACITY: usize = 32;
+/// A tab that reads never gets near it: latest-state events take one slot per topic however
+/// many arrive, and a stream's task writes everything queued each time it runs. Reaching it
+/// takes more than a thousand un-coalescable events sent to one tab faster than they can be
+/// written; the connection is then cut off (the tab reconnects and gets the current state)
+/// instead of holding more memory. Each queued frame costs one shared pointer, so the limit
+/// bounds a stream's queue to a few tens of KiB whatever the burst.
+pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
 
 /// The shared registry of open connections. Clones share the same registry.
 #[derive(Clone)]
@@ -64,14 +80,17 @@ pub struct Registry {
 
 struct Shared {
     /// A std mutex, not tokio's: it is never held across an `.await`, and every critical
-    /// section is a short in-memory walk with non-blocking `try_send`s.
+    /// section is a short in-memory walk with non-blocking pushes.
     state: Mutex<State>,
     next_id: AtomicU64,
-    outbox_capacity: usize,
+    queue_limit: usize,
     max_connections: usize,
-    /// Set once, at start, when broadcasts go through Redis.
-    #[cfg(feature = "redis")]
-    relay: std::sync::OnceLock<relay::Relay>,
+    /// Set once, at start, when broadcasts go to other instances too.
+    relay: OnceLock<Arc<dyn Relay>>,
+    /// When this registry started: the epoch of the versions it hands out on its own.
+    epoch: u64,
+    /// Tells this registry's local versions apart from another instance's.
+    origin: u16,
 }
 
 #[derive(Default)]
@@ -79,18 +98,82 @@ struct State {
     index: Index,
     /// Set by [`Registry::shut_down`]: later connections are refused.
     shut_down: bool,
-    /// The last version broadcast per topic, for [`Registry::broadcast_latest`].
-    latest: HashMap<String, u64>,
+    topics: HashMap<Arc<str>, TopicState>,
 }
 
-/// One broadcast: what, to whom, and whether it is a version of a "latest" topic.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-struct Outgoing {
-    pattern: Pattern,
-    except: Vec<Key>,
+/// What the registry knows of one latest-state topic.
+#[derive(Default)]
+struct TopicState {
+    /// The newest version known here, with its value and event: what pages render and new
+    /// streams start with. A version published here is known at once, before it has gone round
+    /// through the relay, so a page loaded right after the post that made it shows it.
+    newest: Option<Snapshot>,
+    /// The newest version pushed to the streams: never push one that is not newer.
+    pushed: Option<Version>,
+    /// The newest version handed out here (it may not be published yet).
+    assigned: Option<Version>,
+}
+
+struct Snapshot {
+    version: Version,
+    value: Option<Arc<str>>,
     frame: Frame,
-    latest: Option<(String, u64)>,
-    delivered_locally: bool,
+    pattern: Pattern,
+}
+
+impl Snapshot {
+    fn of(outgoing: &Outgoing, latest: &LatestState) -> Self {
+        Snapshot {
+            version: latest.version,
+            value: latest.value.clone(),
+            frame: outgoing.frame.clone(),
+            pattern: outgoing.pattern.clone(),
+        }
+    }
+}
+
+impl TopicState {
+    fn newest_known(&self) -> Option<Version> {
+        let delivered = self.newest.as_ref().map(|snapshot| snapshot.version);
+        delivered.max(self.assigned)
+    }
+}
+
+/// One broadcast: what, to whom, and whether it is a version of a latest-state topic.
+///
+/// Public for [`Relay`] implementations, which carry it to other instances and deliver it with
+/// [`Registry::deliver`].
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// Which keys it is for.
+    pub pattern: Pattern,
+    /// Keys to skip.
+    pub except: Vec<Key>,
+    /// The event.
+    pub frame: Frame,
+    /// Set when the event is a version of a latest-state topic.
+    pub latest: Option<LatestState>,
+}
+
+/// The latest-state part of an [`Outgoing`] broadcast.
+#[derive(Clone, Debug)]
+pub struct LatestState {
+    /// The topic's name.
+    pub topic: Arc<str>,
+    /// This version.
+    pub version: Version,
+    /// The value, as JSON (what pages render from).
+    pub value: Option<Arc<str>>,
+}
+
+/// How a stream is stored: see [`Registry::connect_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions<'a> {
+    /// The TCP connection under the stream (the server puts one on every request): it is told
+    /// it carries a stream, and cut off if the registry must drop the stream for good.
+    pub socket: Option<SocketControl>,
+    /// Latest-state topics whose newest version the stream starts with.
+    pub topics: &'a [&'a str],
 }
 
 /// Why [`Registry::connect`] refused a connection.
@@ -114,7 +197,7 @@ impl Shared {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(DEFAULT_OUTBOX_CAPACITY, usize::MAX)
+        Registry::new(usize::MAX)
     }
 }
 
@@ -122,37 +205,44 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("connections", &self.len())
-            .field("outbox_capacity", &self.shared.outbox_capacity)
+            .field("queue_limit", &self.shared.queue_limit)
             .finish()
     }
 }
 
 impl Registry {
-    /// An empty registry whose connections queue at most `outbox_capacity` frames each, and
-    /// which holds at most `max_connections` at once.
-    pub fn new(outbox_capacity: usize, max_connections: usize) -> Self {
+    /// An empty registry that holds at most `max_connections` at once, with the default
+    /// [queue limit](DEFAULT_QUEUE_LIMIT).
+    pub fn new(max_connections: usize) -> Self {
+        Registry::with_queue_limit(max_connections, DEFAULT_QUEUE_LIMIT)
+    }
+
+    /// An empty registry whose connections may each have `queue_limit` ordinary frames queued.
+    pub fn with_queue_limit(max_connections: usize, queue_limit: usize) -> Self {
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
         Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 next_id: AtomicU64::new(1),
-                outbox_capacity: outbox_capacity.max(1),
+                queue_limit: queue_limit.max(1),
                 max_connections,
-                #[cfg(feature = "redis")]
-                relay: std::sync::OnceLock::new(),
+                relay: OnceLock::new(),
+                epoch,
+                origin: rand_origin(),
             }),
         }
     }
 
-    /// Sends every later broadcast through `relay` (Redis), so streams on every instance get
-    /// it. Only the first call has an effect.
-    #[cfg(feature = "redis")]
-    pub fn attach_relay(&self, relay: relay::Relay) {
+    /// Sends every later broadcast through `relay` (to other instances). Only the first call
+    /// has an effect.
+    pub fn attach_relay(&self, relay: Arc<dyn Relay>) {
         let _ = self.shared.relay.set(relay);
     }
 
-    /// The Redis relay, if one is attached.
-    #[cfg(feature = "redis")]
-    pub fn relay(&self) -> Option<&relay::Relay> {
+    /// The relay, if one is attached.
+    pub fn relay(&self) -> Option<&Arc<dyn Relay>> {
         self.shared.relay.get()
     }
 
@@ -166,12 +256,27 @@ impl Registry {
     ///
     /// Refused when the registry is full (a replacement does not count as new) or shut down.
     pub fn connect(&self, key: Key) -> Result<(Connection, Option<Replaced>), ConnectError> {
+        self.connect_with(key, ConnectOptions::default())
+    }
+
+    /// [`Registry::connect`], with options. The stream starts with the newest version of each
+    /// of `options.topics` (see [`Connection::has_version_of`]); storing and reading them is one
+    /// step, so an update in between can be neither lost nor sent twice.
+    pub fn connect_with(
+        &self,
+        key: Key,
+        options: ConnectOptions<'_>,
+    ) -> Result<(Connection, Option<Replaced>), ConnectError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (outbox, inbox) = mpsc::channel(self.shared.outbox_capacity);
+        if let Some(socket) = &options.socket {
+            socket.stream();
+        }
+        let outbox = Outbox::new(self.shared.queue_limit);
         let entry = Entry {
             id,
             key: key.clone(),
-            outbox,
+            outbox: Arc::clone(&outbox),
+            socket: options.socket,
         };
         let replaced = {
             let mut state = self.shared.lock();
@@ -182,11 +287,18 @@ impl Registry {
             if is_new && state.index.len() >= self.shared.max_connections {
                 return Err(ConnectError::Full(self.shared.max_connections));
             }
+            for topic in options.topics {
+                if let Some((name, topic)) = state.topics.get_key_value(*topic)
+                    && let Some(snapshot) = &topic.newest
+                {
+                    outbox.push_latest(name, snapshot.version, snapshot.frame.clone());
+                }
+            }
             state.index.insert(entry)
         };
         tracing::debug!(%key, "stream opened");
         let connection = Connection {
-            inbox,
+            outbox,
             guard: Guard {
                 shared: Arc::clone(&self.shared),
                 key,
@@ -194,31 +306,26 @@ impl Registry {
                 opened: Instant::now(),
             },
         };
-        let replaced = replaced.map(|old| Replaced {
-            key: old.key,
-            outbox: old.outbox,
-        });
-        Ok((connection, replaced))
+        Ok((connection, replaced.map(|old| Replaced { old })))
     }
 
     /// Queues `frame` for the connection under `key`. Returns whether it was queued.
     pub fn send(&self, key: &Key, frame: Frame) -> bool {
         // Keys are instance-local, so this never goes through a relay. A key is the pattern
-        // that matches only itself: delivery and eviction are the broadcast's own.
+        // that matches only itself: delivery and overflow are the broadcast's own.
         let outgoing = Outgoing {
             pattern: Pattern::from(key),
             except: Vec::new(),
             frame,
             latest: None,
-            delivered_locally: false,
         };
-        self.deliver_local(&outgoing) > 0
+        self.deliver(&outgoing) > 0
     }
 
     /// Queues `frame` for every connection whose key `pattern` matches. Returns how many
-    /// connections it was queued for on this instance right away. (With a Redis relay the
-    /// broadcast goes round through Redis, so every instance delivers it in the same order,
-    /// and this returns 0.)
+    /// connections it was queued for on this instance right away. (With a relay the broadcast
+    /// may go round through the other instances first, so every instance delivers it in the
+    /// same order; it then returns 0.)
     pub fn broadcast(&self, pattern: &Pattern, frame: &Frame) -> usize {
         self.broadcast_except(pattern, &[], frame)
     }
@@ -231,68 +338,220 @@ impl Registry {
             except: except.to_vec(),
             frame: frame.clone(),
             latest: None,
-            delivered_locally: false,
         })
     }
 
-    /// Broadcasts version `version` of a "latest state" `topic` (the latest greeting, say),
-    /// unless a newer version of it has been broadcast already — across instances too, when
-    /// they share Redis. Two actions racing each other can then never leave tabs showing the
-    /// older state. Returns how many local connections got it at once.
-    pub fn broadcast_latest(
+    /// Publishes a new version of the latest-state `topic` to every stream `pattern` matches.
+    ///
+    /// The registry numbers the version first (shared by every instance when a relay is
+    /// attached, falling back to local numbers while it cannot), then `make` turns that number
+    /// into the value and its event — say, greeting #7 and the patch that shows it. The value is
+    /// kept as the topic's newest (see [`Registry::latest`]), and streams that are behind skip
+    /// straight to this version. If a newer version was published meanwhile, this one is
+    /// dropped: racing updates never leave a tab on the older one.
+    pub async fn publish_latest<T, E>(
         &self,
+        topic: &Topic<T>,
         pattern: &Pattern,
-        frame: &Frame,
-        topic: &str,
-        version: u64,
-    ) -> usize {
-        self.route(Outgoing {
+        make: impl FnOnce(u64) -> Result<(T, Frame), E>,
+    ) -> Result<T, E>
+    where
+        T: Serialize,
+    {
+        let version = self.next_version(topic.name()).await;
+        let (value, frame) = make(version.display_number())?;
+        let json = match serde_json::to_string(&value) {
+            Ok(json) => Some(Arc::from(json)),
+            Err(error) => {
+                tracing::error!(topic = topic.name(), %error, "cannot store the value as JSON");
+                None
+            }
+        };
+        let latest = LatestState {
+            topic: topic.name().into(),
+            version,
+            value: json,
+        };
+        let outgoing = Outgoing {
             pattern: pattern.clone(),
             except: Vec::new(),
-            frame: frame.clone(),
-            latest: Some((topic.to_owned(), version)),
-            delivered_locally: false,
-        })
+            frame,
+            latest: Some(latest.clone()),
+        };
+        {
+            let mut state = self.shared.lock();
+            let known = state.topics.entry(latest.topic.clone()).or_default();
+            if known
+                .newest
+                .as_ref()
+                .is_none_or(|newest| newest.version < version)
+            {
+                known.newest = Some(Snapshot::of(&outgoing, &latest));
+            }
+        }
+        self.route(outgoing);
+        Ok(value)
+    }
+
+    /// The newest value of `topic` delivered here, if any.
+    pub fn latest<T: DeserializeOwned>(&self, topic: &Topic<T>) -> Option<T> {
+        let json = {
+            let state = self.shared.lock();
+            let snapshot = state.topics.get(topic.name())?.newest.as_ref()?;
+            Arc::clone(snapshot.value.as_ref()?)
+        };
+        serde_json::from_str(&json)
+            .inspect_err(|error| {
+                tracing::warn!(topic = topic.name(), %error, "stored value does not parse");
+            })
+            .ok()
+    }
+
+    /// The newest version of the topic called `topic` delivered here, if any.
+    pub fn latest_version(&self, topic: &str) -> Option<Version> {
+        let state = self.shared.lock();
+        Some(state.topics.get(topic)?.newest.as_ref()?.version)
+    }
+
+    /// The newest version of every latest-state topic delivered here, as the broadcasts that
+    /// delivered them (for a relay bringing other instances up to date).
+    pub fn latest_broadcasts(&self) -> Vec<Outgoing> {
+        let state = self.shared.lock();
+        state
+            .topics
+            .iter()
+            .filter_map(|(topic, known)| {
+                let snapshot = known.newest.as_ref()?;
+                Some(Outgoing {
+                    pattern: snapshot.pattern.clone(),
+                    except: Vec::new(),
+                    frame: snapshot.frame.clone(),
+                    latest: Some(LatestState {
+                        topic: Arc::clone(topic),
+                        version: snapshot.version,
+                        value: snapshot.value.clone(),
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    /// The newest version of `topic` seen or handed out here (what a relay's numbering must
+    /// stay above).
+    pub fn newest_known(&self, topic: &str) -> Option<Version> {
+        self.shared.lock().topics.get(topic)?.newest_known()
+    }
+
+    async fn next_version(&self, topic: &str) -> Version {
+        let Some(relay) = self.shared.relay.get() else {
+            // This process numbers on its own, from its start time as the epoch.
+            let epoch = self.shared.epoch;
+            return self.assign(topic, |newest| {
+                Version::new(epoch, newest.map_or(0, |v| v.display_number()) + 1)
+            });
+        };
+        let seen = self.newest_known(topic).map_or(0, |v| v.display_number());
+        match relay.next_version(topic, seen).await {
+            Some(version) => self.assign(topic, |_| version),
+            None => {
+                // The shared numbering is out of reach: number after the newest we know.
+                let origin = self.shared.origin;
+                self.assign(topic, |newest| {
+                    newest.unwrap_or_default().next_local(origin)
+                })
+            }
+        }
+    }
+
+    fn assign(&self, topic: &str, next: impl FnOnce(Option<Version>) -> Version) -> Version {
+        let mut state = self.shared.lock();
+        let topic = match state.topics.get_mut(topic) {
+            Some(known) => known,
+            None => state.topics.entry(topic.into()).or_default(),
+        };
+        let version = next(topic.newest_known());
+        topic.assigned = topic.assigned.max(Some(version));
+        version
     }
 
     fn route(&self, outgoing: Outgoing) -> usize {
-        #[cfg(feature = "redis")]
-        if let Some(relay) = self.shared.relay.get() {
-            return relay.broadcast(self, outgoing);
+        match self.shared.relay.get() {
+            Some(relay) => relay.relay(self, outgoing),
+            None => self.deliver(&outgoing),
         }
-        self.deliver_local(&outgoing)
     }
 
-    /// Queues a broadcast for the matching connections of this instance.
-    fn deliver_local(&self, outgoing: &Outgoing) -> usize {
+    /// Queues a broadcast for the matching connections of this instance, and returns how many
+    /// got it. A latest-state version older than (or as old as) the newest delivered here is
+    /// dropped. For [`Relay`]s: every broadcast must reach each instance's `deliver` once.
+    pub fn deliver(&self, outgoing: &Outgoing) -> usize {
+        // Excluded keys are few (the sender's own tab): a list is fastest. A long list, from
+        // whoever can publish to a relay, must not make every match a linear scan.
+        let except_set: Option<HashSet<&Key>> =
+            (outgoing.except.len() > 8).then(|| outgoing.except.iter().collect());
+        let excluded = |key: &Key| match &except_set {
+            Some(set) => set.contains(key),
+            None => outgoing.except.contains(key),
+        };
         let mut delivered = 0;
-        let mut failed = Vec::new();
+        let mut overflowed = Vec::new();
+        let mut gone = Vec::new();
         let mut state = self.shared.lock();
-        if let Some((topic, version)) = &outgoing.latest {
-            let last = state.latest.entry(topic.clone()).or_default();
-            if *version <= *last {
-                return 0; // superseded
+        let latest = match &outgoing.latest {
+            None => None,
+            Some(latest) => {
+                let topic = match state.topics.get_key_value(&*latest.topic) {
+                    Some((name, _)) => Arc::clone(name),
+                    None => Arc::clone(&latest.topic),
+                };
+                let known = state.topics.entry(Arc::clone(&topic)).or_default();
+                let newest = known.newest.as_ref().map(|newest| newest.version);
+                if known.pushed >= Some(latest.version) || newest > Some(latest.version) {
+                    return 0; // superseded, or pushed already
+                }
+                known.pushed = Some(latest.version);
+                if newest < Some(latest.version) {
+                    known.newest = Some(Snapshot::of(outgoing, latest));
+                }
+                Some((topic, latest.version))
             }
-            *last = *version;
-        }
+        };
         state.index.for_each_match(&outgoing.pattern, |entry| {
-            if outgoing.except.contains(&entry.key) {
+            if excluded(&entry.key) {
                 return;
             }
-            match entry.outbox.try_send(outgoing.frame.clone()) {
-                Ok(()) => delivered += 1,
-                Err(error) => failed.push((entry.key.clone(), entry.id, error)),
+            let pushed = match &latest {
+                Some((topic, version)) => {
+                    entry
+                        .outbox
+                        .push_latest(topic, *version, outgoing.frame.clone())
+                }
+                None => entry.outbox.push(outgoing.frame.clone()),
+            };
+            match pushed {
+                Push::Queued => delivered += 1,
+                Push::Superseded => {}
+                Push::Overflow => overflowed.push((entry.key.clone(), entry.id)),
+                Push::Closed => gone.push((entry.key.clone(), entry.id)),
             }
         });
-        let removed: Vec<_> = failed
+        let removed: Vec<Entry> = overflowed
             .iter()
-            .filter_map(|(key, id, _)| state.index.remove(key, Some(*id)))
+            .chain(&gone)
+            .filter_map(|(key, id)| state.index.remove(key, Some(*id)))
             .collect();
         drop(state);
-        for (key, _, error) in &failed {
-            log_eviction(key, error);
+        for entry in &removed {
+            if overflowed.iter().any(|(_, id)| *id == entry.id) {
+                tracing::warn!(
+                    key = %entry.key,
+                    limit = self.shared.queue_limit,
+                    "stream more than its queue limit of events behind: cut off"
+                );
+                entry.cut_off();
+            }
         }
-        drop(removed); // outside the lock: dropping a sender wakes its stream
+        drop(removed); // outside the lock: ending a stream wakes its task
         delivered
     }
 
@@ -361,15 +620,11 @@ impl Registry {
     }
 }
 
-fn log_eviction(key: &Key, error: &TrySendError<Frame>) {
-    match error {
-        TrySendError::Full(_) => {
-            tracing::warn!(%key, "client too slow (outbox full): disconnected");
-        }
-        TrySendError::Closed(_) => {
-            tracing::debug!(%key, "connection already gone: removed");
-        }
-    }
+/// A random tag for this registry's local versions; nothing depends on it being unique beyond
+/// telling two instances' offline updates apart.
+fn rand_origin() -> u16 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u16::from_le_bytes([bytes[0], bytes[1]])
 }
 
 /// A [`Registry`] handle that does not keep it alive.
@@ -394,7 +649,7 @@ impl fmt::Debug for Shared {
 /// It is also the connection's drop guard: dropping it removes the entry from the registry
 /// (unless a newer connection has replaced it under the same key).
 pub struct Connection {
-    inbox: mpsc::Receiver<Frame>,
+    outbox: Arc<Outbox>,
     guard: Guard,
 }
 
@@ -403,13 +658,20 @@ impl Connection {
     pub fn key(&self) -> &Key {
         &self.guard.key
     }
+
+    /// Whether a version of the topic called `topic` is queued or was sent: after
+    /// [`Registry::connect`], whether the stream starts with one (or the page must show that
+    /// there is none yet).
+    pub fn has_version_of(&self, topic: &str) -> bool {
+        self.outbox.has_version_of(topic)
+    }
 }
 
 impl Stream for Connection {
     type Item = Frame;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
-        self.inbox.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        self.outbox.poll_next(cx)
     }
 }
 
@@ -432,8 +694,8 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let removed = self.shared.lock().index.remove(&self.key, Some(self.id));
-        // `removed` is `None` when the registry ended the stream (close, replacement, a slow
-        // client, shutdown); `Some` when the client went away first.
+        // `removed` is `None` when the registry ended the stream (close, replacement, a queue
+        // overflow, shutdown); `Some` when the client went away first.
         tracing::debug!(
             key = %self.key,
             lifetime = ?self.opened.elapsed(),
@@ -447,20 +709,19 @@ impl Drop for Guard {
 /// [`Replaced::farewell`] sends it one last frame first.
 #[derive(Debug)]
 pub struct Replaced {
-    key: Key,
-    outbox: mpsc::Sender<Frame>,
+    old: Entry,
 }
 
 impl Replaced {
     /// The key the old connection was stored under.
     pub fn key(&self) -> &Key {
-        &self.key
+        &self.old.key
     }
 
     /// Queues a last `frame` for the old connection, then lets its stream end. Returns whether
     /// the frame was queued.
     pub fn farewell(self, frame: Frame) -> bool {
-        self.outbox.try_send(frame).is_ok()
+        self.old.outbox.push(frame) == Push::Queued
     }
 }
 

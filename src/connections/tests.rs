@@ -17,6 +17,20 @@ fn frame(n: u32) -> Frame {
     Frame::from(PatchSignals::new(format!("{{\"n\":{n}}}")))
 }
 
+/// Version `number` of `topic`, for the streams `pattern` matches.
+fn latest(pattern: &Pattern, topic: &str, number: u64, frame: Frame) -> Outgoing {
+    Outgoing {
+        pattern: pattern.clone(),
+        except: Vec::new(),
+        frame,
+        latest: Some(LatestState {
+            topic: topic.into(),
+            version: Version::new(1, number),
+            value: None,
+        }),
+    }
+}
+
 /// The next frame if one is queued right now, `Some(None)` if the stream has ended, `None` if
 /// it is still open with nothing queued.
 fn poll_now(connection: &mut Connection) -> Option<Option<Frame>> {
@@ -89,33 +103,63 @@ fn send_targets_one_key() {
 }
 
 #[test]
-fn a_slow_client_is_cut_off_while_the_others_keep_receiving() {
-    let registry = Registry::new(2, usize::MAX);
-    let (mut stalled, _) = registry.connect(key("page/home/stalled")).unwrap();
+fn a_stream_that_is_behind_keeps_every_ordinary_frame_and_skips_to_the_newest_latest() {
+    let registry = Registry::default();
+    let (mut behind, _) = registry.connect(key("page/home/behind")).unwrap();
+    let (mut reading, _) = registry.connect(key("page/home/reading")).unwrap();
+    let home = pattern("page/home/*");
+
+    // 200 updates of a latest-state topic and 20 ordinary events, while one stream reads as
+    // they come and the other reads nothing until the end.
+    let mut read = Vec::new();
+    for n in 1..=200 {
+        registry.deliver(&latest(&home, "greeting", n, frame(n as u32)));
+        if n % 10 == 0 {
+            registry.broadcast(&home, &frame(1_000 + n as u32));
+        }
+        read.extend(std::iter::from_fn(|| poll_now(&mut reading).flatten()));
+    }
+
+    assert_eq!(registry.len(), 2, "nobody was dropped");
+    assert_eq!(read.len(), 220, "the reader got everything, in order");
+    assert_eq!(read.last(), Some(&frame(1_200)));
+    // Every ordinary event in order, and of the topic only the newest version, where the
+    // server sent it (just before the last ordinary event).
+    let caught_up: Vec<_> = std::iter::from_fn(|| poll_now(&mut behind).flatten()).collect();
+    let mut expected: Vec<_> = (1..20).map(|n| frame(1_000 + n * 10)).collect();
+    expected.extend([frame(200), frame(1_200)]);
+    assert_eq!(caught_up, expected);
+}
+
+#[test]
+fn a_stream_over_its_queue_limit_is_cut_off_with_its_socket_and_the_others_keep_receiving() {
+    let registry = Registry::with_queue_limit(usize::MAX, 3);
+    let socket = SocketControl::new();
+    let (mut stuck, _) = registry
+        .connect_with(
+            key("page/home/stuck"),
+            ConnectOptions {
+                socket: Some(socket.clone()),
+                topics: &[],
+            },
+        )
+        .unwrap();
     let (mut healthy, _) = registry.connect(key("page/home/healthy")).unwrap();
 
     let mut delivered = Vec::new();
     for n in 0..5 {
         delivered.push(registry.broadcast(&pattern("page/home/*"), &frame(n)));
-        // The healthy client reads as it goes; the stalled one never does.
         assert_eq!(poll_now(&mut healthy), Some(Some(frame(n))));
     }
 
-    assert_eq!(
-        delivered,
-        [2, 2, 1, 1, 1],
-        "the third broadcast overflows and evicts"
-    );
+    assert_eq!(delivered, [2, 2, 2, 1, 1], "the fourth frame overflows");
     assert_eq!(
         registry.keys(&pattern("page/home/*")),
         [key("page/home/healthy")]
     );
-    // The stalled stream yields what was queued before the cut, then ends.
-    assert_eq!(poll_now(&mut stalled), Some(Some(frame(0))));
-    assert_eq!(poll_now(&mut stalled), Some(Some(frame(1))));
-    assert_eq!(poll_now(&mut stalled), Some(None));
+    assert!(socket.is_hung_up(), "its TCP connection is cut off too");
+    assert_eq!(poll_now(&mut stuck), Some(None), "the stream ends at once");
 }
-
 #[test]
 fn the_same_key_replaces_and_ends_the_first_connection() {
     let registry = Registry::default();
@@ -186,7 +230,7 @@ fn shut_down_ends_every_stream_and_refuses_new_ones() {
 
 #[test]
 fn a_full_registry_refuses_new_keys_but_allows_replacement() {
-    let registry = Registry::new(DEFAULT_OUTBOX_CAPACITY, 2);
+    let registry = Registry::new(2);
     let (a, _) = registry.connect(key("page/home/a")).unwrap();
     let (_b, _) = registry.connect(key("page/home/b")).unwrap();
 
@@ -221,30 +265,93 @@ async fn a_stream_wakes_when_a_frame_is_broadcast() {
 }
 
 #[test]
-fn an_older_version_of_a_latest_topic_is_never_broadcast_after_a_newer_one() {
+fn an_older_version_of_a_latest_topic_is_never_delivered_after_a_newer_one() {
     let registry = Registry::default();
     let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
     let home = pattern("page/home/*");
+    let mut received = Vec::new();
+    let mut deliver = |topic: &str, number: u64| {
+        let reached = registry.deliver(&latest(&home, topic, number, frame(number as u32)));
+        received.extend(std::iter::from_fn(|| poll_now(&mut tab).flatten()));
+        reached
+    };
 
-    assert_eq!(
-        registry.broadcast_latest(&home, &frame(2), "greeting", 2),
-        1
-    );
-    assert_eq!(
-        registry.broadcast_latest(&home, &frame(1), "greeting", 1),
-        0,
-        "version 1 lost the race to version 2: dropped"
-    );
-    assert_eq!(
-        registry.broadcast_latest(&home, &frame(1), "other", 1),
-        1,
-        "topics are apart"
-    );
-    assert_eq!(
-        registry.broadcast_latest(&home, &frame(3), "greeting", 3),
-        1
-    );
+    assert_eq!(deliver("greeting", 2), 1);
+    assert_eq!(deliver("greeting", 1), 0, "1 lost the race to 2: dropped");
+    assert_eq!(deliver("greeting", 2), 0, "the same version again: dropped");
+    assert_eq!(deliver("other", 1), 1, "topics are apart");
+    assert_eq!(deliver("greeting", 3), 1);
 
-    let received: Vec<_> = std::iter::from_fn(|| poll_now(&mut tab).flatten()).collect();
     assert_eq!(received, [frame(2), frame(1), frame(3)]);
+}
+
+#[test]
+fn a_new_epoch_wins_over_any_number_of_an_old_one() {
+    // A Redis that restarted empty numbers from 1 again, in a later epoch.
+    let registry = Registry::default();
+    let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
+    let home = pattern("page/home/*");
+    let mut outgoing = latest(&home, "greeting", 57, frame(57));
+    registry.deliver(&outgoing);
+
+    assert_eq!(poll_now(&mut tab), Some(Some(frame(57))));
+
+    outgoing.latest.as_mut().unwrap().version = Version::new(2, 1);
+    outgoing.frame = frame(1);
+    assert_eq!(registry.deliver(&outgoing), 1);
+    assert_eq!(poll_now(&mut tab), Some(Some(frame(1))));
+}
+
+#[test]
+fn a_stream_starts_with_the_newest_version_of_its_topics() {
+    let registry = Registry::default();
+    let home = pattern("page/home/*");
+    registry.deliver(&latest(&home, "greeting", 4, frame(4)));
+
+    let (mut tab, _) = registry
+        .connect_with(
+            key("page/home/a"),
+            ConnectOptions {
+                socket: None,
+                topics: &["greeting", "nothing-yet"],
+            },
+        )
+        .unwrap();
+    assert!(tab.has_version_of("greeting"));
+    assert!(!tab.has_version_of("nothing-yet"));
+
+    assert_eq!(poll_now(&mut tab), Some(Some(frame(4))));
+    // What it was started with is not sent again, nor anything older.
+    registry.deliver(&latest(&home, "greeting", 3, frame(3)));
+    registry.deliver(&latest(&home, "greeting", 4, frame(4)));
+    assert_eq!(poll_now(&mut tab), None);
+    registry.deliver(&latest(&home, "greeting", 5, frame(5)));
+    assert_eq!(poll_now(&mut tab), Some(Some(frame(5))));
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Score {
+    points: u64,
+}
+
+static SCORE: Topic<Score> = Topic::new("score");
+
+#[tokio::test]
+async fn published_versions_are_numbered_kept_and_delivered() {
+    let registry = Registry::default();
+    let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
+    assert_eq!(registry.latest(&SCORE), None);
+
+    for expected in 1..=3 {
+        let score = registry
+            .publish_latest(&SCORE, &pattern("page/home/*"), |number| {
+                Ok::<_, std::convert::Infallible>((Score { points: number }, frame(number as u32)))
+            })
+            .await
+            .unwrap();
+        assert_eq!(score, Score { points: expected });
+        assert_eq!(poll_now(&mut tab), Some(Some(frame(expected as u32))));
+    }
+
+    assert_eq!(registry.latest(&SCORE), Some(Score { points: 3 }));
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     error::AppError,
-    greeting::Name,
+    greeting::{GREETING, Greeting, Name},
     patches,
     routes::{pages, streams::HOME_PAGES},
     sse,
@@ -61,17 +61,17 @@ pub async fn greet(
         }
     };
 
-    let greeting = state.greetings.record(name).await;
-    let patch = patches::greeting(&state.views, Some(&greeting))?;
-    // A "latest" broadcast: if another greet overtook this one, tabs keep the newer greeting.
-    let reached = state
+    // A latest-state topic: tabs that are behind skip to the newest greeting, and if another
+    // greet overtook this one, tabs keep the newer one.
+    let greeting = state
         .registry
-        .broadcast_latest(&HOME_PAGES, &patch, "greeting", greeting.serial);
-    tracing::debug!(
-        serial = greeting.serial,
-        reached,
-        "greeting pushed to home pages"
-    );
+        .publish_latest(&GREETING, &HOME_PAGES, |serial| {
+            let greeting = Greeting { name, serial };
+            let patch = patches::greeting(&state.views, Some(&greeting))?;
+            Ok::<_, AppError>((greeting, patch))
+        })
+        .await?;
+    tracing::debug!(serial = greeting.serial, "greeting pushed to home pages");
 
     Ok(if from_datastar {
         sse::reply([

@@ -13,12 +13,10 @@ use crate::state::AppState;
 /// change the status.
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let draining = state.registry.is_shut_down();
-    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     let mut body = json!({
         "status": if draining { "draining" } else { "ok" },
         "streams": state.registry.len(),
     });
-    #[cfg(feature = "redis")]
     if let Some(relay) = state.registry.relay() {
         body["redis"] = json!(if relay.is_connected() {
             "connected"

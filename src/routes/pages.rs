@@ -9,7 +9,7 @@ use minijinja::context;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{error::AppError, state::AppState};
+use crate::{error::AppError, greeting::GREETING, state::AppState};
 
 /// `GET /`: the home page, with a fresh session id for this tab's stream.
 pub async fn home(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
@@ -35,7 +35,7 @@ pub async fn render_home(
         "home.html",
         context! {
             signals,
-            greeting => state.greetings.latest().await,
+            greeting => state.registry.latest(&GREETING),
             error,
             draft,
         },

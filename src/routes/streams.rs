@@ -8,6 +8,7 @@
 use std::sync::LazyLock;
 
 use axum::{
+    Extension,
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -16,8 +17,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    connections::{Key, Pattern},
+    connections::{ConnectOptions, Key, Pattern, SocketControl},
     error::AppError,
+    greeting::GREETING,
     patches,
     signals::Signals,
     sse::EventStream,
@@ -49,9 +51,17 @@ pub struct HomeSignals {
 /// server is shutting down: `503` with `Retry-After`, and Datastar tries again later.
 pub async fn home(
     State(state): State<AppState>,
+    socket: Option<Extension<SocketControl>>,
     Signals(signals): Signals<HomeSignals>,
 ) -> Result<Response, AppError> {
-    let (connection, replaced) = match state.registry.connect(home_key(signals.session_id)) {
+    let options = ConnectOptions {
+        socket: socket.map(|Extension(socket)| socket),
+        topics: &[GREETING.name()],
+    };
+    let (connection, replaced) = match state
+        .registry
+        .connect_with(home_key(signals.session_id), options)
+    {
         Ok(connected) => connected,
         Err(refused) => return Ok(unavailable(&refused.to_string())),
     };
@@ -61,13 +71,12 @@ pub async fn home(
         tracing::debug!(key = %replaced.key(), "stream replaced by a newer one");
         replaced.farewell(patches::new_session());
     }
-    // Read the state only after the connection is stored: a greeting recorded in between is
-    // then either in this snapshot or broadcast to this connection, never lost.
-    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
-    let mut initial = vec![
-        patches::connected(),
-        patches::greeting(&state.views, state.greetings.latest().await.as_ref())?,
-    ];
+    // The registry queued the latest greeting when it stored the connection, so a greeting
+    // arriving meanwhile is neither lost nor sent twice. Before the first one, say so.
+    let mut initial = vec![patches::connected()];
+    if !connection.has_version_of(GREETING.name()) {
+        initial.push(patches::greeting(&state.views, None)?);
+    }
     // This stream also carries the dev loop's events.
     #[cfg(debug_assertions)]
     initial.push(crate::dev::hello(&state));

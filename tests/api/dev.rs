@@ -48,7 +48,10 @@ async fn every_stream_says_which_instance_serves_it() {
 
     let expected = serde_json::json!({ "_devServer": app.state.instance });
     assert_eq!(signals(&dev.next_event().await), expected);
-    assert_eq!(signals(&home.read_initial_events().await[2]), expected);
+    assert_eq!(
+        signals(&home.read_initial_events().await.dev_server.unwrap()),
+        expected
+    );
     assert_eq!(
         app.state.registry.keys(&app::dev::ALL_PAGES).len(),
         2,

@@ -96,7 +96,10 @@ async fn bad_names_in_a_plain_post_get_the_page_back_with_422() {
     assert!(page.contains(r#"<form id="greet-form""#));
     session_id_in(&page); // a working page, with its own session id
     assert!(
-        app.state.greetings.latest().await.is_none(),
+        app.state
+            .registry
+            .latest(&app::greeting::GREETING)
+            .is_none(),
         "nothing recorded"
     );
 }
@@ -144,7 +147,12 @@ async fn oversize_bodies_are_refused_with_413_and_change_nothing() {
     let response = app.greet_with_datastar(&"x".repeat(8 * 1024)).await;
 
     assert_eq!(response.status(), 413);
-    assert!(app.state.greetings.latest().await.is_none());
+    assert!(
+        app.state
+            .registry
+            .latest(&app::greeting::GREETING)
+            .is_none()
+    );
     app.greet_with_datastar("Ada").await;
     assert!(elements(&tab.next_event().await).contains("Greeting #1"));
 }

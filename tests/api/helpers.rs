@@ -205,6 +205,14 @@ impl Drop for TestApp {
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
 
+/// What a home stream starts with, after `{connected: true}`.
+pub struct InitialEvents {
+    /// The current greeting (or "nobody yet").
+    pub greeting: Event,
+    /// Debug builds: the dev loop's instance id.
+    pub dev_server: Option<Event>,
+}
+
 /// A real SSE client reading a real response over TCP.
 pub struct SseClient {
     events: Events,
@@ -231,14 +239,26 @@ impl SseClient {
         }
     }
 
-    /// Reads what every home stream starts with: `{connected: true}`, the current greeting,
-    /// and in debug builds the dev loop's instance id.
-    pub async fn read_initial_events(&mut self) -> Vec<Event> {
-        let mut events = vec![self.next_event().await, self.next_event().await];
-        if cfg!(debug_assertions) {
-            events.push(self.next_event().await);
+    /// Reads what every home stream starts with: `{connected: true}` first, then the current
+    /// greeting and, in debug builds, the dev loop's instance id, in either order.
+    pub async fn read_initial_events(&mut self) -> InitialEvents {
+        let connected = self.next_event().await;
+        assert_eq!(signals(&connected)["connected"], true, "{connected:?}");
+        let (mut greeting, mut dev_server) = (None, None);
+        while greeting.is_none() || (cfg!(debug_assertions) && dev_server.is_none()) {
+            let event = self.next_event().await;
+            if event.event == "datastar-patch-elements" && greeting.is_none() {
+                greeting = Some(event);
+            } else if signals(&event).get("_devServer").is_some() && dev_server.is_none() {
+                dev_server = Some(event);
+            } else {
+                panic!("unexpected initial event {event:?}");
+            }
         }
-        events
+        InitialEvents {
+            greeting: greeting.unwrap(),
+            dev_server,
+        }
     }
 
     /// Waits for the server to end the stream; fails the test on any further event.

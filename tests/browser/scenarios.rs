@@ -116,7 +116,12 @@ async fn with_the_stream_down_the_form_falls_back_to_a_plain_post() {
         "the browser navigated: a plain form post"
     );
     assert_eq!(
-        app.state.greetings.latest().await.unwrap().name.as_str(),
+        app.state
+            .registry
+            .latest(&app::greeting::GREETING)
+            .unwrap()
+            .name
+            .as_str(),
         "Linus"
     );
     Browser::finish([tab], &[BLOCKED]).await;

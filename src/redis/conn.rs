@@ -96,9 +96,12 @@ impl RedisConn {
     }
 
     /// Reports that Redis answers again (the subscriber reconnected): stop backing off, so the
-    /// next command connects at once.
+    /// next command connects at once — on a new connection, since a subscription that had to
+    /// reconnect means the command connection most likely went down with it (a restarted
+    /// Redis), and finding that out costs a failed command.
     pub fn answering(&self) {
         let mut state = self.lock();
+        state.connection = None;
         state.retry_at = Instant::now();
         state.backoff = FIRST_BACKOFF;
     }

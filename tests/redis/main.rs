@@ -1,9 +1,15 @@
 //! Scale-out tests: several app instances sharing a real `redis-server` (Debian package
 //! `redis-server`), started on a free port by each test. Run with `--features redis`.
+//!
+//! `faults.rs` puts a misbehaving proxy (`proxy.rs`) between an instance and Redis, and pauses,
+//! kills and empties Redis, to check that every broadcast still reaches every tab exactly once
+//! and that no tab goes back to an older greeting.
 
+mod faults;
 #[allow(dead_code)]
-#[path = "api/helpers.rs"]
+#[path = "../api/helpers.rs"]
 mod helpers;
+mod proxy;
 
 use std::{
     net::TcpListener,
@@ -15,13 +21,13 @@ use futures_util::future::join_all;
 use helpers::{PATIENCE, SseClient, TestApp, elements, spawn_app_with};
 
 /// A `redis-server` of this test's own, without persistence.
-struct RedisServer {
-    port: u16,
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    async fn start() -> RedisServer {
+    pub(crate) async fn start() -> RedisServer {
         let mut server = RedisServer {
             port: port_outside_the_ephemeral_range(),
             child: None,
@@ -30,16 +36,18 @@ impl RedisServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts (again) on the same port and waits until it answers.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let binary = std::env::var("REDIS_SERVER").unwrap_or("redis-server".into());
         let child = Command::new(&binary)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
+            // The fault tests make Redis sleep (`DEBUG SLEEP`).
+            .args(["--enable-debug-command", "yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -76,7 +84,19 @@ impl RedisServer {
             .is_ok()
     }
 
-    fn stop(&mut self) {
+    /// Runs one command on a connection of the test's own.
+    pub(crate) async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query_async(&mut connection).await.unwrap()
+    }
+
+    /// Kills it without warning (`kill -9`); it comes back empty on `restart`.
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -118,7 +138,7 @@ fn port_outside_the_ephemeral_range() -> u16 {
 
 const PREFIX: &str = "scaleout-test";
 
-async fn instance(redis_url: &str) -> TestApp {
+pub(crate) async fn instance(redis_url: &str) -> TestApp {
     let url = redis_url.to_owned();
     spawn_app_with(move |config| {
         config.redis_url = Some(url);
@@ -128,7 +148,7 @@ async fn instance(redis_url: &str) -> TestApp {
 }
 
 /// Waits until `/healthz` reports the relay `connected` (or not).
-async fn wait_redis(app: &TestApp, connected: bool) {
+pub(crate) async fn wait_redis(app: &TestApp, connected: bool) {
     let wanted = if connected {
         "connected"
     } else {
@@ -155,7 +175,20 @@ async fn two_connected_instances() -> (RedisServer, TestApp, TestApp) {
     (redis, a, b)
 }
 
-async fn next_greeting(tab: &mut SseClient) -> String {
+/// The home page once it contains `text`.
+pub(crate) async fn wait_for_page(app: &TestApp, text: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let page = app.home_page().await;
+        if page.contains(text) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} in {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub(crate) async fn next_greeting(tab: &mut SseClient) -> String {
     elements(&tab.next_event().await)
 }
 
@@ -193,15 +226,15 @@ async fn every_instance_shows_the_same_latest_greeting() {
     b.greet_with_datastar("Grace").await;
 
     for app in [&a, &b] {
-        let page = app.home_page().await;
-        assert!(page.contains("Hello, <strong>Grace</strong>!"), "{page}");
+        // A greeting posted on one instance reaches the other within moments.
+        let page = wait_for_page(app, "Hello, <strong>Grace</strong>!").await;
         assert!(
             page.contains("Greeting #2"),
             "numbered across instances: {page}"
         );
         let mut reconnecting = app.open_home_stream(uuid::Uuid::new_v4()).await;
         let first = reconnecting.read_initial_events().await;
-        assert!(elements(&first[1]).contains("Grace"));
+        assert!(elements(&first.greeting).contains("Grace"));
     }
 }
 
@@ -251,17 +284,17 @@ async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back
     a.greet_with_datastar("Ada").await;
     assert!(next_greeting(&mut on_a).await.contains("Ada"));
 
-    // Redis comes back: cross-instance delivery resumes without restarting the apps.
+    // Redis comes back: B catches up with the greeting it missed, and cross-instance delivery
+    // resumes, all without restarting the apps.
     redis.restart().await;
     wait_redis(&a, true).await;
     wait_redis(&b, true).await;
+    let caught_up = next_greeting(&mut on_b).await;
+    assert!(caught_up.contains("Ada"), "B catches up: {caught_up}");
     a.greet_with_datastar("Grace").await;
     assert!(next_greeting(&mut on_a).await.contains("Grace"));
     let on_b_next = next_greeting(&mut on_b).await;
-    assert!(
-        on_b_next.contains("Grace"),
-        "B missed only what was sent during the outage: {on_b_next}"
-    );
+    assert!(on_b_next.contains("Grace"), "{on_b_next}");
 }
 
 #[tokio::test]
@@ -295,13 +328,12 @@ async fn malformed_messages_on_the_channel_are_skipped() {
     let mut tab = a.open_live_home_stream().await;
     let channel = format!("{PREFIX}:broadcast");
 
+    let origin = uuid::Uuid::new_v4();
     for garbage in [
         "garbage",
-        "ascolais/1 not-a-uuid R\npage/home/*\n\nevent: x\ndata: y\n\n",
-        &format!(
-            "ascolais/1 {} R\npage/home/*\n\nno event here",
-            uuid::Uuid::new_v4()
-        ),
+        "ascolais/2 not-a-uuid 1\npage/home/*\n\n\n\nevent: x\ndata: y\n\n",
+        &format!("ascolais/2 {origin} 1\npage/home/*\n\n\n\nno event here"),
+        &format!("ascolais/2 {origin} 2\npage/home/*\n\ngreeting 42\n{{}}\nevent: x\ndata: y\n\n"),
     ] {
         redis.publish(&channel, garbage).await;
     }

@@ -1,14 +1,18 @@
 //! Start-up and shutdown, shared by `main` and the tests so both run the same server.
 
+mod socket;
+
 use std::{future::Future, io, net::SocketAddr, time::Duration};
 
 use axum::extract::Request;
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::{config::Config, router, state::AppState};
+pub use self::socket::{DRAIN_SEND_TIMEOUT, WatchedSocket};
+use crate::{config::Config, connections::SocketControl, router, state::AppState};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]
@@ -56,7 +60,9 @@ impl Server {
     ///
     /// Ending the streams is what lets the graceful shutdown finish: hyper waits for every
     /// response body to end, and a stream's body only ends when its connection leaves the
-    /// registry.
+    /// registry. Clients that do not read their last bytes are not waited for: every socket is
+    /// a [`WatchedSocket`], and while draining a blocked write fails after
+    /// [`DRAIN_SEND_TIMEOUT`].
     ///
     /// The accept loop is axum's `serve-with-hyper` pattern rather than `axum::serve`, for
     /// one reason: `axum::serve` always uses hyper-util's auto builder (HTTP/1 or HTTP/2 by
@@ -67,6 +73,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let registry = self.state.registry.clone();
         let grace = self.config.shutdown_timeout;
+        let send_timeout = self.config.send_timeout;
+        let draining = CancellationToken::new();
         // Debug builds: push template and stylesheet changes to open tabs while serving.
         #[cfg(debug_assertions)]
         let _watcher = match self.config.dev.watch {
@@ -100,11 +108,17 @@ impl Server {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-            let service = TowerToHyperService::new(
-                app.clone()
-                    .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
-            );
-            let connection = http.serve_connection(TokioIo::new(tcp), service);
+            // Every request carries a handle to its connection, so a stream can be cut off
+            // together with its socket (see `connections::SocketControl`).
+            let control = SocketControl::new();
+            let socket = WatchedSocket::new(tcp, control.clone(), send_timeout, draining.clone());
+            let service = TowerToHyperService::new(app.clone().map_request(
+                move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(control.clone());
+                    request.map(axum::body::Body::new)
+                },
+            ));
+            let connection = http.serve_connection(TokioIo::new(socket), service);
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
@@ -114,6 +128,7 @@ impl Server {
         }
         drop(self.listener); // stop accepting
         let closed = registry.shut_down();
+        draining.cancel();
         tracing::info!(closed, "shutting down: streams ended, finishing requests");
         if tokio::time::timeout(grace, graceful.shutdown())
             .await

@@ -1,0 +1,125 @@
+//! The example domain: validated names and the latest greeting.
+//!
+//! Kept apart from the routes so the rules (what a valid name is, what the current state is)
+//! have one home that pages, streams and actions all read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::connections::Topic;
+
+/// The longest name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A name that passed validation: trimmed, non-empty, at most [`MAX_NAME_CHARS`] characters,
+/// no control characters. It may still contain markup; templates escape it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Name(String);
+
+/// Why a submitted name was refused. The messages are shown to the user as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Nothing but whitespace.
+    #[error("Please enter a name.")]
+    Empty,
+    /// Longer than [`MAX_NAME_CHARS`].
+    #[error(
+        "That name is too long: at most {} characters, please.",
+        MAX_NAME_CHARS
+    )]
+    TooLong,
+    /// Newlines, tabs and other control characters.
+    #[error("Names can't contain line breaks or other control characters.")]
+    ControlCharacter,
+}
+
+impl Name {
+    /// Validates user input.
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        let name = input.trim();
+        if name.is_empty() {
+            Err(NameError::Empty)
+        } else if name.chars().count() > MAX_NAME_CHARS {
+            Err(NameError::TooLong)
+        } else if name.chars().any(char::is_control) {
+            Err(NameError::ControlCharacter)
+        } else {
+            Ok(Name(name.to_owned()))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> String {
+        name.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = NameError;
+
+    /// Names read back (from another instance, say) pass the same checks as typed ones.
+    fn try_from(input: String) -> Result<Self, NameError> {
+        Name::parse(&input)
+    }
+}
+
+/// One greeting, as the templates see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Greeting {
+    /// Who was greeted.
+    pub name: Name,
+    /// 1 for the first greeting, then 2, 3…: tells repeats apart. Shared by every instance
+    /// when they share Redis.
+    pub serial: u64,
+}
+
+/// The latest greeting: what a page shows when it loads and what a (re)connecting stream is
+/// sent first. A latest-state topic, so a tab that falls behind skips straight to the newest
+/// greeting, and racing greets — on any instance — never leave a tab on an older one.
+pub static GREETING: Topic<Greeting> = Topic::new("greeting");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed() {
+        assert_eq!(Name::parse("  Ada \t").unwrap().as_str(), "Ada");
+    }
+
+    #[test]
+    fn empty_long_and_control_names_are_refused() {
+        assert_eq!(Name::parse(""), Err(NameError::Empty));
+        assert_eq!(Name::parse(" \n "), Err(NameError::Empty));
+        assert_eq!(Name::parse(&"x".repeat(65)), Err(NameError::TooLong));
+        assert_eq!(Name::parse("a\nb"), Err(NameError::ControlCharacter));
+    }
+
+    #[test]
+    fn the_limit_counts_characters_not_bytes() {
+        assert!(Name::parse(&"é".repeat(64)).is_ok());
+        assert_eq!(Name::parse(&"é".repeat(65)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn markup_is_a_valid_name_and_left_for_templates_to_escape() {
+        assert_eq!(Name::parse("<b>").unwrap().as_str(), "<b>");
+    }
+
+    #[test]
+    fn greetings_read_back_only_with_valid_names() {
+        let greeting = Greeting {
+            name: Name::parse("Ada").unwrap(),
+            serial: 7,
+        };
+        let json = serde_json::to_string(&greeting).unwrap();
+        assert_eq!(serde_json::from_str::<Greeting>(&json).unwrap(), greeting);
+        assert!(serde_json::from_str::<Greeting>(r#"{"name":"a\nb","serial":1}"#).is_err());
+    }
+}

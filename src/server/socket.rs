@@ -1,0 +1,229 @@
+//! The socket under every HTTP connection, watched for clients that stop reading.
+//!
+//! hyper writes a response as fast as the socket takes it and waits, without limit, when it
+//! does not. For a stream that is the failure to fear: a client that stops reading (a frozen
+//! laptop, a hostile script) keeps its socket, its descriptor and up to megabytes of kernel
+//! send buffer for as long as it likes, and a graceful shutdown waits on it. So every accepted
+//! socket is wrapped in a [`WatchedSocket`], which fails the connection — and closes the socket
+//! with a reset, freeing its buffers at once — when:
+//!
+//! - a write has been blocked (the socket unwritable) for the send timeout: the client is not
+//!   reading. This is the *only* test of a slow client: a long queue on the server's side says
+//!   the server is behind, not that the client is;
+//! - the registry [hung up](SocketControl) on the connection (its stream had to be cut off);
+//! - the server is draining and a write stays blocked for [`DRAIN_SEND_TIMEOUT`]: shutdown
+//!   waits for healthy clients to get their last bytes, never for stalled ones.
+
+use std::{
+    future::Future,
+    io::{self, IoSlice},
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+    time::{Instant, Sleep},
+};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::connections::{STREAM_SEND_BUFFER, SocketControl};
+
+/// While the server drains, the longest a write may stay blocked.
+pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A TCP socket whose writes may not stay blocked for longer than the send timeout.
+#[derive(Debug)]
+pub struct WatchedSocket {
+    stream: TcpStream,
+    control: SocketControl,
+    send_timeout: Duration,
+    draining: CancellationToken,
+    /// Whether the send buffer has been sized for a stream.
+    streaming: bool,
+    /// Set while a write is blocked; allocated only then.
+    blocked: Option<Blocked>,
+    /// Set once the connection has been failed: every later call fails the same way.
+    failed: Option<io::ErrorKind>,
+}
+
+#[derive(Debug)]
+struct Blocked {
+    deadline: Pin<Box<Sleep>>,
+    /// Completes when draining starts, to shorten the deadline; `None` once it has.
+    drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl WatchedSocket {
+    /// Watches `stream`: writes blocked longer than `send_timeout` fail, as does everything
+    /// once `control` is hung up; after `draining` is cancelled the limit drops to
+    /// [`DRAIN_SEND_TIMEOUT`].
+    pub fn new(
+        stream: TcpStream,
+        control: SocketControl,
+        send_timeout: Duration,
+        draining: CancellationToken,
+    ) -> Self {
+        WatchedSocket {
+            stream,
+            control,
+            send_timeout,
+            draining,
+            streaming: false,
+            blocked: None,
+            failed: None,
+        }
+    }
+
+    /// Fails the connection: a reset on close, and `kind` from now on.
+    fn fail(&mut self, kind: io::ErrorKind, why: &str) -> io::Error {
+        if self.failed.is_none() {
+            // A reset instead of an orderly close: the kernel drops whatever the client never
+            // read, rather than keep it (and the socket) until the client reads or times out.
+            if let Err(error) = self.stream.set_zero_linger() {
+                tracing::debug!(%error, "cannot set SO_LINGER");
+            }
+            self.failed = Some(kind);
+            self.blocked = None;
+            match kind {
+                io::ErrorKind::TimedOut => {
+                    tracing::warn!(peer = ?self.stream.peer_addr().ok(), "{why}: disconnected");
+                }
+                _ => tracing::debug!(peer = ?self.stream.peer_addr().ok(), "{why}: disconnected"),
+            }
+        }
+        io::Error::new(kind, why.to_owned())
+    }
+
+    /// Before any use: fail if the connection has been failed or hung up on, and size the send
+    /// buffer once it carries a stream.
+    fn check(&mut self) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(kind, "connection already failed"));
+        }
+        let requests = self.control.requests();
+        if requests.hang_up {
+            return Err(self.fail(io::ErrorKind::ConnectionAborted, "stream cut off"));
+        }
+        if requests.stream && !self.streaming {
+            self.streaming = true;
+            // Linux doubles the value asked for (the rest is its bookkeeping).
+            let socket = socket2::SockRef::from(&self.stream);
+            if let Err(error) = socket.set_send_buffer_size(STREAM_SEND_BUFFER / 2) {
+                tracing::debug!(%error, "cannot size the send buffer");
+            }
+        }
+        Ok(())
+    }
+
+    /// After a write returned `Pending`: arms the deadline, and fails the connection when it
+    /// has passed.
+    fn blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.control.register_blocked(cx) {
+            return Poll::Ready(Err(
+                self.fail(io::ErrorKind::ConnectionAborted, "stream cut off")
+            ));
+        }
+        let blocked = self.blocked.get_or_insert_with(|| {
+            let limit = if self.draining.is_cancelled() {
+                self.send_timeout.min(DRAIN_SEND_TIMEOUT)
+            } else {
+                self.send_timeout
+            };
+            Blocked {
+                deadline: Box::pin(tokio::time::sleep(limit)),
+                drain: (!self.draining.is_cancelled())
+                    .then(|| Box::pin(self.draining.clone().cancelled_owned())),
+            }
+        });
+        if let Some(drain) = &mut blocked.drain
+            && drain.as_mut().poll(cx).is_ready()
+        {
+            blocked.drain = None;
+            let sooner = Instant::now() + DRAIN_SEND_TIMEOUT;
+            if sooner < blocked.deadline.deadline() {
+                blocked.deadline.as_mut().reset(sooner);
+            }
+        }
+        if blocked.deadline.as_mut().poll(cx).is_ready() {
+            let why = if self.draining.is_cancelled() {
+                "client not reading while the server shuts down"
+            } else {
+                "client not reading (send timeout)"
+            };
+            return Poll::Ready(Err(self.fail(io::ErrorKind::TimedOut, why)));
+        }
+        Poll::Pending
+    }
+
+    fn wrote<T>(
+        &mut self,
+        result: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.blocked = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.blocked(cx),
+        }
+    }
+}
+
+impl AsyncRead for WatchedSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WatchedSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(result, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.failed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
