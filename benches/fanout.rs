@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench --bench fanout                                    # N = 1000, 5000, 10000
 //! cargo bench --bench fanout -- --clients 2000 --rounds 50
+//! cargo bench --bench fanout -- --clients 3000 --bursts 128,1024  # simultaneous greets
 //! cargo bench --bench fanout -- --addr 127.0.0.1:3000          # a server already running
 //! cargo bench --bench fanout --features redis -- --redis         # also across two instances
 //! ```
@@ -11,8 +12,11 @@
 //! streams to `/sse/home` with distinct session ids in one burst over raw TCP, waits until every
 //! one has received its first event, then runs R rounds of `POST /api/greet` (a Datastar form
 //! post) and measures, per round, the time from sending the POST until the last of the N
-//! clients has the greeting. Finally it sends SIGTERM and times the shutdown. It prints numbers
-//! and asserts nothing. The load generator shares the machine with the server.
+//! clients has the greeting. Then come bursts (`--bursts`, default 128 and 1 024): that many
+//! greets posted at the same instant, each on its own connection, and the time until every
+//! stream shows the newest one, with how many streams the burst ended (it must end none).
+//! Finally it sends SIGTERM and times the shutdown. It prints numbers and asserts nothing. The
+//! load generator shares the machine with the server.
 //!
 //! With `--raw` each N is also run against a bare tokio server written for this job alone (no
 //! HTTP library, each event encoded once and shared): the lower bound to compare with.
@@ -48,6 +52,7 @@ use tokio::{
 struct Options {
     clients: Vec<usize>,
     rounds: usize,
+    bursts: Vec<usize>,
     addr: Option<SocketAddr>,
     redis: bool,
     raw: bool,
@@ -57,6 +62,7 @@ fn options() -> Options {
     let mut options = Options {
         clients: vec![1_000, 5_000, 10_000],
         rounds: 20,
+        bursts: vec![128, 1_024],
         addr: None,
         redis: false,
         raw: false,
@@ -73,6 +79,15 @@ fn options() -> Options {
                     .collect();
             }
             "--rounds" => options.rounds = args.next().expect("--rounds R").parse().unwrap(),
+            "--bursts" => {
+                options.bursts = args
+                    .next()
+                    .expect("--bursts B[,B…]")
+                    .split(',')
+                    .filter(|b| !b.trim().is_empty())
+                    .map(|b| b.trim().parse().expect("a number of greets"))
+                    .collect();
+            }
             "--addr" => {
                 options.addr = Some(args.next().expect("--addr HOST:PORT").parse().unwrap())
             }
@@ -98,6 +113,8 @@ struct Shared {
     last_live: AtomicU64,
     ended: AtomicUsize,
     rounds: Vec<Round>,
+    /// The highest greeting number each client has seen ("Greeting #N").
+    newest: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -258,7 +275,7 @@ async fn greet(addr: SocketAddr, name: &str) {
 
 /// One SSE client: connects, counts itself live at the first event, then records each round's
 /// greeting as it arrives, until the server ends the stream.
-async fn client(addr: SocketAddr, shared: Arc<Shared>) {
+async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return;
     };
@@ -281,6 +298,17 @@ async fn client(addr: SocketAddr, shared: Arc<Shared>) {
             Ok(n) => n,
         };
         carry.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        if carry.contains("\r\n0\r\n\r\n") {
+            break; // the server ended the stream: the response's last chunk
+        }
+        for rest in carry.split("Greeting #").skip(1) {
+            // The last piece may be cut short; a later read completes it.
+            if let Some((serial, _)) = rest.split_once(' ')
+                && let Ok(serial) = serial.parse::<u64>()
+            {
+                shared.newest[index].fetch_max(serial, Ordering::Relaxed);
+            }
+        }
         if !live && carry.contains("\"connected\":true") {
             live = true;
             shared.live.fetch_add(1, Ordering::Relaxed);
@@ -334,7 +362,7 @@ enum Setup {
     Raw,
 }
 
-async fn run(n: usize, rounds: usize, setup: &Setup) {
+async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
     let (server, sender, addr) = match setup {
         Setup::Remote(addr) => (None, None, *addr),
         Setup::Local => {
@@ -374,13 +402,14 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
                 last: AtomicU64::new(0),
             })
             .collect(),
+        newest: (0..n).map(|_| AtomicU64::new(0)).collect(),
     });
 
     // One burst: every client connects at once, like tabs reconnecting after a deploy.
     let start = shared.now();
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        tasks.push(tokio::spawn(client(addr, Arc::clone(&shared))));
+    for index in 0..n {
+        tasks.push(tokio::spawn(client(addr, index, Arc::clone(&shared))));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while shared.live.load(Ordering::Relaxed) < n && Instant::now() < deadline {
@@ -415,6 +444,56 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
         .iter()
         .map(|r| r.delivered.load(Ordering::Relaxed))
         .sum();
+
+    // Bursts: B greets sent at the same instant, each on its own connection; then the time until
+    // every stream shows the newest greeting, and how many streams the burst ended.
+    let mut burst_results = Vec::new();
+    for &burst in bursts {
+        let base = shared
+            .newest
+            .iter()
+            .map(|newest| newest.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let target = base + burst as u64;
+        let ended_before = shared.ended.load(Ordering::Relaxed);
+        let release = Arc::new(tokio::sync::Barrier::new(burst + 1));
+        let greets: Vec<_> = (0..burst)
+            .map(|i| {
+                let release = Arc::clone(&release);
+                let name = format!("{}b{i}", shared.run);
+                tokio::spawn(async move {
+                    release.wait().await;
+                    greet(greet_to, &name).await;
+                })
+            })
+            .collect();
+        release.wait().await;
+        let sent = Instant::now();
+        for greet in greets {
+            let _ = greet.await;
+        }
+        let replied = sent.elapsed();
+        let deadline = sent + Duration::from_secs(60);
+        let all_newest = loop {
+            let behind = shared
+                .newest
+                .iter()
+                .take(live)
+                .filter(|newest| newest.load(Ordering::Relaxed) < target)
+                .count();
+            if behind == 0 {
+                break Some(sent.elapsed());
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let dropped = shared.ended.load(Ordering::Relaxed) - ended_before;
+        burst_results.push((burst, replied, all_newest, dropped));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Shutdown: SIGTERM, then time until the process exits and every stream has ended.
     let mut shutdown = None;
@@ -473,6 +552,19 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
         None => println!("  server CPU per round: n/a (remote server)"),
     }
     println!("  delivered/expected: {delivered}/{}", live * rounds);
+    for (burst, replied, all_newest, dropped) in burst_results {
+        let newest = match all_newest {
+            Some(took) => format!(
+                "all {live} show the newest in {:.0} ms",
+                took.as_secs_f64() * 1000.0
+            ),
+            None => "NOT all on the newest within 60 s".to_owned(),
+        };
+        println!(
+            "  burst of {burst} simultaneous greets: replies in {:.0} ms, {newest}, {dropped} streams dropped",
+            replied.as_secs_f64() * 1000.0
+        );
+    }
     if let Some((exited, ended, count)) = shutdown {
         println!(
             "  shutdown: process exited {:.0} ms after SIGTERM; {count}/{n} streams ended within {:.0} ms",
@@ -484,7 +576,8 @@ async fn run(n: usize, rounds: usize, setup: &Setup) {
 
 /// The registry alone: broadcast cost should follow the number of *matching* connections.
 fn registry_benchmark() {
-    let registry = Registry::new(1 << 17, usize::MAX);
+    // Nobody reads here: room for every frame the loop queues.
+    let registry = Registry::with_queue_limit(usize::MAX, 1 << 17);
     let mut held = Vec::new();
     for i in 0..10_000 {
         held.push(
@@ -569,14 +662,17 @@ fn main() {
         let redis = options.redis.then(RedisServer::start);
         for &n in &options.clients {
             match options.addr {
-                Some(addr) => run(n, options.rounds, &Setup::Remote(addr)).await,
-                None => run(n, options.rounds, &Setup::Local).await,
+                Some(addr) => run(n, options.rounds, &options.bursts, &Setup::Remote(addr)).await,
+                None => run(n, options.rounds, &options.bursts, &Setup::Local).await,
             }
             if let Some(redis) = &redis {
-                run(n, options.rounds, &Setup::CrossInstance(redis.url())).await;
+                let setup = Setup::CrossInstance(redis.url());
+                run(n, options.rounds, &options.bursts, &setup).await;
             }
             if options.raw {
-                run(n, options.rounds, &Setup::Raw).await;
+                // The raw server keeps one bounded queue per stream, like the registry used to:
+                // bursts are not its job.
+                run(n, options.rounds, &[], &Setup::Raw).await;
             }
         }
     });
