@@ -40,7 +40,7 @@ use std::{
 };
 
 use app::{
-    connections::{Key, Pattern, Registry},
+    connections::{Key, Limits, Pattern, Registry},
     sse::Frame,
 };
 use datastar::prelude::PatchSignals;
@@ -193,6 +193,8 @@ impl Server {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("MAX_STREAMS", max_streams.to_string())
+            // Every client of the benchmark comes from 127.0.0.1.
+            .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
@@ -207,6 +209,10 @@ impl Server {
         if let Some(url) = redis_url {
             command
                 .env("REDIS_URL", url)
+                .env(
+                    "REDIS_SECRET",
+                    "the fan-out benchmark's secret, 32+ characters",
+                )
                 .env("REDIS_PREFIX", "fanout-bench");
         }
         let child = command.spawn().expect("start the app");
@@ -577,7 +583,10 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
 /// The registry alone: broadcast cost should follow the number of *matching* connections.
 fn registry_benchmark() {
     // Nobody reads here: room for every frame the loop queues.
-    let registry = Registry::with_queue_limit(usize::MAX, 1 << 17);
+    let registry = Registry::new(Limits {
+        queue_limit: 1 << 17,
+        ..Limits::default()
+    });
     let mut held = Vec::new();
     for i in 0..10_000 {
         held.push(

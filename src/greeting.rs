@@ -19,7 +19,7 @@ pub struct Name(String);
 /// Why a submitted name was refused. The messages are shown to the user as they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    /// Nothing but whitespace.
+    /// Nothing but whitespace, or nothing visible at all.
     #[error("Please enter a name.")]
     Empty,
     /// Longer than [`MAX_NAME_CHARS`].
@@ -31,18 +31,26 @@ pub enum NameError {
     /// Newlines, tabs and other control characters.
     #[error("Names can't contain line breaks or other control characters.")]
     ControlCharacter,
+    /// Characters that reorder the text around them (bidirectional overrides and isolates):
+    /// they can make a name display as something else, and spill over what follows it.
+    #[error("Names can't contain characters that change the direction of text.")]
+    DirectionOverride,
 }
 
 impl Name {
     /// Validates user input.
     pub fn parse(input: &str) -> Result<Self, NameError> {
         let name = input.trim();
-        if name.is_empty() {
-            Err(NameError::Empty)
-        } else if name.chars().count() > MAX_NAME_CHARS {
+        if name.chars().count() > MAX_NAME_CHARS {
             Err(NameError::TooLong)
         } else if name.chars().any(char::is_control) {
             Err(NameError::ControlCharacter)
+        } else if name.chars().any(is_direction_override) {
+            Err(NameError::DirectionOverride)
+        } else if !name.chars().any(is_visible) {
+            // Empty, or only spaces and invisible characters (zero-width spaces, joiners,
+            // fillers): a greeting to nobody anyone can see.
+            Err(NameError::Empty)
         } else {
             Ok(Name(name.to_owned()))
         }
@@ -52,6 +60,36 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Bidirectional embeddings, overrides, isolates and marks (Unicode's `Bidi_Control`).
+fn is_direction_override(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Whether `c` shows as something: not whitespace, and not one of the characters Unicode says
+/// to draw as nothing (`Default_Ignorable_Code_Point`) or that fonts draw blank.
+fn is_visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 impl From<Name> for String {
@@ -99,6 +137,47 @@ mod tests {
         assert_eq!(Name::parse(" \n "), Err(NameError::Empty));
         assert_eq!(Name::parse(&"x".repeat(65)), Err(NameError::TooLong));
         assert_eq!(Name::parse("a\nb"), Err(NameError::ControlCharacter));
+    }
+
+    #[test]
+    fn names_nobody_can_see_are_refused() {
+        for invisible in [
+            "\u{200B}",
+            "\u{200B}\u{200D}\u{FEFF}",
+            " \u{3164} ",
+            "\u{2800}",
+            "\u{E0041}",
+        ] {
+            assert_eq!(
+                Name::parse(invisible),
+                Err(NameError::Empty),
+                "{invisible:?}"
+            );
+        }
+        assert!(
+            Name::parse("Ada\u{200D}").is_ok(),
+            "invisible beside visible is fine"
+        );
+    }
+
+    #[test]
+    fn direction_overrides_are_refused_anywhere() {
+        for sneaky in [
+            "\u{202E}",
+            "Ada\u{202E}gnp.exe",
+            "\u{2066}Ada\u{2069}",
+            "\u{200F}",
+        ] {
+            assert_eq!(
+                Name::parse(sneaky),
+                Err(NameError::DirectionOverride),
+                "{sneaky:?}"
+            );
+        }
+        assert!(
+            Name::parse("שלום").is_ok(),
+            "right-to-left text itself is fine"
+        );
     }
 
     #[test]

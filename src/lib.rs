@@ -29,9 +29,11 @@ pub mod connections;
 pub mod dev;
 pub mod error;
 pub mod greeting;
+pub mod logging;
 pub mod patches;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod refusals;
 pub mod routes;
 pub mod security;
 pub mod server;
@@ -48,6 +50,7 @@ use axum::{
 };
 use tower_http::{
     compression::CompressionLayer,
+    csrf::CsrfLayer,
     timeout::TimeoutLayer,
     trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
 };
@@ -64,10 +67,11 @@ pub const ACTION_BODY_LIMIT: usize = 4 * 1024;
 
 /// Every route of the app.
 ///
-/// Actions get a body limit and a timeout; streams get neither a timeout (they are meant to stay
-/// open) nor compression (tower-http's default predicate never compresses
-/// `text/event-stream`, which would buffer events). Pages and assets are gzipped when the
-/// client accepts it, and every response carries the [`security`] headers.
+/// Actions get a body limit, a timeout and CSRF protection (a cross-site post gets `403`), and
+/// every refusal of theirs is shown to whoever caused it ([`refusals`]). Streams get neither a
+/// timeout (they are meant to stay open) nor compression (tower-http's default predicate never
+/// compresses `text/event-stream`, which would buffer events). Pages and assets are gzipped
+/// when the client accepts it, and every response carries the [`security`] headers.
 pub fn router(state: AppState, config: &config::Config) -> Router {
     let actions = Router::new()
         .route("/api/greet", post(actions::greet))
@@ -75,6 +79,13 @@ pub fn router(state: AppState, config: &config::Config) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.action_timeout,
+        ))
+        // Sec-Fetch-Site and Origin checks, no tokens. Behind a proxy, forward `Host` and
+        // `Origin` unchanged, or same-origin posts may look cross-site.
+        .layer(CsrfLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refusals::visible,
         ));
 
     let mut router = Router::new()

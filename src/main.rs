@@ -1,24 +1,16 @@
 //! Reads the configuration, sets up logging, and serves until Ctrl-C or SIGTERM.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use app::{
     config::Config,
+    logging,
     server::{Server, shutdown_signal},
 };
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
-        )
-        // Colours for people at a terminal, plain text for log collectors.
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    // Never blocks a request on a slow log reader; flushes (briefly) on the way out.
+    let _logging = logging::init();
 
     // Settings may come from a `.env` file in the working directory; real environment
     // variables win over it.

@@ -17,6 +17,19 @@ pub fn connected() -> Frame {
     PatchSignals::new(json!({ "connected": true }).to_string()).into()
 }
 
+/// `{connected: false}`: the page's stream is not live (sent with a refusal).
+pub fn disconnected() -> Frame {
+    PatchSignals::new(json!({ "connected": false }).to_string()).into()
+}
+
+/// Shows `message` in the page's notice area (every page has one, in the layout), or empties it.
+/// What a refused request says to the person who made it: Datastar ignores the body of any
+/// answer but a `200`, so a refusal is told this way.
+pub fn notice(views: &Views, message: Option<&str>) -> Result<Frame, minijinja::Error> {
+    let html = views.render("partials/notice.html", context! { notice => message })?;
+    Ok(PatchElements::new(html).into())
+}
+
 /// The last event for a stream replaced by another tab using the same session id: a fresh id,
 /// which makes the page reopen its stream under it.
 pub fn new_session() -> Frame {

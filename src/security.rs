@@ -1,33 +1,37 @@
 //! Response headers that make the browser refuse what the app never does.
 //!
-//! The Content-Security-Policy allows scripts from this origin and from wherever Datastar is
-//! loaded, and nothing inline. It has to allow `'unsafe-eval'`: Datastar compiles its `data-*`
-//! expressions with `Function()`. What keeps that safe is that no user text ever becomes an
-//! attribute name or an unescaped attribute value — every template autoescapes.
+//! The Content-Security-Policy allows scripts from this origin and the one Datastar file the
+//! layout loads — the exact URL, never a whole CDN, which would let any file on it run — and
+//! nothing inline. It has to allow `'unsafe-eval'`: Datastar compiles its `data-*` expressions
+//! with `Function()`. What keeps that safe is that no user text ever becomes an attribute name
+//! or an unescaped attribute value — every template autoescapes — and that the file itself is
+//! pinned by its integrity hash when one is known (see `views::DATASTAR_CDN_INTEGRITY`).
 
 use axum::http::{HeaderName, HeaderValue, header};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The policy for pages that load Datastar from `datastar_url` (an absolute URL or a path).
 pub fn content_security_policy(datastar_url: &str) -> String {
-    let script_origin = origin(datastar_url)
-        .map(|origin| format!(" {origin}"))
+    let script = script_source(datastar_url)
+        .map(|source| format!(" {source}"))
         .unwrap_or_default();
     format!(
-        "default-src 'self'; script-src 'self'{script_origin} 'unsafe-eval'; \
+        "default-src 'self'; script-src 'self'{script} 'unsafe-eval'; \
          style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
          frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
     )
 }
 
-/// `https://cdn.example:8443` for `https://cdn.example:8443/x.js`; `None` for a path.
-fn origin(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
+/// The CSP source that allows exactly the script at `url`: the URL without its query or
+/// fragment (a source cannot name those). `None` for a path on this origin, which `'self'`
+/// already allows.
+fn script_source(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once("://")?;
     if !matches!(scheme, "http" | "https") {
         return None;
     }
-    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(&url[..scheme.len() + 3 + host_end])
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    Some(&url[..end])
 }
 
 /// One layer per header, each set only if the handler did not set it already.
@@ -60,32 +64,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scripts_may_come_from_the_datastar_origin_only() {
-        let csp = content_security_policy(
-            "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.4/bundles/datastar.js",
+    fn scripts_may_come_from_the_one_datastar_file_only() {
+        let url = "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.4/bundles/datastar.js";
+        let csp = content_security_policy(url);
+        assert!(
+            csp.contains(&format!("script-src 'self' {url} 'unsafe-eval';")),
+            "{csp}"
         );
         assert!(
-            csp.contains("script-src 'self' https://cdn.jsdelivr.net 'unsafe-eval';"),
-            "{csp}"
+            !csp.contains("https://cdn.jsdelivr.net "),
+            "not the whole CDN: {csp}"
         );
         assert!(!csp.contains("unsafe-inline"));
         assert!(csp.contains("frame-ancestors 'none'"));
     }
 
     #[test]
-    fn a_self_hosted_datastar_needs_no_extra_origin() {
+    fn a_self_hosted_datastar_needs_no_extra_source() {
         let csp = content_security_policy("/static/datastar.js");
         assert!(csp.contains("script-src 'self' 'unsafe-eval';"), "{csp}");
     }
 
     #[test]
-    fn origins_keep_their_port() {
+    fn sources_keep_port_and_path_but_not_query() {
         assert_eq!(
-            origin("http://127.0.0.1:8080/datastar.js"),
-            Some("http://127.0.0.1:8080")
+            script_source("http://127.0.0.1:8080/datastar.js?v=2#x"),
+            Some("http://127.0.0.1:8080/datastar.js")
         );
-        assert_eq!(origin("https://cdn.example"), Some("https://cdn.example"));
-        assert_eq!(origin("//cdn.example/x.js"), None);
-        assert_eq!(origin("data:text/javascript,1"), None);
+        assert_eq!(script_source("//cdn.example/x.js"), None);
+        assert_eq!(script_source("data:text/javascript,1"), None);
     }
 }

@@ -41,6 +41,12 @@ impl Frame {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// A `retry:` field alone: how long the client waits before it reconnects once the stream
+    /// ends. (Datastar resets its backoff to this value.)
+    pub fn retry(after: Duration) -> Frame {
+        Frame(Bytes::from(format!("retry: {}\n\n", after.as_millis())))
+    }
+
     /// Takes the shared bytes out of the frame.
     pub fn into_bytes(self) -> Bytes {
         self.0
@@ -55,7 +61,7 @@ impl Frame {
             && body.split('\n').all(|line| {
                 line.is_empty()
                     || line.starts_with(':')
-                    || ["event:", "data:", "id:", "retry:"]
+                    || ["event:", "data:", "id:"]
                         .iter()
                         .any(|field| line.starts_with(field))
             });
@@ -86,6 +92,15 @@ impl From<ExecuteScript> for Frame {
     fn from(script: ExecuteScript) -> Self {
         script.into_datastar_event().into()
     }
+}
+
+/// The header Datastar puts on every request it makes (the SDK keeps its constant private).
+pub const DATASTAR_REQUEST: &str = "datastar-request";
+
+/// Whether a request with these headers was made by Datastar (and so applies only the events
+/// of a `200` answer, ignoring the body of any other).
+pub fn from_datastar(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(DATASTAR_REQUEST)
 }
 
 /// An SSE comment: ignored by clients, but it keeps proxies and NAT tables from timing out an

@@ -4,7 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use crate::{assets::Assets, config::Config, connections::Registry, views::Views};
+use crate::{
+    assets::Assets,
+    config::Config,
+    connections::{Limits, Registry},
+    views::{DatastarScript, Views},
+};
 
 /// Shared application state, cheap to clone (everything is behind `Arc`s).
 #[derive(Clone, Debug)]
@@ -23,20 +28,28 @@ impl AppState {
     /// Fresh state for `config`: an empty registry, no greeting yet.
     pub fn new(config: &Config) -> Self {
         let instance = Uuid::new_v4();
+        let datastar = DatastarScript {
+            url: config.datastar_url.clone(),
+            integrity: config.datastar_integrity(),
+        };
         #[cfg(not(debug_assertions))]
-        let views = Views::new(config.datastar_url.clone(), Assets::default(), instance);
+        let views = Views::new(datastar, Assets::default(), instance);
         #[cfg(debug_assertions)]
-        let views = Views::new(
-            config.datastar_url.clone(),
-            Assets::from_dir(&config.dev.static_dir),
-            instance,
-        )
-        .with_templates_dir(&config.dev.templates_dir);
-        let registry = Registry::with_queue_limit(config.max_streams, config.queue_limit);
+        let views = Views::new(datastar, Assets::from_dir(&config.dev.static_dir), instance)
+            .with_templates_dir(&config.dev.templates_dir);
+        let registry = Registry::new(Limits {
+            max_connections: config.max_streams,
+            max_per_client: config.max_streams_per_client,
+            queue_limit: config.queue_limit,
+        });
         match &config.redis_url {
             #[cfg(feature = "redis")]
             Some(url) => {
-                if let Err(error) = crate::redis::attach(&registry, url, &config.redis_prefix) {
+                // `Config::validate` has made sure there is a secret.
+                let secret = config.redis_secret.as_deref().unwrap_or_default();
+                if let Err(error) =
+                    crate::redis::attach(&registry, url, &config.redis_prefix, secret)
+                {
                     tracing::error!(%error, "invalid REDIS_URL: staying local");
                 }
             }

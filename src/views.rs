@@ -21,15 +21,30 @@ use crate::assets::Assets;
 pub const DATASTAR_CDN_URL: &str =
     "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.4/bundles/datastar.js";
 
+/// The subresource-integrity hash of the file at [`DATASTAR_CDN_URL`]: a browser runs that
+/// file only if its bytes hash to this, so a compromised CDN cannot serve anything else. (The
+/// file's SHA-256 is `727844ad…cac470cf91`.)
+pub const DATASTAR_CDN_INTEGRITY: &str =
+    "sha384-twbOvafhSBQ0rJDNPzJdUw6DRvthVgAVfSIG1BQVmCiNO7Qh2zeVn7T5qstgjJ9q";
+
 #[cfg(not(debug_assertions))]
 #[derive(rust_embed::RustEmbed)]
 #[folder = "templates/"]
 struct Embedded;
 
+/// Where the layout's `<script>` loads Datastar from, and the hash it must have.
+#[derive(Debug, Clone, Default)]
+pub struct DatastarScript {
+    /// `DATASTAR_URL`.
+    pub url: String,
+    /// `DATASTAR_INTEGRITY`, or the known hash of the URL.
+    pub integrity: Option<String>,
+}
+
 /// What every template can use besides its own context.
 #[derive(Debug, Clone)]
 struct Globals {
-    datastar_url: String,
+    datastar: DatastarScript,
     assets: Assets,
     instance: Uuid,
 }
@@ -47,11 +62,11 @@ pub struct Views {
 }
 
 impl Views {
-    /// Views whose layout loads Datastar from `datastar_url` and links `assets`. `instance`
-    /// names this server process (dev builds reload a page rendered by another one).
-    pub fn new(datastar_url: impl Into<String>, assets: Assets, instance: Uuid) -> Self {
+    /// Views whose layout loads `datastar` and links `assets`. `instance` names this server
+    /// process (dev builds reload a page rendered by another one).
+    pub fn new(datastar: DatastarScript, assets: Assets, instance: Uuid) -> Self {
         let globals = Globals {
-            datastar_url: datastar_url.into(),
+            datastar,
             assets,
             instance,
         };
@@ -84,9 +99,9 @@ impl Views {
         env.get_template(name)?.render(ctx)
     }
 
-    /// The Datastar URL the layout uses.
-    pub fn datastar_url(&self) -> &str {
-        &self.globals.datastar_url
+    /// Where the layout loads Datastar from.
+    pub fn datastar(&self) -> &DatastarScript {
+        &self.globals.datastar
     }
 
     /// The static files the templates link to.
@@ -107,7 +122,11 @@ fn environment(globals: &Globals) -> Environment<'static> {
     // Catch misspelt variables instead of printing nothing; `{% if x %}` on a missing `x` still
     // works.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
-    env.add_global("datastar_url", Value::from(globals.datastar_url.as_str()));
+    env.add_global("datastar_url", Value::from(globals.datastar.url.as_str()));
+    env.add_global(
+        "datastar_integrity",
+        Value::from(globals.datastar.integrity.clone()),
+    );
     // The package name, so the generated project's pages carry its own name.
     env.add_global("app_name", env!("CARGO_PKG_NAME"));
     // Debug builds add the dev loop to every page (see `crate::dev`).
@@ -141,7 +160,11 @@ mod tests {
     use super::*;
 
     fn views(datastar_url: &str) -> Views {
-        Views::new(datastar_url, Assets::default(), Uuid::new_v4())
+        let datastar = DatastarScript {
+            url: datastar_url.to_owned(),
+            integrity: None,
+        };
+        Views::new(datastar, Assets::default(), Uuid::new_v4())
     }
 
     #[test]
@@ -168,6 +191,23 @@ mod tests {
             .replace("&#x2f;", "/");
         assert!(
             html.contains(r#"<script type="module" src="/static/datastar.js"></script>"#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_known_hash_pins_the_script() {
+        let datastar = DatastarScript {
+            url: DATASTAR_CDN_URL.to_owned(),
+            integrity: Some(DATASTAR_CDN_INTEGRITY.to_owned()),
+        };
+        let html = Views::new(datastar, Assets::default(), Uuid::new_v4())
+            .render("about.html", context! {})
+            .unwrap();
+        assert!(
+            html.contains(&format!(
+                r#"integrity="{DATASTAR_CDN_INTEGRITY}" crossorigin="anonymous""#
+            )),
             "{html}"
         );
     }

@@ -235,10 +235,24 @@ async fn requests_in_flight_finish_during_shutdown() {
 
 #[test]
 fn invalid_settings_stop_the_start_with_the_variable_named() {
-    for (name, value) in [("PORT", "http"), ("MAX_STREAMS", "0"), ("HOST", "nowhere")] {
-        let output = AppProcess::command(&[(name, value)], &here())
-            .output()
-            .unwrap();
+    let mut invalid = vec![
+        ("PORT", "http"),
+        ("MAX_STREAMS", "0"),
+        ("HOST", "nowhere"),
+        // Parses, but overflowed the first timer that used it and killed every stream.
+        ("SSE_KEEP_ALIVE_SECS", "18446744073709551615"),
+        ("KEEP_ALIVE_TIMEOUT_SECS", "60"),
+        ("MAX_CONNECTIONS", "999999999"),
+    ];
+    if cfg!(feature = "redis") {
+        invalid.push(("REDIS_SECRET", "")); // REDIS_URL without a secret
+    }
+    for (name, value) in invalid {
+        let mut env = vec![(name, value)];
+        if name == "REDIS_SECRET" {
+            env = vec![("REDIS_URL", "redis://127.0.0.1:1")];
+        }
+        let output = AppProcess::command(&env, &here()).output().unwrap();
 
         assert!(!output.status.success(), "{name}={value} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -281,5 +295,97 @@ async fn each_request_logs_one_line_at_the_default_level() {
     let line = app.wait_for_line(|line| line.contains("/about"));
     for part in ["INFO", "GET", "uri=/about", "status=200", "latency="] {
         assert!(line.contains(part), "{part} missing from {line:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_log_reader_never_stops_the_app() {
+    // Arrange: the app's stdout is a pipe that nobody reads after the first line.
+    let mut child = AppProcess::command(&[], &here()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on http://") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no address logged"
+        );
+    }
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut app = Stopping(child);
+
+    // Act: far more requests than the pipe and the log buffer hold lines for, each of them
+    // logged, over a few kept-alive connections.
+    const REQUESTS: usize = 20_000;
+    const CONNECTIONS: usize = 4;
+    let started = Instant::now();
+    let clients = (0..CONNECTIONS).map(|_| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut stream = TcpStream::connect(&addr).await.unwrap();
+            let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            let mut buffer = vec![0; 4096];
+            for _ in 0..REQUESTS / CONNECTIONS {
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let n = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+                    .await
+                    .expect("an answer, not a stall")
+                    .unwrap();
+                assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+            }
+        })
+    });
+    for client in clients {
+        client.await.unwrap();
+    }
+    eprintln!(
+        "{REQUESTS} requests answered in {:?} with stdout stuck",
+        started.elapsed()
+    );
+
+    // Assert: lines were dropped and counted rather than waited for, and SIGTERM still ends
+    // the process promptly.
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut health = String::new();
+    stream.read_to_string(&mut health).await.unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let dropped = body["log_lines_dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "{body}");
+    eprintln!("{dropped} log lines dropped");
+    let status = Command::new("kill")
+        .args(["-TERM", &app.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = app.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no exit within {PATIENCE:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(stdout);
+}
+
+/// Kills the child if the test fails before it exits.
+struct Stopping(Child);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -5,7 +5,7 @@
 //! `page/home`, so ten matching streams among ten thousand cost ten visits, not ten thousand
 //! pattern comparisons.
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 
 use super::{
     key::{Key, Pattern, WILDCARD},
@@ -25,6 +25,8 @@ pub(super) struct Entry {
     pub(super) outbox: Arc<Outbox>,
     /// The TCP connection the stream is written to, when the server said which.
     pub(super) socket: Option<SocketControl>,
+    /// Who opened it, when the server said.
+    pub(super) client: Option<IpAddr>,
 }
 
 impl Entry {
@@ -70,6 +72,8 @@ impl Node {
 pub(super) struct Index {
     root: Node,
     len: usize,
+    /// Connections per client address, for the per-client cap.
+    per_client: HashMap<IpAddr, usize>,
 }
 
 impl Index {
@@ -78,15 +82,22 @@ impl Index {
         self.len
     }
 
+    /// Number of stored connections opened by `client`.
+    pub(super) fn of_client(&self, client: IpAddr) -> usize {
+        self.per_client.get(&client).copied().unwrap_or(0)
+    }
+
     /// Stores `entry` under its key and hands back the entry it replaces, if any.
     pub(super) fn insert(&mut self, entry: Entry) -> Option<Entry> {
+        self.count(entry.client, true);
         let mut node = &mut self.root;
         for segment in entry.key.segments() {
             node = node.children.entry(segment.into()).or_default();
         }
         let replaced = node.entry.replace(entry);
-        if replaced.is_none() {
-            self.len += 1;
+        match &replaced {
+            Some(old) => self.count(old.client, false),
+            None => self.len += 1,
         }
         replaced
     }
@@ -97,10 +108,23 @@ impl Index {
     pub(super) fn remove(&mut self, key: &Key, id: Option<u64>) -> Option<Entry> {
         let segments: Vec<&str> = key.segments().collect();
         let removed = remove_in(&mut self.root, &segments, id);
-        if removed.is_some() {
+        if let Some(entry) = &removed {
             self.len -= 1;
+            self.count(entry.client, false);
         }
         removed
+    }
+
+    fn count(&mut self, client: Option<IpAddr>, added: bool) {
+        let Some(client) = client else { return };
+        if added {
+            *self.per_client.entry(client).or_default() += 1;
+        } else if let Some(count) = self.per_client.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_client.remove(&client);
+            }
+        }
     }
 
     /// The entry stored under exactly `key`.
@@ -169,6 +193,7 @@ mod tests {
             key: Key::new(key).unwrap(),
             outbox: Outbox::new(1),
             socket: None,
+            client: None,
         }
     }
 

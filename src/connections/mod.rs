@@ -38,6 +38,7 @@ mod socket;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
+    net::IpAddr,
     pin::Pin,
     sync::{
         Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
@@ -85,6 +86,7 @@ struct Shared {
     next_id: AtomicU64,
     queue_limit: usize,
     max_connections: usize,
+    max_per_client: usize,
     /// Set once, at start, when broadcasts go to other instances too.
     relay: OnceLock<Arc<dyn Relay>>,
     /// When this registry started: the epoch of the versions it hands out on its own.
@@ -174,6 +176,9 @@ pub struct ConnectOptions<'a> {
     pub socket: Option<SocketControl>,
     /// Latest-state topics whose newest version the stream starts with.
     pub topics: &'a [&'a str],
+    /// Who opened it, for the per-client cap (the server puts a `ClientAddr` on every
+    /// request).
+    pub client: Option<IpAddr>,
 }
 
 /// Why [`Registry::connect`] refused a connection.
@@ -182,6 +187,9 @@ pub enum ConnectError {
     /// The registry already holds its maximum number of connections.
     #[error("too many open streams (at most {0}); try again later")]
     Full(usize),
+    /// The client already holds its maximum number of connections.
+    #[error("too many open streams from your address (at most {0}); close some tabs")]
+    ClientFull(usize),
     /// The server is shutting down.
     #[error("the server is shutting down; reconnect in a moment")]
     ShuttingDown,
@@ -197,7 +205,28 @@ impl Shared {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(usize::MAX)
+        Registry::new(Limits::default())
+    }
+}
+
+/// How much a registry holds. The default: no caps, and [`DEFAULT_QUEUE_LIMIT`].
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections at once; beyond it a new key is refused ([`ConnectError::Full`]).
+    pub max_connections: usize,
+    /// Connections of one client address at once ([`ConnectError::ClientFull`]).
+    pub max_per_client: usize,
+    /// Ordinary frames one connection may have queued (see [`DEFAULT_QUEUE_LIMIT`]).
+    pub queue_limit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: usize::MAX,
+            max_per_client: usize::MAX,
+            queue_limit: DEFAULT_QUEUE_LIMIT,
+        }
     }
 }
 
@@ -211,14 +240,8 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// An empty registry that holds at most `max_connections` at once, with the default
-    /// [queue limit](DEFAULT_QUEUE_LIMIT).
-    pub fn new(max_connections: usize) -> Self {
-        Registry::with_queue_limit(max_connections, DEFAULT_QUEUE_LIMIT)
-    }
-
-    /// An empty registry whose connections may each have `queue_limit` ordinary frames queued.
-    pub fn with_queue_limit(max_connections: usize, queue_limit: usize) -> Self {
+    /// An empty registry within `limits`.
+    pub fn new(limits: Limits) -> Self {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
@@ -226,8 +249,9 @@ impl Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 next_id: AtomicU64::new(1),
-                queue_limit: queue_limit.max(1),
-                max_connections,
+                queue_limit: limits.queue_limit.max(1),
+                max_connections: limits.max_connections,
+                max_per_client: limits.max_per_client,
                 relay: OnceLock::new(),
                 epoch,
                 origin: rand_origin(),
@@ -277,6 +301,7 @@ impl Registry {
             key: key.clone(),
             outbox: Arc::clone(&outbox),
             socket: options.socket,
+            client: options.client,
         };
         let replaced = {
             let mut state = self.shared.lock();
@@ -286,6 +311,12 @@ impl Registry {
             let is_new = state.index.get(&key).is_none();
             if is_new && state.index.len() >= self.shared.max_connections {
                 return Err(ConnectError::Full(self.shared.max_connections));
+            }
+            if is_new
+                && let Some(client) = options.client
+                && state.index.of_client(client) >= self.shared.max_per_client
+            {
+                return Err(ConnectError::ClientFull(self.shared.max_per_client));
             }
             for topic in options.topics {
                 if let Some((name, topic)) = state.topics.get_key_value(*topic)

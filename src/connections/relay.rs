@@ -26,4 +26,7 @@ pub trait Relay: Send + Sync + fmt::Debug {
 
     /// Whether broadcasts from other instances are arriving (for health checks).
     fn is_connected(&self) -> bool;
+
+    /// Messages from other instances refused so far (unsigned, forged, too large, malformed).
+    fn rejected(&self) -> u64;
 }

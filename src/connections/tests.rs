@@ -1,5 +1,7 @@
 //! Lifecycle tests of the registry: storing, replacing, dropping, back-pressure.
 
+use std::net::IpAddr;
+
 use datastar::prelude::PatchSignals;
 use futures_util::{FutureExt, StreamExt};
 
@@ -133,7 +135,10 @@ fn a_stream_that_is_behind_keeps_every_ordinary_frame_and_skips_to_the_newest_la
 
 #[test]
 fn a_stream_over_its_queue_limit_is_cut_off_with_its_socket_and_the_others_keep_receiving() {
-    let registry = Registry::with_queue_limit(usize::MAX, 3);
+    let registry = Registry::new(Limits {
+        queue_limit: 3,
+        ..Limits::default()
+    });
     let socket = SocketControl::new();
     let (mut stuck, _) = registry
         .connect_with(
@@ -141,6 +146,7 @@ fn a_stream_over_its_queue_limit_is_cut_off_with_its_socket_and_the_others_keep_
             ConnectOptions {
                 socket: Some(socket.clone()),
                 topics: &[],
+                client: None,
             },
         )
         .unwrap();
@@ -230,7 +236,10 @@ fn shut_down_ends_every_stream_and_refuses_new_ones() {
 
 #[test]
 fn a_full_registry_refuses_new_keys_but_allows_replacement() {
-    let registry = Registry::new(2);
+    let registry = Registry::new(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    });
     let (a, _) = registry.connect(key("page/home/a")).unwrap();
     let (_b, _) = registry.connect(key("page/home/b")).unwrap();
 
@@ -314,6 +323,7 @@ fn a_stream_starts_with_the_newest_version_of_its_topics() {
             ConnectOptions {
                 socket: None,
                 topics: &["greeting", "nothing-yet"],
+                client: None,
             },
         )
         .unwrap();
@@ -354,4 +364,54 @@ async fn published_versions_are_numbered_kept_and_delivered() {
     }
 
     assert_eq!(registry.latest(&SCORE), Some(Score { points: 3 }));
+}
+
+#[test]
+fn one_client_cannot_take_every_connection() {
+    let registry = Registry::new(Limits {
+        max_per_client: 2,
+        ..Limits::default()
+    });
+    let from = |client: [u8; 4]| ConnectOptions {
+        client: Some(IpAddr::from(client)),
+        ..ConnectOptions::default()
+    };
+    let (a, _) = registry
+        .connect_with(key("page/home/a"), from([10, 0, 0, 1]))
+        .unwrap();
+    let (_b, _) = registry
+        .connect_with(key("page/home/b"), from([10, 0, 0, 1]))
+        .unwrap();
+
+    assert_eq!(
+        registry
+            .connect_with(key("page/home/c"), from([10, 0, 0, 1]))
+            .err(),
+        Some(ConnectError::ClientFull(2))
+    );
+    assert!(
+        registry
+            .connect_with(key("page/home/c"), from([10, 0, 0, 2]))
+            .is_ok(),
+        "another client is not affected"
+    );
+    let (_a2, replaced) = registry
+        .connect_with(key("page/home/a"), from([10, 0, 0, 1]))
+        .unwrap();
+    assert!(replaced.is_some(), "replacing its own key adds nothing");
+
+    drop(a); // replaced: frees nothing
+    drop(replaced);
+    assert!(
+        registry
+            .connect_with(key("page/home/d"), from([10, 0, 0, 1]))
+            .is_err()
+    );
+    registry.close(&pattern("page/home/b"));
+    assert!(
+        registry
+            .connect_with(key("page/home/d"), from([10, 0, 0, 1]))
+            .is_ok(),
+        "room again"
+    );
 }

@@ -22,7 +22,8 @@ pub(super) fn render(state: &AppState, details: &str) -> Response {
         TEMPLATE,
         context! {
             details,
-            datastar_url => state.views.datastar_url(),
+            datastar_url => state.views.datastar().url,
+            datastar_integrity => state.views.datastar().integrity,
             stylesheet => state.views.assets().url("app.css"),
             favicon => state.views.assets().url("favicon.svg"),
             instance => state.instance.to_string(),

@@ -41,7 +41,7 @@ pub use self::watcher::watch;
 use crate::{
     connections::{Key, Pattern},
     error::RenderFailure,
-    routes::streams::unavailable,
+    routes::streams::refused,
     sse::{EventStream, Frame},
     state::AppState,
     views::Views,
@@ -95,7 +95,7 @@ pub async fn stream(
         Ok((connection, _replaced)) => {
             EventStream::new(connection, [hello(&state)], state.keep_alive).into_response()
         }
-        Err(refused) => unavailable(&refused.to_string()),
+        Err(refusal) => refused(&state.views, refusal).into_response(),
     }
 }
 

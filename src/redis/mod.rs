@@ -15,11 +15,18 @@ use std::sync::Arc;
 
 use crate::connections::Registry;
 
-/// Relays `registry`'s broadcasts through the Redis at `url`, under key `prefix`. Connecting
-/// happens in the background; until it succeeds, broadcasts stay local.
-pub fn attach(registry: &Registry, url: &str, prefix: &str) -> redis::RedisResult<()> {
+/// Relays `registry`'s broadcasts through the Redis at `url`, under key `prefix`, signing
+/// every message with `secret`. Connecting happens in the background; until it succeeds,
+/// broadcasts stay local.
+pub fn attach(
+    registry: &Registry,
+    url: &str,
+    prefix: &str,
+    secret: &str,
+) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let redis = Arc::new(conn::RedisConn::new(client));
-    registry.attach_relay(relay::RedisRelay::start(registry, redis, prefix));
+    let signer = wire::Signer::new(secret);
+    registry.attach_relay(relay::RedisRelay::start(registry, redis, prefix, signer));
     Ok(())
 }

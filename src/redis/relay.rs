@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use super::{
     conn::{FIRST_BACKOFF, RedisConn, TIMEOUT, next_backoff},
-    wire::WireBroadcast,
+    wire::{Signer, WireBroadcast},
 };
 use crate::connections::{Outgoing, Registry, Relay, Version, WeakRegistry, is_topic_name};
 
@@ -112,6 +112,13 @@ struct Inner {
     pending: Mutex<Pending>,
     /// Mirrors `Pending::subscribed`, readable without the lock.
     subscribed: AtomicBool,
+    /// Signs what this instance publishes, and checks what it receives.
+    signer: Signer,
+    /// Messages refused so far (unsigned, forged, too large, malformed).
+    rejected: AtomicU64,
+    /// When a refusal was last logged: a flood of forged messages is one line per few
+    /// seconds, not one per message.
+    rejection_logged: Mutex<Option<Instant>>,
     /// Cancelled when the relay is dropped: its tasks end and let go of their connections.
     stop: CancellationToken,
 }
@@ -154,7 +161,12 @@ struct Publish {
 impl RedisRelay {
     /// Relays `registry`'s broadcasts through Redis at `redis`, under key `prefix`. Returns at
     /// once: connecting happens in the background, and until it succeeds broadcasts stay local.
-    pub fn start(registry: &Registry, redis: Arc<RedisConn>, prefix: &str) -> Arc<Self> {
+    pub fn start(
+        registry: &Registry,
+        redis: Arc<RedisConn>,
+        prefix: &str,
+        signer: Signer,
+    ) -> Arc<Self> {
         let (queue, outgoing) = mpsc::channel(QUEUE);
         let inner = Arc::new(Inner {
             instance: Uuid::new_v4(),
@@ -165,6 +177,9 @@ impl RedisRelay {
             next_seq: AtomicU64::new(1),
             pending: Mutex::default(),
             subscribed: AtomicBool::new(false),
+            signer,
+            rejected: AtomicU64::new(0),
+            rejection_logged: Mutex::new(None),
             stop: CancellationToken::new(),
         });
         tokio::spawn(publish(
@@ -248,6 +263,10 @@ impl Relay for RedisRelay {
     fn is_connected(&self) -> bool {
         self.inner.subscribed.load(Ordering::Relaxed)
     }
+
+    fn rejected(&self) -> u64 {
+        self.inner.rejected.load(Ordering::Relaxed)
+    }
 }
 
 /// What to do with one pending broadcast.
@@ -328,6 +347,19 @@ impl Inner {
         }
     }
 
+    /// Counts a refused message, and logs it (at most one line per few seconds).
+    fn refused(&self, reason: &str) {
+        let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logged = self
+            .rejection_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
+            *logged = Some(Instant::now());
+            tracing::warn!(rejected, %reason, "message from redis refused: skipped");
+        }
+    }
+
     /// `outgoing` numbered as this instance's next broadcast, ready to publish.
     fn publication(&self, outgoing: &Outgoing) -> Publish {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +370,7 @@ impl Inner {
                 seq,
                 outgoing: outgoing.clone(),
             }
-            .encode(),
+            .encode(&self.signer),
             latest: outgoing
                 .latest
                 .as_ref()
@@ -534,7 +566,7 @@ async fn catch_up(relay: &Inner, registry: &Registry) {
                 .hget(format!("{}:latest:{topic}", relay.prefix), "message")
                 .await?;
             let Some(message) = message else { continue };
-            match WireBroadcast::decode(&message) {
+            match WireBroadcast::decode(&message, &relay.signer) {
                 Ok(broadcast) => match &broadcast.outgoing.latest {
                     Some(latest) if *latest.topic == **topic => {
                         stored.insert(topic.clone(), latest.version);
@@ -542,7 +574,7 @@ async fn catch_up(relay: &Inner, registry: &Registry) {
                     }
                     _ => tracing::warn!(%topic, "stored message is not this topic's"),
                 },
-                Err(reason) => tracing::warn!(%topic, %reason, "stored message is malformed"),
+                Err(reason) => relay.refused(&reason),
             }
         }
         // The other way round: what this instance has that Redis does not (updates made here
@@ -592,16 +624,14 @@ async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, pubsub: PubSub) -
                 let (Some(relay), Some(registry)) = (inner.upgrade(), registry.upgrade()) else {
                     return End::RelayGone;
                 };
-                match WireBroadcast::decode(message.get_payload_bytes()) {
+                match WireBroadcast::decode(message.get_payload_bytes(), &relay.signer) {
                     Ok(broadcast) if broadcast.origin == relay.instance => {
                         relay.settle(broadcast.seq, &registry, Settle::Echoed);
                     }
                     Ok(broadcast) => {
                         registry.deliver(&broadcast.outgoing);
                     }
-                    Err(reason) => {
-                        tracing::warn!(%reason, "malformed message on the broadcast channel: skipped");
-                    }
+                    Err(reason) => relay.refused(&reason),
                 }
             }
             _ = sweep.tick() => {

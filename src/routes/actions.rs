@@ -7,7 +7,7 @@
 
 use axum::{
     Form,
-    extract::State,
+    extract::{State, rejection::FormRejection},
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
 };
@@ -21,9 +21,6 @@ use crate::{
     sse,
     state::AppState,
 };
-
-/// The header Datastar puts on every request it makes (the SDK keeps its constant private).
-const DATASTAR_REQUEST: &str = "datastar-request";
 
 /// The greet form, as both the plain post and `@post(…, {contentType: 'form'})` send it.
 #[derive(Debug, Deserialize)]
@@ -39,25 +36,55 @@ pub struct GreetForm {
 ///   Datastar caller gets a short SSE reply that clears the form (never a redirect: Datastar
 ///   would follow it); a plain post gets `303 See Other` to the home page, which shows the
 ///   greeting.
-/// - Invalid name: nothing is broadcast. A Datastar caller gets a `200` patch showing the
-///   message (Datastar ignores the body of a non-200 response); a plain post gets the page
-///   again with the message and what was typed, as `422`.
+/// - Invalid name, or a form that cannot be read (too large, a field twice): nothing is
+///   broadcast. A Datastar caller gets a `200` patch showing the message (Datastar ignores the
+///   body of a non-200 response); a plain post gets the page again with the message and what
+///   was typed, as `422` (or `413` for too large).
 pub async fn greet(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<GreetForm>,
+    form: Result<Form<GreetForm>, FormRejection>,
 ) -> Result<Response, AppError> {
-    let from_datastar = headers.contains_key(DATASTAR_REQUEST);
+    let from_datastar = sse::from_datastar(&headers);
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            tracing::debug!(%rejection, "greet form refused");
+            return if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                let message = "That is far too long to be a name.";
+                refuse(
+                    &state,
+                    from_datastar,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    message,
+                    "",
+                )
+                .await
+            } else {
+                let message = "The form could not be read. Please reload the page and try again.";
+                refuse(
+                    &state,
+                    from_datastar,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    message,
+                    "",
+                )
+                .await
+            };
+        }
+    };
     let name = match Name::parse(&form.name) {
         Ok(name) => name,
         Err(error) => {
-            let message = error.to_string();
-            return Ok(if from_datastar {
-                sse::reply([patches::greet_error(&state.views, Some(&message))?])
-            } else {
-                let page = pages::render_home(&state, Some(&message), &form.name).await?;
-                (StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response()
-            });
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return refuse(
+                &state,
+                from_datastar,
+                status,
+                &error.to_string(),
+                &form.name,
+            )
+            .await;
         }
     };
 
@@ -76,9 +103,27 @@ pub async fn greet(
     Ok(if from_datastar {
         sse::reply([
             patches::greet_error(&state.views, None)?,
+            patches::notice(&state.views, None)?,
             patches::clear_draft(),
         ])
     } else {
         Redirect::to("/").into_response()
+    })
+}
+
+/// Tells the caller why the greet was refused: a `200` patch of the form's message for Datastar,
+/// or the home page again with the message and what was typed, as `status`.
+async fn refuse(
+    state: &AppState,
+    from_datastar: bool,
+    status: StatusCode,
+    message: &str,
+    draft: &str,
+) -> Result<Response, AppError> {
+    Ok(if from_datastar {
+        sse::reply([patches::greet_error(&state.views, Some(message))?])
+    } else {
+        let page = pages::render_home(state, Some(message), draft).await?;
+        (status, Html(page)).into_response()
     })
 }

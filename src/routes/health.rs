@@ -3,19 +3,22 @@
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::{logging, state::AppState};
 
 /// Readiness: `200 {"status":"ok","streams":N}` while serving; `503 {"status":"draining"}`
 /// once shutdown has begun, so a load balancer stops sending new clients here.
 ///
-/// With a Redis relay it also says `"redis": "connected"` or `"disconnected"`; the app keeps
-/// serving either way (broadcasts then reach this instance's streams only), so that does not
-/// change the status.
+/// Also: `log_lines_dropped`, the log lines a slow reader of stdout made the app drop (it never
+/// waits for one). With a relay to other instances, `"redis": "connected"` or
+/// `"disconnected"` — the app keeps serving either way, so that does not change the status —
+/// and `redis_rejected`, the messages from the channel it refused (unsigned, forged, too
+/// large, malformed).
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let draining = state.registry.is_shut_down();
     let mut body = json!({
         "status": if draining { "draining" } else { "ok" },
         "streams": state.registry.len(),
+        "log_lines_dropped": logging::dropped_lines(),
     });
     if let Some(relay) = state.registry.relay() {
         body["redis"] = json!(if relay.is_connected() {
@@ -23,6 +26,7 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>)
         } else {
             "disconnected"
         });
+        body["redis_rejected"] = json!(relay.rejected());
     }
     let status = if draining {
         StatusCode::SERVICE_UNAVAILABLE

@@ -9,7 +9,11 @@ use minijinja::context;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{error::AppError, greeting::GREETING, state::AppState};
+use crate::{
+    error::AppError,
+    greeting::{GREETING, MAX_NAME_CHARS},
+    state::AppState,
+};
 
 /// `GET /`: the home page, with a fresh session id for this tab's stream.
 pub async fn home(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
@@ -38,6 +42,7 @@ pub async fn render_home(
             greeting => state.registry.latest(&GREETING),
             error,
             draft,
+            max_name_chars => MAX_NAME_CHARS,
         },
     )?;
     Ok(html)

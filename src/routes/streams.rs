@@ -5,25 +5,26 @@
 //! through the registry. The keys and patterns are defined here, next to the streams that own
 //! them, and actions import them to choose their targets.
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
 use axum::{
     Extension,
     extract::State,
-    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    connections::{ConnectOptions, Key, Pattern, SocketControl},
+    connections::{ConnectError, ConnectOptions, Key, Pattern, SocketControl},
     error::AppError,
     greeting::GREETING,
     patches,
+    server::ClientAddr,
     signals::Signals,
-    sse::EventStream,
+    sse::{self, EventStream, Frame},
     state::AppState,
+    views::Views,
 };
 
 /// Every open home page: the target of a greeting.
@@ -48,22 +49,24 @@ pub struct HomeSignals {
 ///
 /// First events: `{connected: true}` and the latest greeting, so a tab that reconnects (after
 /// being hidden, or a server restart) catches up at once. When the registry is full or the
-/// server is shutting down: `503` with `Retry-After`, and Datastar tries again later.
+/// server is shutting down, the page is told so and when to try again ([`refused`]).
 pub async fn home(
     State(state): State<AppState>,
     socket: Option<Extension<SocketControl>>,
+    client: Option<Extension<ClientAddr>>,
     Signals(signals): Signals<HomeSignals>,
 ) -> Result<Response, AppError> {
     let options = ConnectOptions {
         socket: socket.map(|Extension(socket)| socket),
         topics: &[GREETING.name()],
+        client: client.map(|Extension(ClientAddr(client))| client),
     };
     let (connection, replaced) = match state
         .registry
         .connect_with(home_key(signals.session_id), options)
     {
         Ok(connected) => connected,
-        Err(refused) => return Ok(unavailable(&refused.to_string())),
+        Err(refusal) => return refused(&state.views, refusal),
     };
     if let Some(replaced) = replaced {
         // Another tab is using this session id (a duplicated tab). Give the old tab a new id so
@@ -83,11 +86,21 @@ pub async fn home(
     Ok(EventStream::new(connection, initial, state.keep_alive).into_response())
 }
 
-/// `503 Service Unavailable` with a plain message and a hint to retry in a few seconds.
-pub(crate) fn unavailable(message: &str) -> Response {
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message.to_owned()).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
+/// The answer to a stream the registry refused: a short event stream that shows the page why,
+/// marks it offline, and tells Datastar when to try again (its `retry:` field, which Datastar
+/// honours — unlike a `Retry-After` header on an error status, after which it retries on its
+/// own schedule). The wait is spread over a few seconds so refused tabs do not all come back
+/// at the same instant.
+pub(crate) fn refused(views: &Views, refusal: ConnectError) -> Result<Response, AppError> {
+    let (from, spread) = match refusal {
+        ConnectError::ShuttingDown => (1_000, 2_000),
+        ConnectError::Full(_) | ConnectError::ClientFull(_) => (3_000, 5_000),
+    };
+    let jitter = u64::from(Uuid::new_v4().as_u128() as u16) % spread;
+    let retry = Frame::retry(Duration::from_millis(from + jitter));
+    Ok(sse::reply([
+        retry,
+        patches::disconnected(),
+        patches::notice(views, Some(&refusal.to_string()))?,
+    ]))
 }

@@ -1,17 +1,35 @@
 //! Start-up and shutdown, shared by `main` and the tests so both run the same server.
+//!
+//! - [`Server`]: binds, serves until told to stop, drains.
+//! - `connection.rs`: the service behind each connection (what every request learns about its
+//!   connection, and `Connection: close` while draining).
+//! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
+//! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
+//!   beyond.
 
+mod connection;
+mod limits;
 mod socket;
 
-use std::{future::Future, io, net::SocketAddr, time::Duration};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::extract::Request;
-use hyper::{body::Incoming, server::conn::http1};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
-use tokio::net::{TcpListener, TcpSocket};
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::Semaphore,
+};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-pub use self::socket::{DRAIN_SEND_TIMEOUT, WatchedSocket};
+pub use self::{
+    connection::ClientAddr,
+    limits::{HEADROOM, connection_cap},
+    socket::{Activity, DRAIN_SEND_TIMEOUT, SocketLimits, WatchedSocket},
+};
+use self::{connection::ConnectionService, limits::Refusals};
 use crate::{config::Config, connections::SocketControl, router, state::AppState};
 
 /// A bound, not yet serving, server.
@@ -26,6 +44,9 @@ impl Server {
     /// Binds `HOST:PORT` from `config` (port 0 picks a free port) with a listen backlog of
     /// `LISTEN_BACKLOG`, and prepares the app state.
     pub async fn bind(config: Config) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
         let addr = SocketAddr::new(config.host, config.port);
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -73,8 +94,22 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let registry = self.state.registry.clone();
         let grace = self.config.shutdown_timeout;
-        let send_timeout = self.config.send_timeout;
+        let limits = SocketLimits {
+            send_timeout: self.config.send_timeout,
+            keep_alive_timeout: self.config.keep_alive_timeout,
+        };
+        let client_ip_header = self.config.client_ip_header.clone();
         let draining = CancellationToken::new();
+        let cap = connection_cap(&self.config)?;
+        if self.config.max_streams > cap {
+            tracing::warn!(
+                max_streams = self.config.max_streams,
+                max_connections = cap,
+                "MAX_STREAMS is above the connection cap: the cap wins"
+            );
+        }
+        let permits = Arc::new(Semaphore::new(cap));
+        let refusals = Refusals::new();
         // Debug builds: push template and stylesheet changes to open tabs while serving.
         #[cfg(debug_assertions)]
         let _watcher = match self.config.dev.watch {
@@ -89,10 +124,14 @@ impl Server {
         };
         let app = router(self.state, &self.config);
         let graceful = GracefulShutdown::new();
-        let http = http1::Builder::new();
+        let mut http = http1::Builder::new();
+        // Without a timer hyper's header-read timeout never fires, and a connection that
+        // sends nothing (or a byte now and then) stays open for good.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout);
         tokio::pin!(shutdown);
         loop {
-            let (tcp, _) = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -104,26 +143,40 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            // One permit per open connection: beyond the cap, a short answer instead of
+            // running into the open-files limit.
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                refusals.refuse(tcp, cap);
+                continue;
+            };
             // Events are small and latency matters more than packet count.
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-            // Every request carries a handle to its connection, so a stream can be cut off
-            // together with its socket (see `connections::SocketControl`).
             let control = SocketControl::new();
-            let socket = WatchedSocket::new(tcp, control.clone(), send_timeout, draining.clone());
-            let service = TowerToHyperService::new(app.clone().map_request(
-                move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(control.clone());
-                    request.map(axum::body::Body::new)
-                },
-            ));
+            let activity = Arc::new(Activity::default());
+            let socket = WatchedSocket::new(
+                tcp,
+                control.clone(),
+                Arc::clone(&activity),
+                limits,
+                draining.clone(),
+            );
+            let service = ConnectionService {
+                router: app.clone(),
+                control,
+                activity,
+                peer: peer.ip(),
+                client_ip_header: client_ip_header.clone(),
+                draining: draining.clone(),
+            };
             let connection = http.serve_connection(TokioIo::new(socket), service);
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "connection ended with an error");
                 }
+                drop(permit);
             });
         }
         drop(self.listener); // stop accepting

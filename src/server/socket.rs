@@ -1,4 +1,4 @@
-//! The socket under every HTTP connection, watched for clients that stop reading.
+//! The socket under every HTTP connection, watched for clients that stop reading or go quiet.
 //!
 //! hyper writes a response as fast as the socket takes it and waits, without limit, when it
 //! does not. For a stream that is the failure to fear: a client that stops reading (a frozen
@@ -10,14 +10,23 @@
 //! - a write has been blocked (the socket unwritable) for the send timeout: the client is not
 //!   reading. This is the *only* test of a slow client: a long queue on the server's side says
 //!   the server is behind, not that the client is;
-//! - the registry [hung up](SocketControl) on the connection (its stream had to be cut off);
+//! - the registry [hung up](SocketControl::hang_up) on the connection (its stream had to be cut
+//!   off);
 //! - the server is draining and a write stays blocked for [`DRAIN_SEND_TIMEOUT`]: shutdown
 //!   waits for healthy clients to get their last bytes, never for stalled ones.
+//!
+//! It also ends a connection that sits idle between requests for the keep-alive timeout, with
+//! an orderly close (the read side reports the end; hyper closes). Idle means no request in
+//! flight — a stream is a request in flight for as long as it lasts — and nothing read.
 
 use std::{
     future::Future,
     io::{self, IoSlice},
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -34,17 +43,62 @@ use crate::connections::{STREAM_SEND_BUFFER, SocketControl};
 /// While the server drains, the longest a write may stay blocked.
 pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A TCP socket whose writes may not stay blocked for longer than the send timeout.
+/// The time limits a socket is watched with.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// How long a write may stay blocked.
+    pub send_timeout: Duration,
+    /// How long the connection may sit idle between requests.
+    pub keep_alive_timeout: Duration,
+}
+
+/// Requests in flight on one connection, shared by the connection's service (which counts
+/// them) and its socket (which is idle only when there are none).
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    /// A request started; it ends when the returned guard is dropped (with its response body,
+    /// once that has been sent).
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+}
+
+/// One request in flight; see [`Activity::start`].
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A TCP socket whose writes may not stay blocked for longer than the send timeout, and which
+/// may not sit idle for longer than the keep-alive timeout.
 #[derive(Debug)]
 pub struct WatchedSocket {
     stream: TcpStream,
     control: SocketControl,
-    send_timeout: Duration,
+    activity: Arc<Activity>,
+    limits: SocketLimits,
     draining: CancellationToken,
     /// Whether the send buffer has been sized for a stream.
     streaming: bool,
     /// Set while a write is blocked; allocated only then.
     blocked: Option<Blocked>,
+    /// Set while the connection is idle; allocated only then.
+    idle: Option<Pin<Box<Sleep>>>,
+    /// Set once the keep-alive timeout has passed: reads report the end from now on.
+    timed_out_idle: bool,
     /// Set once the connection has been failed: every later call fails the same way.
     failed: Option<io::ErrorKind>,
 }
@@ -57,22 +111,25 @@ struct Blocked {
 }
 
 impl WatchedSocket {
-    /// Watches `stream`: writes blocked longer than `send_timeout` fail, as does everything
-    /// once `control` is hung up; after `draining` is cancelled the limit drops to
-    /// [`DRAIN_SEND_TIMEOUT`].
+    /// Watches `stream` within `limits`. Everything fails once `control` is hung up; after
+    /// `draining` is cancelled a blocked write may last [`DRAIN_SEND_TIMEOUT`] at most.
     pub fn new(
         stream: TcpStream,
         control: SocketControl,
-        send_timeout: Duration,
+        activity: Arc<Activity>,
+        limits: SocketLimits,
         draining: CancellationToken,
     ) -> Self {
         WatchedSocket {
             stream,
             control,
-            send_timeout,
+            activity,
+            limits,
             draining,
             streaming: false,
             blocked: None,
+            idle: None,
+            timed_out_idle: false,
             failed: None,
         }
     }
@@ -128,9 +185,9 @@ impl WatchedSocket {
         }
         let blocked = self.blocked.get_or_insert_with(|| {
             let limit = if self.draining.is_cancelled() {
-                self.send_timeout.min(DRAIN_SEND_TIMEOUT)
+                self.limits.send_timeout.min(DRAIN_SEND_TIMEOUT)
             } else {
-                self.send_timeout
+                self.limits.send_timeout
             };
             Blocked {
                 deadline: Box::pin(tokio::time::sleep(limit)),
@@ -171,6 +228,25 @@ impl WatchedSocket {
             Poll::Pending => self.blocked(cx),
         }
     }
+
+    /// After a read returned `Pending`: whether the keep-alive timeout has now passed.
+    fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.activity.is_idle() {
+            self.idle = None;
+            return false;
+        }
+        let limit = self.limits.keep_alive_timeout;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if idle.as_mut().poll(cx).is_ready() {
+            self.idle = None;
+            self.timed_out_idle = true;
+            tracing::trace!("idle connection closed (keep-alive timeout)");
+            return true;
+        }
+        false
+    }
 }
 
 impl AsyncRead for WatchedSocket {
@@ -181,7 +257,21 @@ impl AsyncRead for WatchedSocket {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check()?;
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        if this.timed_out_idle {
+            return Poll::Ready(Ok(())); // the end: nothing more will be read
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.idle = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending if this.idle_for_too_long(cx) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

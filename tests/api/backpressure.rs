@@ -19,13 +19,7 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{PATIENCE, spawn_app_with};
-
-/// Thousands of sockets need more than the usual 1024 descriptors.
-fn raise_open_files_limit() {
-    #[cfg(unix)]
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-}
+use crate::helpers::{PATIENCE, raise_open_files_limit, spawn_app_with};
 
 fn stream_request(addr: SocketAddr) -> String {
     let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", Uuid::new_v4());
@@ -133,7 +127,11 @@ async fn a_burst_of_simultaneous_greets_drops_no_reading_stream_and_all_end_on_t
     raise_open_files_limit();
     const STREAMS: usize = 2_000;
     const GREETS: usize = 128;
-    let app = spawn_app_with(|config| config.max_streams = STREAMS + 10).await;
+    let app = spawn_app_with(|config| {
+        config.max_streams = STREAMS + 10;
+        config.max_streams_per_client = STREAMS + 10; // every client is 127.0.0.1 here
+    })
+    .await;
     let readers = Readers::new(STREAMS);
     for index in 0..STREAMS {
         tokio::spawn(reader(app.addr, index, Arc::clone(&readers)));

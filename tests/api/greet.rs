@@ -20,13 +20,17 @@ async fn one_greet_reaches_every_open_home_stream() {
             "{greeting}"
         );
     }
-    // The caller's form is reset: no error, empty field.
-    assert_eq!(reply.len(), 2, "{reply:?}");
+    // The caller's form is reset: no error, no notice, empty field.
+    assert_eq!(reply.len(), 3, "{reply:?}");
     assert_eq!(
         elements(&reply[0]),
         r#"<p id="greet-error" class="error" role="alert"></p>"#
     );
-    assert_eq!(signals(&reply[1]), serde_json::json!({ "_draft": "" }));
+    assert_eq!(
+        elements(&reply[1]),
+        r#"<div id="notice" class="notice" role="alert"></div>"#
+    );
+    assert_eq!(signals(&reply[2]), serde_json::json!({ "_draft": "" }));
 }
 
 #[tokio::test]
@@ -64,6 +68,8 @@ async fn bad_names_show_a_message_to_datastar_callers_and_broadcast_nothing() {
         ("   \t ", "Please enter a name."),
         (&*"x".repeat(65), "too long"),
         ("two\nlines", "line breaks"),
+        ("\u{200B}\u{200D}\u{FEFF}", "Please enter a name."),
+        ("Ada\u{202E}nimda", "direction of text"),
     ];
 
     for (name, message) in cases {
@@ -140,13 +146,19 @@ async fn markup_in_names_is_escaped_in_patches_and_pages() {
 }
 
 #[tokio::test]
-async fn oversize_bodies_are_refused_with_413_and_change_nothing() {
+async fn oversize_bodies_are_refused_with_a_message_and_change_nothing() {
     let app = spawn_app().await;
     let mut tab = app.open_live_home_stream().await;
+    let huge = "x".repeat(8 * 1024);
 
-    let response = app.greet_with_datastar(&"x".repeat(8 * 1024)).await;
-
+    // Datastar shows nothing of a non-200 answer: the refusal comes as a patch.
+    let reply = reply_events(app.greet_with_datastar(&huge).await).await;
+    assert!(elements(&reply[0]).contains("far too long"), "{reply:?}");
+    // Without JavaScript: the page again, with the message, as 413.
+    let response = app.greet_with_form(&huge).await;
     assert_eq!(response.status(), 413);
+    assert!(response.text().await.unwrap().contains("far too long"));
+
     assert!(
         app.state
             .registry

@@ -27,6 +27,12 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// Thousands of sockets need more than the usual 1 024 descriptors.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
 /// A running app and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,

@@ -5,6 +5,7 @@ mod backpressure;
 mod dev;
 mod greet;
 mod helpers;
+mod hostile;
 mod pages;
 mod shutdown;
 mod streams;

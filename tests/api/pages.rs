@@ -55,6 +55,35 @@ async fn datastar_url_overrides_the_cdn() {
 }
 
 #[tokio::test]
+async fn the_default_datastar_is_pinned_by_its_hash_and_the_csp_names_the_one_file() {
+    let app = spawn_app().await;
+
+    let response = app.get("/").await;
+
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains(&format!(
+            "script-src 'self' {} 'unsafe-eval';",
+            app::views::DATASTAR_CDN_URL
+        )),
+        "{csp}"
+    );
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(&format!(
+            r#"integrity="{}" crossorigin="anonymous""#,
+            app::views::DATASTAR_CDN_INTEGRITY
+        )),
+        "{page}"
+    );
+    // The name field refuses more than a name's worth before anything is sent.
+    assert!(page.contains(r#"maxlength="64""#), "{page}");
+}
+
+#[tokio::test]
 async fn about_renders_with_the_layout() {
     let app = spawn_app().await;
 
@@ -72,7 +101,10 @@ async fn healthz_reports_ok_and_open_streams() {
     let app = spawn_app().await;
 
     let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
-    assert_eq!(health, serde_json::json!({ "status": "ok", "streams": 0 }));
+    assert_eq!(
+        health,
+        serde_json::json!({ "status": "ok", "streams": 0, "log_lines_dropped": 0 })
+    );
 
     let _stream = app.open_live_home_stream().await;
     let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
@@ -106,8 +138,8 @@ async fn responses_carry_security_headers() {
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
         let csp = headers["content-security-policy"].to_str().unwrap();
         assert!(
-            csp.contains("script-src 'self' https://cdn.example:8443 'unsafe-eval';"),
-            "{path}: {csp}"
+            csp.contains("script-src 'self' https://cdn.example:8443/datastar.js 'unsafe-eval';"),
+            "the one file, not the whole CDN: {path}: {csp}"
         );
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
     }

@@ -142,24 +142,56 @@ async fn streams_are_not_compressed_or_cached() {
 }
 
 #[tokio::test]
-async fn streams_beyond_the_cap_get_503_and_retry_after() {
+async fn streams_beyond_the_cap_are_told_why_and_when_to_come_back() {
     let app = spawn_app_with(|config| config.max_streams = 2).await;
     let _a = app.open_live_home_stream().await;
     let _b = app.open_live_home_stream().await;
-    let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+    let signals_json = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
 
-    let refused = app.get_home_stream_raw(Some(&signals)).await;
+    let refused = app.get_home_stream_raw(Some(&signals_json)).await;
 
-    assert_eq!(refused.status(), 503);
-    assert_eq!(refused.headers()["retry-after"], "5");
-    assert!(
-        refused
-            .text()
-            .await
-            .unwrap()
-            .contains("too many open streams")
-    );
+    // A 200 event stream, since Datastar applies nothing else: when to retry (its `retry:`
+    // field, which Datastar honours), offline, and why — then it ends.
+    let body = refused_stream(refused).await;
+    let retry: u64 = body
+        .lines()
+        .find_map(|line| line.strip_prefix("retry: "))
+        .expect("a retry field")
+        .parse()
+        .unwrap();
+    assert!((3_000..8_000).contains(&retry), "{retry} ms");
+    assert!(body.contains(r#"signals {"connected":false}"#), "{body}");
+    assert!(body.contains("too many open streams"), "{body}");
+    assert_eq!(app.streams("page/home/*"), 2, "nothing stored");
+
     drop(_a);
     app.wait_for_streams("page/home/*", 1).await;
     app.open_live_home_stream().await; // room again
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_every_stream() {
+    let app = spawn_app_with(|config| config.max_streams_per_client = 2).await;
+    let _a = app.open_live_home_stream().await;
+    let _b = app.open_live_home_stream().await;
+    let signals_json = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+
+    let refused = app.get_home_stream_raw(Some(&signals_json)).await;
+
+    let body = refused_stream(refused).await;
+    assert!(
+        body.contains("too many open streams from your address"),
+        "{body}"
+    );
+    assert_eq!(app.streams("page/home/*"), 2);
+}
+
+/// The whole body of a refused stream, which must end by itself.
+async fn refused_stream(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    tokio::time::timeout(PATIENCE, response.text())
+        .await
+        .expect("a refusal ends")
+        .unwrap()
 }

@@ -78,6 +78,17 @@ fn fetch_from_crate() -> PathBuf {
     Path::new(manifest).parent().unwrap().join(PATH_IN_CRATE)
 }
 
+/// The bundle's subresource-integrity hash (`sha384-…`), as `DATASTAR_INTEGRITY` takes it.
+pub fn integrity() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = sha2::Sha384::digest(datastar_js().as_bytes());
+    format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
 /// Serves the bundle at `http://<addr>/datastar.js` from a server of its own, as a CDN would
 /// (a module script from another origin needs CORS).
 pub async fn serve() -> SocketAddr {

@@ -106,14 +106,17 @@ async fn tabs_reload_when_a_restarted_server_answers() {
     tab.goto(&first.url("/about")).await;
     first.wait_for_streams("page/dev/*", 1).await;
     tab.eval("window.__marker = 'old server'", vec![]).await;
-    let datastar_url = first.state.views.datastar_url().to_owned();
+    let datastar = first.state.views.datastar().clone();
     let port = first.addr.port();
 
     // The server restarts (as under `cargo watch`) on the same port.
     first.shut_down().await.unwrap();
     let second = spawn_app_with(move |config| {
         config.port = port;
-        config.datastar_url = datastar_url;
+        config.datastar_url = datastar.url;
+        config.datastar_integrity = datastar
+            .integrity
+            .map_or(app::config::Integrity::Off, app::config::Integrity::Hash);
     })
     .await;
 

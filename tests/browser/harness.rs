@@ -220,8 +220,31 @@ impl Browser {
 
     /// Checks `ready` every 25 ms until it says yes; after [`PATIENCE`], fails the test with
     /// `what` and everything the page showed.
-    async fn poll(&self, what: &str, mut ready: impl AsyncFnMut() -> bool) {
-        let deadline = Instant::now() + PATIENCE;
+    async fn poll(&self, what: &str, ready: impl AsyncFnMut() -> bool) {
+        self.poll_within(PATIENCE, what, ready).await;
+    }
+
+    /// [`Browser::wait_live`], for a page that may first wait `patience` to reconnect.
+    pub async fn wait_live_within(&self, patience: Duration) {
+        self.poll_within(
+            patience,
+            "#connection-status to show \"live\"",
+            async || {
+                self.element_text("#connection-status")
+                    .await
+                    .is_some_and(|text| text.contains("live"))
+            },
+        )
+        .await;
+    }
+
+    async fn poll_within(
+        &self,
+        patience: Duration,
+        what: &str,
+        mut ready: impl AsyncFnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + patience;
         while !ready().await {
             if Instant::now() > deadline {
                 panic!(
@@ -238,6 +261,19 @@ impl Browser {
     async fn element_text(&self, selector: &str) -> Option<String> {
         let element = self.client.find(Locator::Css(selector)).await.ok()?;
         element.text().await.ok()
+    }
+
+    /// Waits until the browser has logged a message containing `needle`.
+    pub async fn poll_log_for(&self, needle: &str) {
+        let mut seen = Vec::new();
+        self.poll(
+            &format!("a log message containing {needle:?}"),
+            async || {
+                seen.extend(self.log().await);
+                seen.iter().any(|entry| entry.message.contains(needle))
+            },
+        )
+        .await;
     }
 
     /// Waits for Datastar to have the home stream open (`$connected`, shown as "live").

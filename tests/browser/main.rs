@@ -17,7 +17,7 @@ mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use app::config::Config;
+use app::config::{Config, Integrity};
 
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -33,7 +33,9 @@ pub async fn app_with(customise: impl FnOnce(&mut Config)) -> (TestApp, Semaphor
     let permit = ONE_AT_A_TIME.acquire().await.unwrap();
     let bundle = bundle::serve().await;
     let app = spawn_app_with(|config| {
+        // Pinned by its hash, as the default CDN copy is: the browser checks it.
         config.datastar_url = format!("http://{bundle}/datastar.js");
+        config.datastar_integrity = Integrity::Hash(bundle::integrity());
         customise(config);
     })
     .await;

@@ -181,13 +181,21 @@ async fn bad_input_shows_the_message_and_reaches_no_other_tab() {
     tab_a
         .wait_for_text("#greet-error", "Please enter a name.")
         .await;
+    tab_a.type_and_enter("#name", "Ada\u{202E}nimda").await;
+    tab_a
+        .wait_for_text("#greet-error", "direction of text")
+        .await;
+    // The field itself takes no more than a name's worth.
     tab_a.type_and_enter("#name", &"x".repeat(65)).await;
-    tab_a.wait_for_text("#greet-error", "too long").await;
 
-    // Neither attempt was recorded or broadcast: the next greeting is the first one.
+    tab_b
+        .wait_for_text("#greeting", &format!("Hello, {}!", "x".repeat(64)))
+        .await;
+
+    // The refused attempts were neither recorded nor broadcast: the next greeting is #2.
     tab_a.type_and_enter("#name", "Ada").await;
     tab_b.wait_for_text("#greeting", "Hello, Ada!").await;
-    tab_b.wait_for_text("#greeting", "Greeting #1 ").await;
+    tab_b.wait_for_text("#greeting", "Greeting #2 ").await;
     tab_a
         .wait_until(
             "the error to be cleared",
@@ -290,4 +298,71 @@ async fn the_content_security_policy_refuses_inline_scripts() {
     app.greet_with_datastar("Ada").await;
     tab.wait_for_text("#greeting", "Hello, Ada!").await;
     Browser::finish([tab], &["Content Security Policy"]).await;
+}
+
+#[tokio::test]
+async fn a_datastar_file_that_fails_its_hash_never_runs_and_the_form_still_posts() {
+    let wrong = format!("sha384-{}", "A".repeat(64));
+    let (app, _turn) = crate::app_with(|config| {
+        config.datastar_integrity = app::config::Integrity::Hash(wrong);
+    })
+    .await;
+    let tab = Browser::launch("tab", true).await;
+    tab.goto(&app.url("/")).await;
+
+    // The browser refuses the script (its bytes do not match), so the page never goes live…
+    tab.poll_log_for("integrity").await;
+    assert_eq!(app.streams("page/home/*"), 0, "Datastar never ran");
+
+    // …and the form is a plain form: it posts, the page comes back with the greeting.
+    tab.type_and_enter("#name", "Ada").await;
+    tab.wait_for_text("#greeting", "Hello, Ada!").await;
+    Browser::finish([tab], &["integrity"]).await;
+}
+
+#[tokio::test]
+async fn a_refusal_from_the_server_is_shown_in_the_page() {
+    let (app, _turn) = app().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
+
+    // Far more than a name: the server refuses the body (413), which Datastar alone would
+    // never show. (The field's maxlength stops typing it, so it is set from a script.)
+    tab.eval(
+        "const field = document.querySelector('#name');
+         field.value = 'x'.repeat(8192);
+         field.dispatchEvent(new Event('input', { bubbles: true }));
+         document.querySelector('#greet-form button').click();",
+        vec![],
+    )
+    .await;
+
+    tab.wait_for_text("#greet-error", "far too long").await;
+    assert!(
+        app.state
+            .registry
+            .latest(&app::greeting::GREETING)
+            .is_none(),
+        "nothing was greeted"
+    );
+    Browser::finish([tab], &[]).await;
+}
+
+#[tokio::test]
+async fn a_refused_stream_says_why_and_comes_back_when_there_is_room() {
+    let (app, _turn) = crate::app_with(|config| config.max_streams = 1).await;
+    let first = Browser::open_live("first tab", &app.url("/")).await;
+
+    let second = Browser::launch("second tab", true).await;
+    second.goto(&app.url("/")).await;
+    second
+        .wait_for_text("#notice", "too many open streams")
+        .await;
+    second.wait_for_text("#connection-status", "offline").await;
+
+    // Room again: the second tab comes back by itself, at the time it was told (3–8 s).
+    first.close().await;
+    second
+        .wait_live_within(std::time::Duration::from_secs(20))
+        .await;
+    Browser::finish([second], &[]).await;
 }

@@ -103,7 +103,7 @@ impl RedisServer {
         }
     }
 
-    async fn publish(&self, channel: &str, message: &str) {
+    async fn publish_bytes(&self, channel: &str, message: &[u8]) {
         let client = redis::Client::open(self.url()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
         let receivers: i64 = redis::cmd("PUBLISH")
@@ -137,11 +137,14 @@ fn port_outside_the_ephemeral_range() -> u16 {
 }
 
 const PREFIX: &str = "scaleout-test";
+/// What the instances of these tests sign their messages with.
+pub(crate) const SECRET: &str = "the scale-out tests' secret, 32+ characters";
 
 pub(crate) async fn instance(redis_url: &str) -> TestApp {
     let url = redis_url.to_owned();
     spawn_app_with(move |config| {
         config.redis_url = Some(url);
+        config.redis_secret = Some(SECRET.into());
         config.redis_prefix = PREFIX.into();
     })
     .await
@@ -321,25 +324,69 @@ async fn redis_down_at_start_does_not_stop_the_app() {
 }
 
 #[tokio::test]
-async fn malformed_messages_on_the_channel_are_skipped() {
+async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counted() {
+    use app::{
+        connections::{Outgoing, Pattern},
+        redis::wire::{Signer, WireBroadcast},
+        sse::Frame,
+    };
+    use datastar::prelude::PatchElements;
+
     let redis = RedisServer::start().await;
     let a = instance(&redis.url()).await;
     wait_redis(&a, true).await;
     let mut tab = a.open_live_home_stream().await;
     let channel = format!("{PREFIX}:broadcast");
 
-    let origin = uuid::Uuid::new_v4();
-    for garbage in [
-        "garbage",
-        "ascolais/2 not-a-uuid 1\npage/home/*\n\n\n\nevent: x\ndata: y\n\n",
-        &format!("ascolais/2 {origin} 1\npage/home/*\n\n\n\nno event here"),
-        &format!("ascolais/2 {origin} 2\npage/home/*\n\ngreeting 42\n{{}}\nevent: x\ndata: y\n\n"),
-    ] {
-        redis.publish(&channel, garbage).await;
+    // A well-formed patch that would run script in every tab, signed with the wrong secret.
+    let attack = WireBroadcast {
+        origin: uuid::Uuid::new_v4(),
+        seq: 1,
+        outgoing: Outgoing {
+            pattern: Pattern::new("page/home/*").unwrap(),
+            except: Vec::new(),
+            frame: Frame::from(PatchElements::new(
+                r#"<section id="greeting" data-init="window.pwned = true">pwned</section>"#,
+            )),
+            latest: None,
+        },
+    };
+    let forged = attack.encode(&Signer::new("not the app's secret, but long enough too"));
+    let text = String::from_utf8(forged.clone()).unwrap();
+    let (_, body) = text.split_once('\n').unwrap();
+    let unsigned = format!("ascolais/2\n{body}");
+    // Signed with the right secret, but not a broadcast.
+    let signed_nonsense = {
+        let mut message = attack.clone();
+        message.outgoing.frame = Frame::from(PatchElements::new("x"));
+        String::from_utf8(message.encode(&Signer::new(SECRET)))
+            .unwrap()
+            .replace("event: datastar-patch-elements\n", "")
+    };
+    let huge = "x".repeat(10 * 1024 * 1024);
+    let messages: Vec<&[u8]> = vec![
+        b"garbage",
+        &forged,
+        unsigned.as_bytes(),
+        signed_nonsense.as_bytes(),
+        huge.as_bytes(),
+    ];
+    let started = Instant::now();
+    for message in &messages {
+        redis.publish_bytes(&channel, message).await;
     }
-    a.greet_with_datastar("Ada").await;
+    let health = a.get("/healthz").await;
+    eprintln!(
+        "/healthz answered {:?} after a 10 MB message",
+        started.elapsed()
+    );
+    assert_eq!(health.status(), 200);
 
-    // Nothing of the garbage reached the tab, and the relay kept going.
-    assert!(next_greeting(&mut tab).await.contains("Ada"));
+    // None of it reached the tab; each was counted; the relay kept going.
+    a.greet_with_datastar("Ada").await;
+    let next = next_greeting(&mut tab).await;
+    assert!(next.contains("Ada") && !next.contains("pwned"), "{next}");
+    let health: serde_json::Value = a.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["redis_rejected"], messages.len(), "{health}");
     wait_redis(&a, true).await;
 }

@@ -1,0 +1,69 @@
+//! Logs that never hold up a request.
+//!
+//! Writing a log line straight to stdout blocks the writing task when whatever reads stdout
+//! stops (a full pipe, a stuck log collector) — and every request writes a line, so the whole
+//! server stops answering. Lines go through a bounded in-memory buffer instead, written out by
+//! a thread of their own; when the buffer is full, a line is dropped and counted rather than
+//! waited for. [`dropped_lines`] reports the count (on `/healthz`).
+
+use std::{
+    io::IsTerminal,
+    sync::{OnceLock, mpsc},
+    time::Duration,
+};
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::EnvFilter;
+
+/// Lines held while the reader of stdout is slow: a few MB at most.
+const BUFFERED_LINES: usize = 16 * 1024;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Flushes the buffered lines when dropped, for at most two seconds: a stuck reader must not
+/// keep the process from exiting.
+#[derive(Debug)]
+pub struct Logging {
+    guard: Option<WorkerGuard>,
+}
+
+impl Drop for Logging {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let (done, flushed) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+        let _ = flushed.recv_timeout(Duration::from_secs(2));
+    }
+}
+
+/// Sets up logging to stdout for the process: `RUST_LOG` filters (default `info`, which
+/// includes a line per request); colours only at a terminal.
+pub fn init() -> Logging {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .finish(std::io::stdout());
+    let _ = DROPPED.set(writer.error_counter());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+        )
+        // Colours for people at a terminal, plain text for log collectors.
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(writer)
+        .init();
+    Logging { guard: Some(guard) }
+}
+
+/// Log lines dropped so far because stdout could not take them.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
