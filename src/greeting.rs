@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connections::Topic;
+use live::Topic;
 
 /// The longest name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 64;

@@ -14,7 +14,7 @@ async fn open_dev_stream(app: &TestApp, tab: Uuid) -> SseClient {
 #[tokio::test]
 async fn pages_without_a_stream_get_a_dev_stream_and_home_keeps_one_connection() {
     let app = spawn_app().await;
-    let instance = app.state.instance.to_string();
+    let instance = app.state.live.instance().to_string();
 
     let about = app.home_page_at("/about").await;
     let home = app.home_page().await;
@@ -46,20 +46,20 @@ async fn every_stream_says_which_instance_serves_it() {
     let mut dev = open_dev_stream(&app, tab).await;
     let mut home = app.open_home_stream(Uuid::new_v4()).await;
 
-    let expected = serde_json::json!({ "_devServer": app.state.instance });
+    let expected = serde_json::json!({ "_devServer": app.state.live.instance() });
     assert_eq!(signals(&dev.next_event().await), expected);
     assert_eq!(
         signals(&home.read_initial_events().await.dev_server.unwrap()),
         expected
     );
     assert_eq!(
-        app.state.registry.keys(&app::dev::ALL_PAGES).len(),
+        app.state.live.registry.keys(&live::dev::ALL_PAGES).len(),
         2,
         "both under page/*/*"
     );
     assert_ne!(
-        spawn_app().await.state.instance,
-        app.state.instance,
+        spawn_app().await.state.live.instance(),
+        app.state.live.instance(),
         "another server is another instance"
     );
 }

@@ -103,6 +103,7 @@ async fn bad_names_in_a_plain_post_get_the_page_back_with_422() {
     session_id_in(&page); // a working page, with its own session id
     assert!(
         app.state
+            .live
             .registry
             .latest(&app::greeting::GREETING)
             .is_none(),
@@ -161,6 +162,7 @@ async fn oversize_bodies_are_refused_with_a_message_and_change_nothing() {
 
     assert!(
         app.state
+            .live
             .registry
             .latest(&app::greeting::GREETING)
             .is_none()

@@ -9,9 +9,10 @@ use std::{
     time::Duration,
 };
 
-use app::{config::Config, connections::Pattern, server::Server, state::AppState};
+use app::{AppState, router};
 use eventsource_stream::{Event, Eventsource};
 use futures_util::{Stream, StreamExt};
+use live::{Server, Settings, registry::Pattern};
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
@@ -27,12 +28,6 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
-/// Thousands of sockets need more than the usual 1 024 descriptors.
-pub fn raise_open_files_limit() {
-    #[cfg(unix)]
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-}
-
 /// A running app and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -47,24 +42,26 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts the app after `customise` has adjusted the configuration.
-pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+/// Starts the app after `customise` has adjusted the settings.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
-    let mut config = Config {
+    let mut settings = Settings {
         port: 0,
-        ..Config::default()
+        ..Settings::default()
     };
     // Tests that want the dev loop's file watcher turn it on.
     #[cfg(debug_assertions)]
     {
-        config.dev.watch = false;
+        settings.dev.watch = false;
     }
-    customise(&mut config);
-    let server = Server::bind(config).await.expect("bind an ephemeral port");
+    customise(&mut settings);
+    let state = AppState::new(&settings);
+    let server = Server::bind(&settings, state.live.clone())
+        .await
+        .expect("bind an ephemeral port");
     let addr = server.local_addr().unwrap();
-    let state = server.state().clone();
     let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(server.run(async {
+    let server = tokio::spawn(server.run(router(state.clone()), async {
         let _ = stop.await;
     }));
     TestApp {
@@ -172,7 +169,10 @@ impl TestApp {
 
     /// Number of streams the registry holds under `pattern`.
     pub fn streams(&self, pattern: &str) -> usize {
-        self.state.registry.count(&Pattern::new(pattern).unwrap())
+        self.state
+            .live
+            .registry
+            .count(&Pattern::new(pattern).unwrap())
     }
 
     /// Waits until the registry holds `expected` streams under `pattern`.
@@ -327,29 +327,29 @@ pub fn session_id_in(page: &str) -> Uuid {
 #[cfg(debug_assertions)]
 pub struct Workspace {
     root: std::path::PathBuf,
-    pub settings: app::dev::DevSettings,
+    pub settings: live::dev::DevSettings,
 }
 
 #[cfg(debug_assertions)]
 impl Workspace {
     pub fn new() -> Workspace {
         let root = std::env::temp_dir().join(format!("dev-test-{}", Uuid::new_v4()));
-        let settings = app::dev::DevSettings {
-            templates_dir: root.join("templates"),
-            static_dir: root.join("static"),
+        let settings = live::dev::DevSettings {
+            templates_dir: Some(root.join("templates")),
+            static_dir: Some(root.join("static")),
             watch: true,
         };
-        copy_dir(std::path::Path::new("templates"), &settings.templates_dir);
-        copy_dir(std::path::Path::new("static"), &settings.static_dir);
+        copy_dir(std::path::Path::new("templates"), &root.join("templates"));
+        copy_dir(std::path::Path::new("static"), &root.join("static"));
         Workspace { root, settings }
     }
 
     pub fn template(&self, name: &str) -> std::path::PathBuf {
-        self.settings.templates_dir.join(name)
+        self.root.join("templates").join(name)
     }
 
     pub fn asset(&self, name: &str) -> std::path::PathBuf {
-        self.settings.static_dir.join(name)
+        self.root.join("static").join(name)
     }
 }
 

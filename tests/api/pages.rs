@@ -67,7 +67,7 @@ async fn the_default_datastar_is_pinned_by_its_hash_and_the_csp_names_the_one_fi
     assert!(
         csp.contains(&format!(
             "script-src 'self' {} 'unsafe-eval';",
-            app::views::DATASTAR_CDN_URL
+            live::views::DATASTAR_CDN_URL
         )),
         "{csp}"
     );
@@ -75,7 +75,7 @@ async fn the_default_datastar_is_pinned_by_its_hash_and_the_csp_names_the_one_fi
     assert!(
         page.contains(&format!(
             r#"integrity="{}" crossorigin="anonymous""#,
-            app::views::DATASTAR_CDN_INTEGRITY
+            live::views::DATASTAR_CDN_INTEGRITY
         )),
         "{page}"
     );
@@ -115,7 +115,7 @@ async fn healthz_reports_ok_and_open_streams() {
 async fn healthz_says_draining_once_shutdown_begins() {
     let app = spawn_app().await;
 
-    app.state.registry.shut_down();
+    app.state.live.registry.shut_down();
 
     let response = app.get("/healthz").await;
     assert_eq!(response.status(), 503);

@@ -16,5 +16,5 @@ async fn shutdown_ends_open_streams_and_returns() {
     for stream in &mut streams {
         stream.expect_end().await;
     }
-    assert!(app.state.registry.is_empty());
+    assert!(app.state.live.registry.is_empty());
 }

@@ -46,8 +46,8 @@ async fn a_stream_says_connected_then_sends_the_current_greeting() {
     let initial = stream.read_initial_events().await;
     assert!(elements(&initial.greeting).contains("Nobody has been greeted yet."));
     assert_eq!(
-        app.state.registry.keys(&app::routes::streams::HOME_PAGES),
-        [app::routes::streams::home_key(session_id)],
+        app.state.live.registry.keys(&app::home::HOME_PAGES),
+        [live::Key::tab("home", session_id).unwrap()],
         "stored under page/home/<sessionId>"
     );
 }

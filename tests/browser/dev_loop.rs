@@ -106,7 +106,7 @@ async fn tabs_reload_when_a_restarted_server_answers() {
     tab.goto(&first.url("/about")).await;
     first.wait_for_streams("page/dev/*", 1).await;
     tab.eval("window.__marker = 'old server'", vec![]).await;
-    let datastar = first.state.views.datastar().clone();
+    let datastar = first.state.live.views.datastar().clone();
     let port = first.addr.port();
 
     // The server restarts (as under `cargo watch`) on the same port.
@@ -114,9 +114,10 @@ async fn tabs_reload_when_a_restarted_server_answers() {
     let second = spawn_app_with(move |config| {
         config.port = port;
         config.datastar_url = datastar.url;
-        config.datastar_integrity = datastar
-            .integrity
-            .map_or(app::config::Integrity::Off, app::config::Integrity::Hash);
+        config.datastar_integrity = datastar.integrity.map_or(
+            live::settings::Integrity::Off,
+            live::settings::Integrity::Hash,
+        );
     })
     .await;
 
@@ -134,7 +135,7 @@ async fn tabs_reload_when_a_restarted_server_answers() {
         rendered_by
             .as_str()
             .unwrap()
-            .contains(&second.state.instance.to_string()),
+            .contains(&second.state.live.instance().to_string()),
         "{rendered_by}"
     );
     tab.close().await;

@@ -17,7 +17,7 @@ mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use app::config::{Config, Integrity};
+use live::{Settings, settings::Integrity};
 
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -29,7 +29,9 @@ pub async fn app() -> (TestApp, SemaphorePermit<'static>) {
 }
 
 /// Like [`app`], after `customise` has adjusted the configuration.
-pub async fn app_with(customise: impl FnOnce(&mut Config)) -> (TestApp, SemaphorePermit<'static>) {
+pub async fn app_with(
+    customise: impl FnOnce(&mut Settings),
+) -> (TestApp, SemaphorePermit<'static>) {
     let permit = ONE_AT_A_TIME.acquire().await.unwrap();
     let bundle = bundle::serve().await;
     let app = spawn_app_with(|config| {

@@ -1,7 +1,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use app::routes::streams::HOME_PAGES;
+use app::home::HOME_PAGES;
 
 use crate::{app, harness::Browser, helpers::elements};
 
@@ -117,6 +117,7 @@ async fn with_the_stream_down_the_form_falls_back_to_a_plain_post() {
     );
     assert_eq!(
         app.state
+            .live
             .registry
             .latest(&app::greeting::GREETING)
             .unwrap()
@@ -135,7 +136,7 @@ async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() 
     // The server ends the stream (as on a restart). Keep the tab from reconnecting for a
     // moment so the offline state can be seen, and greet meanwhile.
     tab.block_urls(&["*/sse/home*"]).await;
-    assert_eq!(app.state.registry.close(&HOME_PAGES), 1);
+    assert_eq!(app.state.live.registry.close(&HOME_PAGES), 1);
     tab.wait_for_text("#connection-status", "offline").await;
     app.greet_with_form("Grace").await;
     tab.block_urls(&[]).await;
@@ -150,9 +151,9 @@ async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() 
 async fn a_stream_the_server_ends_comes_back_by_itself() {
     let (app, _turn) = app().await;
     let tab = Browser::open_live("tab", &app.url("/")).await;
-    let before = app.state.registry.keys(&HOME_PAGES);
+    let before = app.state.live.registry.keys(&HOME_PAGES);
 
-    app.state.registry.close(&HOME_PAGES);
+    app.state.live.registry.close(&HOME_PAGES);
     tab.wait_until(
         "Datastar to notice the end and retry",
         "window.__fetchEvents.includes('retrying')",
@@ -161,7 +162,7 @@ async fn a_stream_the_server_ends_comes_back_by_itself() {
     app.wait_for_streams("page/home/*", 1).await;
 
     assert_eq!(
-        app.state.registry.keys(&HOME_PAGES),
+        app.state.live.registry.keys(&HOME_PAGES),
         before,
         "same tab, same key"
     );
@@ -251,9 +252,9 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
     // The tab reconnects under a new id and leaves the duplicate alone.
     app.wait_for_streams("page/home/*", 2).await;
     tab.wait_live().await;
-    let keys = app.state.registry.keys(&HOME_PAGES);
+    let keys = app.state.live.registry.keys(&HOME_PAGES);
     assert!(
-        keys.contains(&app::routes::streams::home_key(taken)),
+        keys.contains(&live::Key::tab("home", taken).unwrap()),
         "{keys:?}"
     );
     app.greet_with_datastar("Ada").await;
@@ -263,7 +264,7 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
     );
     tab.wait_for_text("#greeting", "Hello, Ada!").await;
     assert_eq!(
-        app.state.registry.keys(&HOME_PAGES),
+        app.state.live.registry.keys(&HOME_PAGES),
         keys,
         "no further replacement"
     );
@@ -304,7 +305,7 @@ async fn the_content_security_policy_refuses_inline_scripts() {
 async fn a_datastar_file_that_fails_its_hash_never_runs_and_the_form_still_posts() {
     let wrong = format!("sha384-{}", "A".repeat(64));
     let (app, _turn) = crate::app_with(|config| {
-        config.datastar_integrity = app::config::Integrity::Hash(wrong);
+        config.datastar_integrity = live::settings::Integrity::Hash(wrong);
     })
     .await;
     let tab = Browser::launch("tab", true).await;
@@ -339,6 +340,7 @@ async fn a_refusal_from_the_server_is_shown_in_the_page() {
     tab.wait_for_text("#greet-error", "far too long").await;
     assert!(
         app.state
+            .live
             .registry
             .latest(&app::greeting::GREETING)
             .is_none(),

@@ -1,0 +1,37 @@
+//! `GET /healthz`: a probe for load balancers and orchestrators.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde_json::{Value, json};
+
+use crate::{Live, logging};
+
+/// Readiness: `200 {"status":"ok","streams":N}` while serving; `503 {"status":"draining"}`
+/// once shutdown has begun, so a load balancer stops sending new clients here.
+///
+/// Also: `log_lines_dropped`, the log lines a slow reader of stdout made the app drop (it never
+/// waits for one). With a relay to other instances, `"redis": "connected"` or
+/// `"disconnected"` — the app keeps serving either way, so that does not change the status —
+/// and `redis_rejected`, the messages from the channel it refused (unsigned, forged, too
+/// large, malformed).
+pub(crate) async fn healthz(State(live): State<Live>) -> (StatusCode, Json<Value>) {
+    let draining = live.registry.is_shut_down();
+    let mut body = json!({
+        "status": if draining { "draining" } else { "ok" },
+        "streams": live.registry.len(),
+        "log_lines_dropped": logging::dropped_lines(),
+    });
+    if let Some(relay) = live.registry.relay() {
+        body["redis"] = json!(if relay.is_connected() {
+            "connected"
+        } else {
+            "disconnected"
+        });
+        body["redis_rejected"] = json!(relay.rejected());
+    }
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,137 @@
+//! The machinery of a live, server-rendered app: axum, minijinja and Datastar, built on the
+//! *persistent connection pattern*.
+//!
+//! A page opens one SSE stream when it loads; the server keeps it in a [`Registry`] under a key
+//! (`page/home/<tab>`); every later action pushes its effects to the streams it targets
+//! (`page/home/*`), so every open tab updates live. Without JavaScript the same forms work as
+//! plain HTML posts. The app built on this kit holds its pages, streams, actions and domain;
+//! everything else is here, and the kit never knows the app.
+//!
+//! Map of the crate:
+//!
+//! - [`Live`]: what every handler of the kit (and the app's streams and actions) reaches — the
+//!   registry, the views — made from [`Settings`] and the app's [`Site`].
+//! - [`registry`]: the connections — keys, patterns, broadcast, latest-state topics, cleanup —
+//!   and the [`registry::Relay`] hook other instances are reached through.
+//! - [`Stream`]: the one call a stream handler makes.
+//! - [`sse`]: encoded events ([`Frame`]) and the responses that carry them; [`signals`]: Datastar
+//!   signals read from a request; [`events`]: the events every live page understands.
+//! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; [`settings`]: the
+//!   environment; [`logging`].
+//! - [`views`] and [`assets`]: templates and static files, from disk while developing and
+//!   embedded in release builds; [`security`] headers; [`refusals`] made visible.
+//! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.
+//! - `dev` (debug builds only): the dev loop. `redis` (feature `redis`): the relay over Redis.
+
+#![deny(missing_docs, unreachable_pub)]
+
+pub mod assets;
+#[cfg(debug_assertions)]
+pub mod dev;
+pub mod error;
+pub mod events;
+mod health;
+mod live;
+pub mod logging;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod refusals;
+pub mod registry;
+pub mod security;
+pub mod serve;
+pub mod settings;
+pub mod signals;
+pub mod sse;
+mod static_files;
+mod stream;
+pub mod views;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef},
+    http::StatusCode,
+    routing::get,
+};
+use tower_http::{
+    compression::CompressionLayer,
+    csrf::CsrfLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+pub use crate::{
+    assets::Files,
+    error::Error,
+    live::{Live, Site},
+    registry::{Key, Pattern, Registry, Topic},
+    serve::Server,
+    settings::Settings,
+    signals::{Signals, Tab},
+    sse::Frame,
+    stream::Stream,
+};
+
+/// The largest request body an action accepts. A form is a few dozen bytes; 4 KiB leaves room
+/// for longer forms while refusing anything that is not one.
+pub const ACTION_BODY_LIMIT: usize = 4 * 1024;
+
+/// The kit's own routes: `GET /static/*` (the app's static files), `GET /healthz`, and in debug
+/// builds the dev loop's stream for pages that have none of their own.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Live: FromRef<S>,
+{
+    let routes = Router::new()
+        .route("/static/{*path}", get(static_files::asset))
+        .route("/healthz", get(health::healthz));
+    #[cfg(debug_assertions)]
+    let routes = routes.merge(dev::routes());
+    routes
+}
+
+/// Wraps the app's actions: a body limit, a timeout, CSRF protection (a cross-site post gets
+/// `403`), and every refusal shown to whoever caused it ([`refusals`]).
+pub fn actions<S>(actions: Router<S>, live: &Live) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    actions
+        .layer(DefaultBodyLimit::max(ACTION_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            live.action_timeout(),
+        ))
+        // Sec-Fetch-Site and Origin checks, no tokens. Behind a proxy, forward `Host` and
+        // `Origin` unchanged, or same-origin posts may look cross-site.
+        .layer(CsrfLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            live.clone(),
+            refusals::visible,
+        ))
+}
+
+/// What every response gets, outermost: one log line per request, gzip for pages and assets
+/// (never for streams: tower-http's default predicate leaves `text/event-stream` alone), the
+/// [`security`] headers, and in debug builds the dev loop's error pages.
+pub fn layers<S>(router: Router<S>, live: &Live) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    #[cfg(debug_assertions)]
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        live.clone(),
+        dev::error_pages,
+    ));
+    let mut router = router;
+    for header in security::headers(&live.views.datastar().url) {
+        router = router.layer(header);
+    }
+    router.layer(CompressionLayer::new()).layer(
+        // Outermost: one line per request at INFO with method, path, status, latency.
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    )
+}

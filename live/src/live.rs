@@ -1,0 +1,98 @@
+//! What the kit's handlers — and the app's streams and actions — reach.
+
+use std::{sync::Arc, time::Duration};
+
+use uuid::Uuid;
+
+use crate::{
+    assets::{Assets, Files},
+    registry::{Limits, Registry},
+    settings::Settings,
+    views::{DatastarScript, Views},
+};
+
+/// The app, as the kit needs to know it.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Shown in page titles; the default Redis prefix. `env!("CARGO_PKG_NAME")`, usually.
+    pub name: &'static str,
+    /// `templates/`: the layout, pages and partials (`partials/notice.html` and `refused.html`
+    /// are the kit's to render too).
+    pub templates: Files,
+    /// `static/`: stylesheets, images, scripts, served under `/static/`.
+    pub static_files: Files,
+}
+
+/// The kit's shared state: cheap to clone (everything is behind `Arc`s). An app with state of
+/// its own keeps a `Live` in it and implements `FromRef` for it.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// Open persistent streams, by key.
+    pub registry: Registry,
+    /// The template renderer.
+    pub views: Arc<Views>,
+    keep_alive: Duration,
+    action_timeout: Duration,
+    instance: Uuid,
+}
+
+impl Live {
+    /// The state for `site` under `settings`: an empty registry (relayed through Redis when
+    /// `REDIS_URL` is set and the `redis` feature is on), and views on the site's files.
+    pub fn new(settings: &Settings, site: Site) -> Self {
+        let instance = Uuid::new_v4();
+        #[cfg(debug_assertions)]
+        let site = settings.dev.apply(site);
+        let datastar = DatastarScript {
+            url: settings.datastar_url.clone(),
+            integrity: settings.datastar_integrity(),
+        };
+        let assets = Assets::new(site.static_files);
+        let views = Views::new(datastar, site.templates, assets, instance, site.name);
+        let registry = Registry::new(Limits {
+            max_connections: settings.max_streams,
+            max_per_client: settings.max_streams_per_client,
+            queue_limit: settings.queue_limit,
+        });
+        match &settings.redis_url {
+            #[cfg(feature = "redis")]
+            Some(url) => {
+                // `Settings::validate` has made sure there is a secret.
+                let secret = settings.redis_secret.as_deref().unwrap_or_default();
+                let prefix = settings.redis_prefix.as_deref().unwrap_or(site.name);
+                if let Err(error) = crate::redis::attach(&registry, url, prefix, secret) {
+                    tracing::error!(%error, "invalid REDIS_URL: staying local");
+                }
+            }
+            #[cfg(not(feature = "redis"))]
+            Some(_) => tracing::warn!(
+                "REDIS_URL is set, but this build has no `redis` feature: staying local \
+                 (build with `--features redis`)"
+            ),
+            None => {}
+        }
+        Live {
+            registry,
+            views: Arc::new(views),
+            keep_alive: settings.keep_alive,
+            action_timeout: settings.action_timeout,
+            instance,
+        }
+    }
+
+    /// Quiet time after which a stream sends a keep-alive comment (`SSE_KEEP_ALIVE_SECS`).
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
+    /// The longest an action may take (`ACTION_TIMEOUT_SECS`).
+    pub fn action_timeout(&self) -> Duration {
+        self.action_timeout
+    }
+
+    /// This server process: tells instances apart (dev builds reload pages rendered by
+    /// another).
+    pub fn instance(&self) -> Uuid {
+        self.instance
+    }
+}

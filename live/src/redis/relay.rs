@@ -1,0 +1,657 @@
+//! Broadcasts across instances through Redis pub/sub.
+//!
+//! Each instance keeps its own streams; only broadcasts travel. A broadcast is published once
+//! to `<prefix>:broadcast`, and every instance — the sender included — delivers what it
+//! receives to its own matching streams. Routing the sender's own broadcasts through Redis too
+//! means every instance sees them in the same order, so tabs everywhere end in the same state.
+//!
+//! The promise is *exactly once, never backwards*, and Redis trouble must not break it:
+//!
+//! - Every broadcast carries its origin and a sequence number. The sender keeps each one it
+//!   published as *pending* until it comes back on the subscription, and delivers it to its own
+//!   streams then. If it cannot come back — the publish failed, the subscription dropped while
+//!   it was on its way, or it has not come back within [`ECHO_TIMEOUT`] — the sender delivers
+//!   it itself, and remembers having done so, so a late echo is skipped, not delivered twice.
+//! - While this instance is not subscribed, its broadcasts are delivered locally at once and
+//!   still published for the other instances.
+//! - Every latest-state broadcast carries its topic and version; the registry refuses a version
+//!   older than one it has seen, wherever each came from.
+//! - Versions are numbered in Redis together with an epoch (see `NEXT_VERSION`), so a Redis
+//!   that restarts empty starts a later epoch instead of numbering from 1 below what tabs have.
+//! - After every (re)subscription the instance reads the newest stored version of every topic
+//!   and delivers it, so tabs that missed updates during an outage catch up at once.
+//!
+//! Redis going away never takes the app down: the subscriber reconnects with backoff, pinging
+//! to notice a dead connection, and cross-instance delivery resumes by itself. Pub/sub keeps
+//! nothing, so ordinary broadcasts sent during an outage reach only the sender's streams;
+//! latest-state topics catch up on resubscription.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::{StreamExt, future::BoxFuture};
+use redis::{AsyncCommands, Script, aio::PubSub};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    conn::{FIRST_BACKOFF, RedisConn, TIMEOUT, next_backoff},
+    wire::{Signer, WireBroadcast},
+};
+use crate::registry::{Outgoing, Registry, Relay, Version, WeakRegistry, is_topic_name};
+
+/// Broadcasts waiting to be published. Publishing takes well under a millisecond on a healthy
+/// Redis; if this many are waiting, Redis is too slow and broadcasts are delivered locally.
+const QUEUE: usize = 4096;
+/// How often an idle subscription checks that Redis still answers.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// How long a published broadcast may take to come back before the sender delivers it to its
+/// own streams itself (a subscription that died silently is noticed only at the next ping).
+pub(crate) const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the sender remembers delivering a broadcast itself, to skip its echo if that still
+/// comes (Redis ran a publish after the sender had given up on it).
+const REMEMBER: Duration = Duration::from_secs(60);
+/// How often pending broadcasts are checked for a missing echo.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// The most topics caught up on at resubscription (protects against a flood of forged ones).
+const MAX_TOPICS: usize = 1000;
+
+/// Gives out the next version of a topic, with an epoch that starts when the counter does. The
+/// count never falls below what the asking instance has seen (`ARGV[1]`), so a Redis that lost
+/// its data goes on from where the instances were.
+const NEXT_VERSION: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = tostring(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local number = redis.call('HINCRBY', KEYS[1], 'number', 1)
+local seen = tonumber(ARGV[1])
+if number <= seen then
+  number = seen + 1
+  redis.call('HSET', KEYS[1], 'number', number)
+end
+return {epoch, number}
+";
+
+/// Publishes a latest-state broadcast only if its version is newer than the one stored for its
+/// topic, and stores it (for instances that catch up later). Versions are fixed-width hex, so
+/// comparing them as strings compares them as versions.
+const PUBLISH_IF_NEWER: &str = r"
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and ARGV[1] <= current then
+  return -1
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'message', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return redis.call('PUBLISH', ARGV[2], ARGV[3])
+";
+
+/// The registry's link to Redis.
+#[derive(Debug)]
+pub struct RedisRelay {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    instance: Uuid,
+    channel: String,
+    prefix: String,
+    redis: Arc<RedisConn>,
+    queue: mpsc::Sender<Publish>,
+    next_seq: AtomicU64,
+    pending: Mutex<Pending>,
+    /// Mirrors `Pending::subscribed`, readable without the lock.
+    subscribed: AtomicBool,
+    /// Signs what this instance publishes, and checks what it receives.
+    signer: Signer,
+    /// Messages refused so far (unsigned, forged, too large, malformed).
+    rejected: AtomicU64,
+    /// When a refusal was last logged: a flood of forged messages is one line per few
+    /// seconds, not one per message.
+    rejection_logged: Mutex<Option<Instant>>,
+    /// Cancelled when the relay is dropped: its tasks end and let go of their connections.
+    stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Whether the subscription is up. Read and changed under the same lock as `items`, so a
+    /// broadcast either sees the subscription down (and is delivered at once) or is pending
+    /// when the subscription drops (and is delivered then).
+    subscribed: bool,
+    /// This instance's broadcasts not yet back from Redis, or delivered by the sender itself
+    /// (kept for [`REMEMBER`] to skip a late echo). Ordered by sequence number, which is also
+    /// the order they were sent in.
+    items: BTreeMap<u64, Item>,
+}
+
+#[derive(Debug)]
+struct Item {
+    /// The broadcast, until it has been delivered here.
+    undelivered: Option<Outgoing>,
+    /// When it was published, once Redis has acknowledged it.
+    published: Option<Instant>,
+    created: Instant,
+}
+
+#[derive(Debug)]
+struct Publish {
+    seq: u64,
+    message: Vec<u8>,
+    /// Topic and version, for latest-state broadcasts.
+    latest: Option<(String, Version)>,
+}
+
+impl RedisRelay {
+    /// Relays `registry`'s broadcasts through Redis at `redis`, under key `prefix`. Returns at
+    /// once: connecting happens in the background, and until it succeeds broadcasts stay local.
+    pub fn start(
+        registry: &Registry,
+        redis: Arc<RedisConn>,
+        prefix: &str,
+        signer: Signer,
+    ) -> Arc<Self> {
+        let (queue, outgoing) = mpsc::channel(QUEUE);
+        let inner = Arc::new(Inner {
+            instance: Uuid::new_v4(),
+            channel: format!("{prefix}:broadcast"),
+            prefix: prefix.to_owned(),
+            redis,
+            queue,
+            next_seq: AtomicU64::new(1),
+            pending: Mutex::default(),
+            subscribed: AtomicBool::new(false),
+            signer,
+            rejected: AtomicU64::new(0),
+            rejection_logged: Mutex::new(None),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(publish(
+            Arc::downgrade(&inner),
+            registry.downgrade(),
+            Arc::clone(&inner.redis),
+            inner.stop.clone(),
+            outgoing,
+        ));
+        tokio::spawn(subscribe(
+            Arc::downgrade(&inner),
+            registry.downgrade(),
+            inner.stop.clone(),
+        ));
+        Arc::new(RedisRelay { inner })
+    }
+}
+
+impl Relay for RedisRelay {
+    fn relay(&self, registry: &Registry, outgoing: Outgoing) -> usize {
+        let inner = &self.inner;
+        let publish = inner.publication(&outgoing);
+        let seq = publish.seq;
+        let mut delivered = 0;
+        {
+            let mut pending = inner.lock();
+            let now = Instant::now();
+            pending.forget_older_than(now);
+            let undelivered = if pending.subscribed {
+                Some(outgoing)
+            } else {
+                // Our own subscription is down: serve our streams now, still tell the others.
+                delivered = registry.deliver(&outgoing);
+                None
+            };
+            pending.items.insert(
+                seq,
+                Item {
+                    undelivered,
+                    published: None,
+                    created: now,
+                },
+            );
+        }
+        if inner.queue.try_send(publish).is_err() {
+            tracing::warn!("redis publishing is backed up: delivering locally only");
+            delivered += inner.settle(seq, registry, Settle::DeliverHere);
+        }
+        delivered
+    }
+
+    fn next_version<'a>(&'a self, topic: &'a str, seen: u64) -> BoxFuture<'a, Option<Version>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let result = async {
+                let mut connection = inner.redis.get().await?;
+                Script::new(NEXT_VERSION)
+                    .key(format!("{}:version:{topic}", inner.prefix))
+                    .arg(seen)
+                    .invoke_async::<(String, u64)>(&mut connection)
+                    .await
+                    .inspect_err(|error| inner.redis.failed(error))
+            }
+            .await;
+            match result {
+                Ok((epoch, number)) => match epoch.parse() {
+                    Ok(epoch) => Some(Version::new(epoch, number)),
+                    Err(_) => {
+                        tracing::warn!(%topic, epoch, "redis holds a malformed epoch");
+                        None
+                    }
+                },
+                Err(error) => {
+                    tracing::debug!(%error, %topic, "cannot number in redis: numbering locally");
+                    None
+                }
+            }
+        })
+    }
+
+    fn is_connected(&self) -> bool {
+        self.inner.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn rejected(&self) -> u64 {
+        self.inner.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// What to do with one pending broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// It came back from Redis: deliver it unless already delivered.
+    Echoed,
+    /// It will not come back (or not in time): deliver it here unless already delivered, and
+    /// remember that, to skip its echo if it comes after all.
+    DeliverHere,
+    /// Redis refused it as older than the stored version: nobody gets it.
+    Superseded,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Settles pending broadcast `seq`; returns how many local streams got it.
+    fn settle(&self, seq: u64, registry: &Registry, how: Settle) -> usize {
+        let mut pending = self.lock();
+        let Some(item) = pending.items.get_mut(&seq) else {
+            return 0; // settled and forgotten long ago
+        };
+        let outgoing = item.undelivered.take();
+        match how {
+            Settle::Echoed | Settle::Superseded => {
+                pending.items.remove(&seq);
+            }
+            Settle::DeliverHere => {}
+        }
+        match (how, outgoing) {
+            (Settle::Echoed | Settle::DeliverHere, Some(outgoing)) => registry.deliver(&outgoing),
+            _ => 0,
+        }
+    }
+
+    /// The subscription went up or down. Going down, every broadcast still on its way back is
+    /// delivered here, in order: its echo went to a connection that no longer exists.
+    fn set_subscribed(&self, subscribed: bool, registry: &Registry) {
+        let mut pending = self.lock();
+        pending.subscribed = subscribed;
+        self.subscribed.store(subscribed, Ordering::Relaxed);
+        if !subscribed {
+            let lost: usize = pending
+                .items
+                .values_mut()
+                .filter_map(|item| item.undelivered.take())
+                .map(|outgoing| registry.deliver(&outgoing))
+                .sum();
+            tracing::debug!(lost, "subscription lost: pending broadcasts delivered here");
+        }
+    }
+
+    /// Delivers here what was published but has not come back in time, and forgets what was
+    /// settled long ago.
+    fn sweep(&self, registry: &Registry) {
+        let now = Instant::now();
+        let mut pending = self.lock();
+        pending.forget_older_than(now);
+        let mut late = 0;
+        for item in pending.items.values_mut() {
+            if item
+                .published
+                .is_some_and(|published| now.duration_since(published) >= ECHO_TIMEOUT)
+                && let Some(outgoing) = item.undelivered.take()
+            {
+                registry.deliver(&outgoing);
+                late += 1;
+            }
+        }
+        if late > 0 {
+            tracing::warn!(
+                late,
+                "broadcasts did not come back from redis in time: delivered here"
+            );
+        }
+    }
+
+    /// Counts a refused message, and logs it (at most one line per few seconds).
+    fn refused(&self, reason: &str) {
+        let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logged = self
+            .rejection_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
+            *logged = Some(Instant::now());
+            tracing::warn!(rejected, %reason, "message from redis refused: skipped");
+        }
+    }
+
+    /// `outgoing` numbered as this instance's next broadcast, ready to publish.
+    fn publication(&self, outgoing: &Outgoing) -> Publish {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        Publish {
+            seq,
+            message: WireBroadcast {
+                origin: self.instance,
+                seq,
+                outgoing: outgoing.clone(),
+            }
+            .encode(&self.signer),
+            latest: outgoing
+                .latest
+                .as_ref()
+                .map(|latest| (latest.topic.to_string(), latest.version)),
+        }
+    }
+
+    /// Publishes a broadcast this instance has delivered already (its echo is skipped).
+    fn republish(&self, outgoing: Outgoing) {
+        let publish = self.publication(&outgoing);
+        let now = Instant::now();
+        self.lock().items.insert(
+            publish.seq,
+            Item {
+                undelivered: None,
+                published: None,
+                created: now,
+            },
+        );
+        if self.queue.try_send(publish).is_err() {
+            tracing::warn!("redis publishing is backed up: not sharing a latest state");
+        }
+    }
+
+    fn published(&self, seq: u64) {
+        if let Some(item) = self.lock().items.get_mut(&seq) {
+            item.published = Some(Instant::now());
+        }
+    }
+}
+
+impl Pending {
+    /// Drops delivered items older than [`REMEMBER`]. Items are in creation order, so this
+    /// stops at the first young one.
+    fn forget_older_than(&mut self, now: Instant) {
+        while let Some(entry) = self.items.first_entry() {
+            let item = entry.get();
+            if item.undelivered.is_none() && now.duration_since(item.created) > REMEMBER {
+                entry.remove();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// Publishes queued broadcasts in order. One that cannot be published is delivered locally.
+async fn publish(
+    inner: Weak<Inner>,
+    registry: WeakRegistry,
+    redis: Arc<RedisConn>,
+    stop: CancellationToken,
+    mut queue: mpsc::Receiver<Publish>,
+) {
+    let publish_if_newer = Script::new(PUBLISH_IF_NEWER);
+    let (channel, prefix) = match inner.upgrade() {
+        Some(inner) => (inner.channel.clone(), inner.prefix.clone()),
+        None => return,
+    };
+    loop {
+        let item = tokio::select! {
+            item = queue.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let result = async {
+            let mut connection = redis.get().await?;
+            match &item.latest {
+                None => {
+                    redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(&item.message)
+                        .query_async::<i64>(&mut connection)
+                        .await
+                }
+                Some((topic, version)) => {
+                    publish_if_newer
+                        .key(format!("{prefix}:latest:{topic}"))
+                        .key(format!("{prefix}:topics"))
+                        .arg(version.to_hex())
+                        .arg(&channel)
+                        .arg(&item.message)
+                        .arg(topic)
+                        .invoke_async::<i64>(&mut connection)
+                        .await
+                }
+            }
+        }
+        .await;
+        let (Some(inner), Some(registry)) = (inner.upgrade(), registry.upgrade()) else {
+            return;
+        };
+        match result {
+            Ok(-1) => {
+                tracing::debug!("broadcast superseded by a newer one: not published");
+                inner.settle(item.seq, &registry, Settle::Superseded);
+            }
+            Ok(receivers) => {
+                tracing::trace!(receivers, "broadcast published");
+                inner.published(item.seq);
+            }
+            Err(error) => {
+                redis.failed(&error);
+                tracing::debug!(%error, "cannot publish: delivering locally");
+                inner.settle(item.seq, &registry, Settle::DeliverHere);
+            }
+        }
+    }
+}
+
+/// Keeps a subscription to the broadcast channel and delivers what arrives, reconnecting with
+/// backoff until the relay is dropped.
+async fn subscribe(inner: Weak<Inner>, registry: WeakRegistry, stop: CancellationToken) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut reported = false;
+    loop {
+        let Some(relay) = inner.upgrade() else { return };
+        let redis = Arc::clone(&relay.redis);
+        let channel = relay.channel.clone();
+        drop(relay);
+        let connected = tokio::select! {
+            connected = connect(&redis, &channel) => connected,
+            () = stop.cancelled() => return,
+        };
+        match connected {
+            Ok(pubsub) => {
+                backoff = FIRST_BACKOFF;
+                reported = false;
+                redis.answering();
+                let (Some(relay), Some(live)) = (inner.upgrade(), registry.upgrade()) else {
+                    return;
+                };
+                relay.set_subscribed(true, &live);
+                tracing::info!(%channel, "redis relay connected");
+                catch_up(&relay, &live).await;
+                drop((relay, live));
+                let end = tokio::select! {
+                    end = receive(&inner, &registry, pubsub) => end,
+                    () = stop.cancelled() => End::RelayGone,
+                };
+                if let (Some(relay), Some(live)) = (inner.upgrade(), registry.upgrade()) {
+                    relay.set_subscribed(false, &live);
+                }
+                if end == End::RelayGone {
+                    return;
+                }
+                tracing::warn!("redis relay lost: delivering locally, reconnecting");
+            }
+            Err(error) if !reported => {
+                reported = true;
+                tracing::warn!(%error, "redis relay cannot subscribe: delivering locally, retrying");
+            }
+            Err(error) => tracing::debug!(%error, "redis relay still unavailable"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return,
+        }
+        backoff = next_backoff(backoff);
+    }
+}
+
+async fn connect(redis: &RedisConn, channel: &str) -> redis::RedisResult<PubSub> {
+    let connecting = async {
+        let mut pubsub = redis.client().get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub)
+    };
+    tokio::time::timeout(TIMEOUT * 2, connecting)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "subscribing timed out",
+            )))
+        })
+}
+
+/// Delivers the newest stored version of every topic: whatever this instance missed while it
+/// was not subscribed, its tabs see now. (Versions make this harmless when nothing was missed.)
+async fn catch_up(relay: &Inner, registry: &Registry) {
+    let result = async {
+        let mut connection = relay.redis.get().await?;
+        let topics: Vec<String> = connection
+            .smembers(format!("{}:topics", relay.prefix))
+            .await?;
+        let mut caught_up = 0;
+        let mut stored = HashMap::new();
+        for topic in topics.iter().filter(|t| is_topic_name(t)).take(MAX_TOPICS) {
+            let message: Option<Vec<u8>> = connection
+                .hget(format!("{}:latest:{topic}", relay.prefix), "message")
+                .await?;
+            let Some(message) = message else { continue };
+            match WireBroadcast::decode(&message, &relay.signer) {
+                Ok(broadcast) => match &broadcast.outgoing.latest {
+                    Some(latest) if *latest.topic == **topic => {
+                        stored.insert(topic.clone(), latest.version);
+                        caught_up += registry.deliver(&broadcast.outgoing);
+                    }
+                    _ => tracing::warn!(%topic, "stored message is not this topic's"),
+                },
+                Err(reason) => relay.refused(&reason),
+            }
+        }
+        // The other way round: what this instance has that Redis does not (updates made here
+        // while Redis was out of reach, or a Redis that lost its data) goes out to the others.
+        let mut shared = 0;
+        for outgoing in registry.latest_broadcasts() {
+            let Some(latest) = &outgoing.latest else {
+                continue;
+            };
+            if stored
+                .get(&*latest.topic)
+                .is_none_or(|version| *version < latest.version)
+            {
+                relay.republish(outgoing);
+                shared += 1;
+            }
+        }
+        Ok::<_, redis::RedisError>((caught_up, shared))
+    }
+    .await;
+    match result {
+        Ok((caught_up, shared)) => {
+            tracing::debug!(caught_up, shared, "caught up on latest-state topics");
+        }
+        Err(error) => {
+            relay.redis.failed(&error);
+            tracing::warn!(%error, "cannot catch up on latest-state topics");
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    ConnectionLost,
+    RelayGone,
+}
+
+async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, pubsub: PubSub) -> End {
+    let (mut sink, mut messages) = pubsub.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return End::ConnectionLost };
+                let (Some(relay), Some(registry)) = (inner.upgrade(), registry.upgrade()) else {
+                    return End::RelayGone;
+                };
+                match WireBroadcast::decode(message.get_payload_bytes(), &relay.signer) {
+                    Ok(broadcast) if broadcast.origin == relay.instance => {
+                        relay.settle(broadcast.seq, &registry, Settle::Echoed);
+                    }
+                    Ok(broadcast) => {
+                        registry.deliver(&broadcast.outgoing);
+                    }
+                    Err(reason) => relay.refused(&reason),
+                }
+            }
+            _ = sweep.tick() => {
+                let (Some(relay), Some(registry)) = (inner.upgrade(), registry.upgrade()) else {
+                    return End::RelayGone;
+                };
+                relay.sweep(&registry);
+            }
+            _ = ping.tick() => {
+                let answered = tokio::time::timeout(
+                    TIMEOUT,
+                    // Subscribed, the reply is a message (`["pong", ""]`), not `PONG`: any
+                    // reply will do.
+                    sink.ping::<redis::Value>(),
+                )
+                .await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    return End::ConnectionLost;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The socket under every HTTP connection, watched for clients that stop reading or go quiet.
+//!
+//! hyper writes a response as fast as the socket takes it and waits, without limit, when it
+//! does not. For a stream that is the failure to fear: a client that stops reading (a frozen
+//! laptop, a hostile script) keeps its socket, its descriptor and up to megabytes of kernel
+//! send buffer for as long as it likes, and a graceful shutdown waits on it. So every accepted
+//! socket is wrapped in a [`WatchedSocket`], which fails the connection — and closes the socket
+//! with a reset, freeing its buffers at once — when:
+//!
+//! - a write has been blocked (the socket unwritable) for the send timeout: the client is not
+//!   reading. This is the *only* test of a slow client: a long queue on the server's side says
+//!   the server is behind, not that the client is;
+//! - the registry [hung up](SocketControl::hang_up) on the connection (its stream had to be cut
+//!   off);
+//! - the server is draining and a write stays blocked for [`DRAIN_SEND_TIMEOUT`]: shutdown
+//!   waits for healthy clients to get their last bytes, never for stalled ones.
+//!
+//! It also ends a connection that sits idle between requests for the keep-alive timeout, with
+//! an orderly close (the read side reports the end; hyper closes). Idle means no request in
+//! flight — a stream is a request in flight for as long as it lasts — and nothing read.
+
+use std::{
+    future::Future,
+    io::{self, IoSlice},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+    time::{Instant, Sleep},
+};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::registry::{STREAM_SEND_BUFFER, SocketControl};
+
+/// While the server drains, the longest a write may stay blocked.
+pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The time limits a socket is watched with.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// How long a write may stay blocked.
+    pub send_timeout: Duration,
+    /// How long the connection may sit idle between requests.
+    pub keep_alive_timeout: Duration,
+}
+
+/// Requests in flight on one connection, shared by the connection's service (which counts
+/// them) and its socket (which is idle only when there are none).
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    /// A request started; it ends when the returned guard is dropped (with its response body,
+    /// once that has been sent).
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+}
+
+/// One request in flight; see [`Activity::start`].
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A TCP socket whose writes may not stay blocked for longer than the send timeout, and which
+/// may not sit idle for longer than the keep-alive timeout.
+#[derive(Debug)]
+pub struct WatchedSocket {
+    stream: TcpStream,
+    control: SocketControl,
+    activity: Arc<Activity>,
+    limits: SocketLimits,
+    draining: CancellationToken,
+    /// Whether the send buffer has been sized for a stream.
+    streaming: bool,
+    /// Set while a write is blocked; allocated only then.
+    blocked: Option<Blocked>,
+    /// Set while the connection is idle; allocated only then.
+    idle: Option<Pin<Box<Sleep>>>,
+    /// Set once the keep-alive timeout has passed: reads report the end from now on.
+    timed_out_idle: bool,
+    /// Set once the connection has been failed: every later call fails the same way.
+    failed: Option<io::ErrorKind>,
+}
+
+#[derive(Debug)]
+struct Blocked {
+    deadline: Pin<Box<Sleep>>,
+    /// Completes when draining starts, to shorten the deadline; `None` once it has.
+    drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl WatchedSocket {
+    /// Watches `stream` within `limits`. Everything fails once `control` is hung up; after
+    /// `draining` is cancelled a blocked write may last [`DRAIN_SEND_TIMEOUT`] at most.
+    pub fn new(
+        stream: TcpStream,
+        control: SocketControl,
+        activity: Arc<Activity>,
+        limits: SocketLimits,
+        draining: CancellationToken,
+    ) -> Self {
+        WatchedSocket {
+            stream,
+            control,
+            activity,
+            limits,
+            draining,
+            streaming: false,
+            blocked: None,
+            idle: None,
+            timed_out_idle: false,
+            failed: None,
+        }
+    }
+
+    /// Fails the connection: a reset on close, and `kind` from now on.
+    fn fail(&mut self, kind: io::ErrorKind, why: &str) -> io::Error {
+        if self.failed.is_none() {
+            // A reset instead of an orderly close: the kernel drops whatever the client never
+            // read, rather than keep it (and the socket) until the client reads or times out.
+            if let Err(error) = self.stream.set_zero_linger() {
+                tracing::debug!(%error, "cannot set SO_LINGER");
+            }
+            self.failed = Some(kind);
+            self.blocked = None;
+            match kind {
+                io::ErrorKind::TimedOut => {
+                    tracing::warn!(peer = ?self.stream.peer_addr().ok(), "{why}: disconnected");
+                }
+                _ => tracing::debug!(peer = ?self.stream.peer_addr().ok(), "{why}: disconnected"),
+            }
+        }
+        io::Error::new(kind, why.to_owned())
+    }
+
+    /// Before any use: fail if the connection has been failed or hung up on, and size the send
+    /// buffer once it carries a stream.
+    fn check(&mut self) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(kind, "connection already failed"));
+        }
+        let requests = self.control.requests();
+        if requests.hang_up {
+            return Err(self.fail(io::ErrorKind::ConnectionAborted, "stream cut off"));
+        }
+        if requests.stream && !self.streaming {
+            self.streaming = true;
+            // Linux doubles the value asked for (the rest is its bookkeeping).
+            let socket = socket2::SockRef::from(&self.stream);
+            if let Err(error) = socket.set_send_buffer_size(STREAM_SEND_BUFFER / 2) {
+                tracing::debug!(%error, "cannot size the send buffer");
+            }
+        }
+        Ok(())
+    }
+
+    /// After a write returned `Pending`: arms the deadline, and fails the connection when it
+    /// has passed.
+    fn blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.control.register_blocked(cx) {
+            return Poll::Ready(Err(
+                self.fail(io::ErrorKind::ConnectionAborted, "stream cut off")
+            ));
+        }
+        let blocked = self.blocked.get_or_insert_with(|| {
+            let limit = if self.draining.is_cancelled() {
+                self.limits.send_timeout.min(DRAIN_SEND_TIMEOUT)
+            } else {
+                self.limits.send_timeout
+            };
+            Blocked {
+                deadline: Box::pin(tokio::time::sleep(limit)),
+                drain: (!self.draining.is_cancelled())
+                    .then(|| Box::pin(self.draining.clone().cancelled_owned())),
+            }
+        });
+        if let Some(drain) = &mut blocked.drain
+            && drain.as_mut().poll(cx).is_ready()
+        {
+            blocked.drain = None;
+            let sooner = Instant::now() + DRAIN_SEND_TIMEOUT;
+            if sooner < blocked.deadline.deadline() {
+                blocked.deadline.as_mut().reset(sooner);
+            }
+        }
+        if blocked.deadline.as_mut().poll(cx).is_ready() {
+            let why = if self.draining.is_cancelled() {
+                "client not reading while the server shuts down"
+            } else {
+                "client not reading (send timeout)"
+            };
+            return Poll::Ready(Err(self.fail(io::ErrorKind::TimedOut, why)));
+        }
+        Poll::Pending
+    }
+
+    fn wrote<T>(
+        &mut self,
+        result: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.blocked = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.blocked(cx),
+        }
+    }
+
+    /// After a read returned `Pending`: whether the keep-alive timeout has now passed.
+    fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.activity.is_idle() {
+            self.idle = None;
+            return false;
+        }
+        let limit = self.limits.keep_alive_timeout;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if idle.as_mut().poll(cx).is_ready() {
+            self.idle = None;
+            self.timed_out_idle = true;
+            tracing::trace!("idle connection closed (keep-alive timeout)");
+            return true;
+        }
+        false
+    }
+}
+
+impl AsyncRead for WatchedSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        if this.timed_out_idle {
+            return Poll::Ready(Ok(())); // the end: nothing more will be read
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.idle = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending if this.idle_for_too_long(cx) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for WatchedSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(result, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.failed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}

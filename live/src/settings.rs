@@ -1,0 +1,520 @@
+//! Settings, read from environment variables (and a `.env` file), each with a default that
+//! works locally.
+//!
+//! Every value is checked at start, against what the app can actually use: a setting that
+//! parses but would fail later (a keep-alive of 2⁶⁴ seconds overflows the first timer that
+//! uses it) stops the app with a message naming the variable, rather than crash a connection
+//! at the first request.
+
+use std::{net::IpAddr, str::FromStr, time::Duration};
+
+use axum::http::HeaderName;
+
+use crate::views::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL};
+
+/// The longest any of the `*_SECS` settings may be: a day. Longer would never be meant, and
+/// unbounded ones overflow timers.
+const MAX_SECS: u64 = 24 * 60 * 60;
+
+/// Everything the app can be told from outside.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `HOST`: the address to listen on. Default `127.0.0.1` (use `0.0.0.0` in a container).
+    pub host: IpAddr,
+    /// `PORT`: the port to listen on; `0` picks a free one. Default `3000`.
+    pub port: u16,
+    /// `DATASTAR_URL`: where pages load Datastar from. Default [`DATASTAR_CDN_URL`].
+    pub datastar_url: String,
+    /// `DATASTAR_INTEGRITY`: the subresource-integrity hash of the file at `DATASTAR_URL`
+    /// (`sha384-…`), so a browser refuses any other file; `none` for no check. Default: the
+    /// known hash when `DATASTAR_URL` is the default, none otherwise.
+    pub datastar_integrity: Integrity,
+    /// `SSE_KEEP_ALIVE_SECS`: quiet time after which a stream sends a keep-alive comment.
+    /// Default 15 s, below the 30–60 s idle timeouts common in proxies and load balancers.
+    pub keep_alive: Duration,
+    /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
+    /// have no timeout. Default 10 s.
+    pub action_timeout: Duration,
+    /// `SEND_TIMEOUT_SECS`: how long a write to a client may stay blocked (its socket
+    /// unwritable: the client is not reading) before the client is disconnected. This is the
+    /// only test of a slow client. Default 10 s: a tab reads whatever arrives, so a socket that
+    /// takes nothing for that long belongs to a frozen or hostile client.
+    pub send_timeout: Duration,
+    /// `HEADER_READ_TIMEOUT_SECS`: how long a connection may take to send a complete request
+    /// head, counted from when the server starts waiting for one — so it also bounds how long
+    /// a kept-alive connection may sit idle. Default 10 s: a silent connection, or one that
+    /// trickles a header byte every few seconds, is closed then.
+    pub header_read_timeout: Duration,
+    /// `KEEP_ALIVE_TIMEOUT_SECS`: how long a connection may sit idle between requests before
+    /// it is closed. Default 5 s; at most `HEADER_READ_TIMEOUT_SECS`. Streams are never idle.
+    pub keep_alive_timeout: Duration,
+    /// `STREAM_QUEUE_LIMIT`: ordinary events one stream may have queued (latest-state events
+    /// coalesce and do not count). Default 1 024: a tab that reads never gets near it; past
+    /// it the stream is cut off instead of holding more memory.
+    pub queue_limit: usize,
+    /// `MAX_STREAMS`: open streams beyond which a new one is refused, and Datastar told to
+    /// retry in a few seconds. Default 10 000: each stream costs a socket and some memory.
+    pub max_streams: usize,
+    /// `MAX_STREAMS_PER_CLIENT`: open streams one client address may hold, so one client
+    /// cannot take them all. Default 256. The address is the TCP peer's unless
+    /// `CLIENT_IP_HEADER` says otherwise: behind a proxy every client has the proxy's address.
+    pub max_streams_per_client: usize,
+    /// `CLIENT_IP_HEADER`: the request header a trusted proxy puts the client's address in
+    /// (`x-forwarded-for`: the last address in it; `x-real-ip`). Unset: the TCP peer's address.
+    /// Set it only behind a proxy that overwrites the header: clients can send any value.
+    pub client_ip_header: Option<HeaderName>,
+    /// `MAX_CONNECTIONS`: open connections beyond which a new one gets a `503` at once. Default
+    /// (unset): what the open-files limit allows, less 512 kept for files, Redis and the
+    /// refusals themselves, so the server never reaches "too many open files".
+    pub max_connections: Option<usize>,
+    /// `LISTEN_BACKLOG`: connections the kernel may queue before the server accepts them.
+    /// Default 4096. After a deploy every client reconnects at once; with the usual 128, a
+    /// burst of thousands waits on SYN retries for seconds. (Linux caps it at
+    /// `net.core.somaxconn`.)
+    pub listen_backlog: u32,
+    /// `SHUTDOWN_TIMEOUT_SECS`: after SIGTERM, how long in-flight requests may take to finish
+    /// before the server exits anyway. Default 15 s, above the action timeout.
+    pub shutdown_timeout: Duration,
+    /// `REDIS_URL`: Redis to share broadcasts and state with other instances through, e.g.
+    /// `redis://127.0.0.1:6379`. Unset: everything stays in this process. Needs the `redis`
+    /// cargo feature.
+    pub redis_url: Option<String>,
+    /// `REDIS_SECRET`: the key every message between instances is signed with (at least 32
+    /// characters; the same on every instance). Required with `REDIS_URL`: anyone who can
+    /// publish on the channel could otherwise patch every open tab.
+    pub redis_secret: Option<String>,
+    /// `REDIS_PREFIX`: the namespace of this app's keys and channel in Redis. Default (unset):
+    /// the app's name, so several apps can share one Redis.
+    pub redis_prefix: Option<String>,
+    /// Debug builds only: where templates and static files are read from, and whether changes
+    /// are pushed to open tabs.
+    #[cfg(debug_assertions)]
+    pub dev: crate::dev::DevSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 3000,
+            datastar_url: DATASTAR_CDN_URL.to_owned(),
+            datastar_integrity: Integrity::Known,
+            keep_alive: Duration::from_secs(15),
+            action_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            queue_limit: crate::registry::DEFAULT_QUEUE_LIMIT,
+            max_streams: 10_000,
+            max_streams_per_client: 256,
+            client_ip_header: None,
+            max_connections: None,
+            listen_backlog: 4096,
+            shutdown_timeout: Duration::from_secs(15),
+            redis_url: None,
+            redis_secret: None,
+            redis_prefix: None,
+            #[cfg(debug_assertions)]
+            dev: crate::dev::DevSettings::default(),
+        }
+    }
+}
+
+/// Whether the browser checks the Datastar file against a hash (`DATASTAR_INTEGRITY`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Integrity {
+    /// The known hash of `DATASTAR_URL`, if there is one (the default file's).
+    #[default]
+    Known,
+    /// This hash (`sha384-…`).
+    Hash(String),
+    /// No check (`none`).
+    Off,
+}
+
+impl Settings {
+    /// The hash the page's `<script>` carries, if any.
+    pub fn datastar_integrity(&self) -> Option<String> {
+        match &self.datastar_integrity {
+            Integrity::Known => {
+                (self.datastar_url == DATASTAR_CDN_URL).then(|| DATASTAR_CDN_INTEGRITY.to_owned())
+            }
+            Integrity::Hash(hash) => Some(hash.clone()),
+            Integrity::Off => None,
+        }
+    }
+}
+
+/// A setting that is present but unusable; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(name: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            name,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a `.env` file in the working directory, if there is one, into the environment
+    /// (variables already set win over it), then the environment.
+    pub fn load() -> anyhow::Result<Self> {
+        match dotenvy::from_path(".env") {
+            Ok(()) => tracing::info!("read settings from .env"),
+            Err(error) if error.not_found() => {}
+            Err(error) => anyhow::bail!("cannot read .env: {error}"),
+        }
+        Ok(Settings::from_env()?)
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Settings::default();
+        let datastar_url = match lookup("DATASTAR_URL") {
+            Some(url)
+                if url.is_empty()
+                    || url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) =>
+            {
+                // It goes into a script tag and the Content-Security-Policy header.
+                return Err(ConfigError::new(
+                    "DATASTAR_URL",
+                    url,
+                    "must be a URL or path to datastar.js, without spaces, quotes, `;`, `,` or \
+                     angle brackets",
+                ));
+            }
+            Some(url) => url,
+            None => defaults.datastar_url,
+        };
+        let datastar_integrity = match lookup("DATASTAR_INTEGRITY") {
+            Some(none) if none == "none" => Integrity::Off,
+            Some(hash) if is_integrity(&hash) => Integrity::Hash(hash),
+            Some(hash) => {
+                return Err(ConfigError::new(
+                    "DATASTAR_INTEGRITY",
+                    hash,
+                    "must be `sha256-`, `sha384-` or `sha512-` and the file's base64 hash, or \
+                     `none`",
+                ));
+            }
+            None => Integrity::Known,
+        };
+        let config = Settings {
+            host: parse(&lookup, "HOST")?.unwrap_or(defaults.host),
+            port: parse(&lookup, "PORT")?.unwrap_or(defaults.port),
+            datastar_url,
+            datastar_integrity,
+            keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
+            action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
+                .unwrap_or(defaults.action_timeout),
+            send_timeout: seconds(&lookup, "SEND_TIMEOUT_SECS")?.unwrap_or(defaults.send_timeout),
+            header_read_timeout: seconds(&lookup, "HEADER_READ_TIMEOUT_SECS")?
+                .unwrap_or(defaults.header_read_timeout),
+            keep_alive_timeout: seconds(&lookup, "KEEP_ALIVE_TIMEOUT_SECS")?
+                .unwrap_or(defaults.keep_alive_timeout),
+            queue_limit: bounded(&lookup, "STREAM_QUEUE_LIMIT", 1, 1_000_000)?
+                .unwrap_or(defaults.queue_limit),
+            max_streams: bounded(&lookup, "MAX_STREAMS", 1, 10_000_000)?
+                .unwrap_or(defaults.max_streams),
+            max_streams_per_client: bounded(&lookup, "MAX_STREAMS_PER_CLIENT", 1, 10_000_000)?
+                .unwrap_or(defaults.max_streams_per_client),
+            client_ip_header: match lookup("CLIENT_IP_HEADER") {
+                Some(name) => Some(HeaderName::from_str(&name.to_ascii_lowercase()).map_err(
+                    |_| ConfigError::new("CLIENT_IP_HEADER", name, "must be a header name"),
+                )?),
+                None => None,
+            },
+            max_connections: bounded(&lookup, "MAX_CONNECTIONS", 1, 10_000_000)?,
+            listen_backlog: bounded(&lookup, "LISTEN_BACKLOG", 1, 65_535)?
+                .unwrap_or(defaults.listen_backlog),
+            shutdown_timeout: seconds(&lookup, "SHUTDOWN_TIMEOUT_SECS")?
+                .unwrap_or(defaults.shutdown_timeout),
+            redis_url: redis_url(&lookup)?,
+            redis_secret: lookup("REDIS_SECRET"),
+            redis_prefix: match lookup("REDIS_PREFIX") {
+                Some(prefix)
+                    if prefix.is_empty()
+                        || !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*') =>
+                {
+                    return Err(ConfigError::new(
+                        "REDIS_PREFIX",
+                        prefix,
+                        "must be a non-empty word of printable characters, without `*`",
+                    ));
+                }
+                Some(prefix) => Some(prefix),
+                None => defaults.redis_prefix,
+            },
+            #[cfg(debug_assertions)]
+            dev: defaults.dev,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what a single variable cannot: settings that must agree with each other. Run at
+    /// start on every configuration, however it was made.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.keep_alive_timeout > self.header_read_timeout {
+            return Err(ConfigError::new(
+                "KEEP_ALIVE_TIMEOUT_SECS",
+                self.keep_alive_timeout.as_secs().to_string(),
+                format!(
+                    "must not exceed HEADER_READ_TIMEOUT_SECS ({}): that timer also starts when \
+                     a connection goes idle",
+                    self.header_read_timeout.as_secs()
+                ),
+            ));
+        }
+        for (name, value) in [
+            ("SSE_KEEP_ALIVE_SECS", self.keep_alive),
+            ("ACTION_TIMEOUT_SECS", self.action_timeout),
+            ("SEND_TIMEOUT_SECS", self.send_timeout),
+            ("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout),
+            ("KEEP_ALIVE_TIMEOUT_SECS", self.keep_alive_timeout),
+            ("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(MAX_SECS) {
+                return Err(ConfigError::new(
+                    name,
+                    value.as_secs().to_string(),
+                    format!("must be from 1 to {MAX_SECS} seconds"),
+                ));
+            }
+        }
+        if self.redis_url.is_some() && cfg!(feature = "redis") {
+            match &self.redis_secret {
+                None => {
+                    return Err(ConfigError::new(
+                        "REDIS_SECRET",
+                        "",
+                        "must be set with REDIS_URL: every message between instances is \
+                         signed with it (32 characters or more, the same on every instance)",
+                    ));
+                }
+                Some(secret) if secret.len() < 32 => {
+                    return Err(ConfigError::new(
+                        "REDIS_SECRET",
+                        "(hidden)",
+                        "must be at least 32 characters",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
+fn is_integrity(value: &str) -> bool {
+    let Some((algorithm, hash)) = value.split_once('-') else {
+        return false;
+    };
+    let length = match algorithm {
+        "sha256" => 44,
+        "sha384" => 64,
+        "sha512" => 88,
+        _ => return false,
+    };
+    hash.len() == length
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+}
+
+fn parse<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let Some(value) = lookup(name) else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|error: T::Err| ConfigError::new(name, value, error.to_string()))
+}
+
+fn redis_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = lookup("REDIS_URL").filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    #[cfg(feature = "redis")]
+    if let Err(error) = redis::Client::open(url.as_str()) {
+        return Err(ConfigError::new("REDIS_URL", url, error.to_string()));
+    }
+    Ok(Some(url))
+}
+
+/// An integer from `min` to `max`.
+fn bounded<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    min: T,
+    max: T,
+) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    match parse::<T>(lookup, name)? {
+        Some(value) if value < min || value > max => Err(ConfigError::new(
+            name,
+            value.to_string(),
+            format!("must be from {min} to {max}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
+    Ok(bounded::<u64>(lookup, name, 1, MAX_SECS)?.map(Duration::from_secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_work_locally() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.datastar_url, DATASTAR_CDN_URL);
+        assert_eq!(
+            config.datastar_integrity().as_deref(),
+            Some(DATASTAR_CDN_INTEGRITY),
+            "the default file is pinned by its hash"
+        );
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let config = config(&[
+            ("HOST", "0.0.0.0"),
+            ("PORT", "8080"),
+            ("DATASTAR_URL", "/static/datastar.js"),
+            ("SSE_KEEP_ALIVE_SECS", "5"),
+            ("MAX_STREAMS", "50000"),
+            ("LISTEN_BACKLOG", "1024"),
+            ("HEADER_READ_TIMEOUT_SECS", "30"),
+            ("KEEP_ALIVE_TIMEOUT_SECS", "30"),
+            ("MAX_CONNECTIONS", "60000"),
+            ("CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ])
+        .unwrap();
+        assert_eq!(config.host.to_string(), "0.0.0.0");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.datastar_url, "/static/datastar.js");
+        assert_eq!(
+            config.datastar_integrity(),
+            None,
+            "no hash known for that URL"
+        );
+        assert_eq!(config.keep_alive, Duration::from_secs(5));
+        assert_eq!(config.max_streams, 50_000);
+        assert_eq!(config.listen_backlog, 1024);
+        assert_eq!(config.keep_alive_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_connections, Some(60_000));
+        assert_eq!(config.client_ip_header.unwrap(), "x-forwarded-for");
+    }
+
+    #[test]
+    fn an_integrity_hash_can_be_given_or_turned_off() {
+        let hash = format!("sha384-{}", "A".repeat(64));
+        let given = config(&[
+            ("DATASTAR_URL", "https://cdn.example/datastar.js"),
+            ("DATASTAR_INTEGRITY", &hash),
+        ])
+        .unwrap();
+        assert_eq!(given.datastar_integrity(), Some(hash));
+        let off = config(&[("DATASTAR_INTEGRITY", "none")]).unwrap();
+        assert_eq!(off.datastar_integrity(), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let secret = "s".repeat(32);
+        for (name, value) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("HOST", "localhost:3000"),
+            ("SSE_KEEP_ALIVE_SECS", "0"),
+            // Parses, but overflows the first timer that uses it.
+            ("SSE_KEEP_ALIVE_SECS", "18446744073709551615"),
+            ("SSE_KEEP_ALIVE_SECS", "86401"),
+            ("ACTION_TIMEOUT_SECS", "-1"),
+            ("SEND_TIMEOUT_SECS", "99999999999"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("KEEP_ALIVE_TIMEOUT_SECS", "11"),
+            ("MAX_STREAMS", "0"),
+            ("MAX_STREAMS", "lots"),
+            ("MAX_STREAMS_PER_CLIENT", "0"),
+            ("MAX_CONNECTIONS", "18446744073709551615"),
+            ("STREAM_QUEUE_LIMIT", "0"),
+            ("LISTEN_BACKLOG", "-5"),
+            ("LISTEN_BACKLOG", "4294967295"),
+            ("SHUTDOWN_TIMEOUT_SECS", "1.5"),
+            ("DATASTAR_URL", " "),
+            ("DATASTAR_URL", "https://x/ds.js; script-src *"),
+            ("DATASTAR_INTEGRITY", "md5-abc"),
+            ("DATASTAR_INTEGRITY", "sha384-tooshort"),
+            ("CLIENT_IP_HEADER", "not a header"),
+            ("REDIS_PREFIX", "two words"),
+            ("REDIS_PREFIX", "a*"),
+        ] {
+            let error = config(&[(name, value), ("REDIS_SECRET", &secret)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with(&format!("invalid {name}=")), "{error}");
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_needs_a_secret_long_enough() {
+        let url = ("REDIS_URL", "redis://127.0.0.1:6379");
+        let missing = config(&[url]).unwrap_err().to_string();
+        assert!(missing.starts_with("invalid REDIS_SECRET="), "{missing}");
+        let short = config(&[url, ("REDIS_SECRET", "short")]).unwrap_err();
+        assert!(
+            !short.to_string().contains("short"),
+            "the secret is not echoed"
+        );
+        let secret = "s".repeat(32);
+        assert!(config(&[url, ("REDIS_SECRET", &secret)]).is_ok());
+    }
+}

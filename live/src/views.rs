@@ -1,0 +1,229 @@
+//! HTML rendering: the minijinja environment and the app's templates.
+//!
+//! Release builds take the templates the app embedded and parse each one once, so the binary
+//! runs with nothing beside it. Debug builds read them from disk on every render, so an edited
+//! template shows on the next request without a rebuild (and a broken one recovers on the next
+//! save).
+//!
+//! Every `.html` template is autoescaped: whatever a user typed is escaped wherever it is
+//! printed, in full pages and in the partials that SSE patches carry alike.
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::assets::{Assets, Files};
+
+/// Where pages load Datastar from unless `DATASTAR_URL` says otherwise: the 1.x release that the
+/// `datastar` crate's events are written for.
+pub const DATASTAR_CDN_URL: &str =
+    "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.4/bundles/datastar.js";
+
+/// The subresource-integrity hash of the file at [`DATASTAR_CDN_URL`]: a browser runs that
+/// file only if its bytes hash to this, so a compromised CDN cannot serve anything else. (The
+/// file's SHA-256 is `727844ad…cac470cf91`.)
+pub const DATASTAR_CDN_INTEGRITY: &str =
+    "sha384-twbOvafhSBQ0rJDNPzJdUw6DRvthVgAVfSIG1BQVmCiNO7Qh2zeVn7T5qstgjJ9q";
+
+/// Where the layout's `<script>` loads Datastar from, and the hash it must have.
+#[derive(Debug, Clone, Default)]
+pub struct DatastarScript {
+    /// `DATASTAR_URL`.
+    pub url: String,
+    /// `DATASTAR_INTEGRITY`, or the known hash of the URL.
+    pub integrity: Option<String>,
+}
+
+/// What every template can use besides its own context.
+#[derive(Debug, Clone)]
+struct Globals {
+    datastar: DatastarScript,
+    assets: Assets,
+    instance: Uuid,
+    app_name: &'static str,
+}
+
+/// Renders templates by name (`home.html`, `partials/greeting.html`).
+#[derive(Debug)]
+pub struct Views {
+    globals: Globals,
+    /// Release builds parse each template once and keep it.
+    #[cfg(not(debug_assertions))]
+    env: Environment<'static>,
+    /// The templates; debug builds read their folder on every render.
+    templates: Files,
+}
+
+impl Views {
+    /// Views of `templates` whose layout loads `datastar` and links `assets`. `instance` names
+    /// this server process (dev builds reload a page rendered by another one); `app_name` is
+    /// the app's, for page titles.
+    pub fn new(
+        datastar: DatastarScript,
+        templates: Files,
+        assets: Assets,
+        instance: Uuid,
+        app_name: &'static str,
+    ) -> Self {
+        let globals = Globals {
+            datastar,
+            assets,
+            instance,
+            app_name,
+        };
+        Views {
+            #[cfg(not(debug_assertions))]
+            env: environment(&globals, Some(&templates)),
+            templates,
+            globals,
+        }
+    }
+
+    /// Renders template `name` with `ctx` (anything `Serialize`, or minijinja's `context!`).
+    pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, minijinja::Error> {
+        #[cfg(debug_assertions)]
+        let env = {
+            let mut env = environment(&self.globals, None);
+            env.set_loader(minijinja::path_loader(self.templates.dir()));
+            env
+        };
+        #[cfg(not(debug_assertions))]
+        let env = &self.env;
+        env.get_template(name)?.render(ctx)
+    }
+
+    /// Where the layout loads Datastar from.
+    pub fn datastar(&self) -> &DatastarScript {
+        &self.globals.datastar
+    }
+
+    /// The static files the templates link to.
+    pub fn assets(&self) -> &Assets {
+        &self.globals.assets
+    }
+
+    /// The templates.
+    pub fn templates(&self) -> &Files {
+        &self.templates
+    }
+}
+
+/// The shared set-up. In debug builds this runs per render: parsing a few small templates costs
+/// well under a millisecond and leaves no stale cache to invalidate while editing.
+fn environment(globals: &Globals, embedded: Option<&Files>) -> Environment<'static> {
+    let mut env = Environment::new();
+    if let Some(templates) = embedded.cloned() {
+        env.set_loader(move |name| {
+            Ok(templates
+                .get(name)
+                .and_then(|file| String::from_utf8(file.data.into_owned()).ok()))
+        });
+    }
+    // Catch misspelt variables instead of printing nothing; `{% if x %}` on a missing `x` still
+    // works.
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.add_global("datastar_url", Value::from(globals.datastar.url.as_str()));
+    env.add_global(
+        "datastar_integrity",
+        Value::from(globals.datastar.integrity.clone()),
+    );
+    // The package name, so the generated project's pages carry its own name.
+    env.add_global("app_name", globals.app_name);
+    // Debug builds add the dev loop to every page (see `crate::dev`).
+    env.add_global("dev", cfg!(debug_assertions));
+    env.add_global("instance", globals.instance.to_string());
+    // The longest wait between two attempts to reopen a stream: short while developing (the
+    // server restarts often), 30 s in production (spreads out a reconnect storm).
+    env.add_global(
+        "retry_max_wait",
+        if cfg!(debug_assertions) {
+            2_000
+        } else {
+            30_000
+        },
+    );
+    // `{{ asset_url("app.css") }}`: a URL with a content hash, cacheable for a year. Safe to
+    // print unescaped: a path written in a template plus a hex hash.
+    let assets = globals.assets.clone();
+    env.add_function("asset_url", move |path: &str| {
+        Value::from_safe_string(assets.url(path))
+    });
+    // `{{ new_id() }}`: a fresh UUID, e.g. for a tab's stream key.
+    env.add_function("new_id", || Uuid::new_v4().to_string());
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use minijinja::context;
+    use rust_embed::RustEmbed;
+
+    use super::*;
+
+    /// The kit's test templates (`tests/support/templates`), read from disk in debug builds.
+    #[derive(RustEmbed)]
+    #[folder = "tests/support/templates/"]
+    struct Fixture;
+
+    fn views(datastar: DatastarScript) -> Views {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/templates");
+        let templates = Files::new::<Fixture>(dir);
+        let assets = Assets::new(Files::new::<Fixture>(dir));
+        Views::new(datastar, templates, assets, Uuid::new_v4(), "notes")
+    }
+
+    fn from(url: &str) -> DatastarScript {
+        DatastarScript {
+            url: url.to_owned(),
+            integrity: None,
+        }
+    }
+
+    #[test]
+    fn user_text_is_escaped_in_partials() {
+        let html = views(from(DATASTAR_CDN_URL))
+            .render(
+                "partials/note.html",
+                context! { note => context! { text => "<img src=x onerror=alert(1)>", number => 1 } },
+            )
+            .unwrap();
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<img"), "{html}");
+    }
+
+    #[test]
+    fn the_layout_loads_datastar_from_the_configured_url_with_the_app_name() {
+        // minijinja's HTML escaping writes `/` as `&#x2f;`, which browsers read back as `/`.
+        let html = views(from("/static/datastar.js"))
+            .render(
+                "refused.html",
+                context! { title => "Busy", message => "Later." },
+            )
+            .unwrap()
+            .replace("&#x2f;", "/");
+        assert!(
+            html.contains(r#"<script type="module" src="/static/datastar.js"></script>"#),
+            "{html}"
+        );
+        assert!(html.contains("<title>Busy · notes</title>"), "{html}");
+    }
+
+    #[test]
+    fn a_known_hash_pins_the_script() {
+        let html = views(DatastarScript {
+            url: DATASTAR_CDN_URL.to_owned(),
+            integrity: Some(DATASTAR_CDN_INTEGRITY.to_owned()),
+        })
+        .render("refused.html", context! { title => "t", message => "m" })
+        .unwrap();
+        assert!(
+            html.contains(&format!(
+                r#"integrity="{DATASTAR_CDN_INTEGRITY}" crossorigin="anonymous""#
+            )),
+            "{html}"
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Scale-out tests: several app instances sharing a real `redis-server` (Debian package
+//! `redis-server`), started on a free port by each test. Run with `--features redis`.
+//!
+//! `faults.rs` puts a misbehaving proxy (`proxy.rs`) between an instance and Redis, and pauses,
+//! kills and empties Redis, to check that every broadcast still reaches every tab exactly once
+//! and that no tab goes back to an older note.
+
+mod faults;
+mod proxy;
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use support::{PATIENCE, SseClient, TestApp, elements, spawn_app_with};
+
+/// A `redis-server` of this test's own, without persistence.
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub(crate) async fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: port_outside_the_ephemeral_range(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    pub(crate) async fn restart(&mut self) {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or("redis-server".into());
+        let child = Command::new(&binary)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            // The fault tests make Redis sleep (`DEBUG SLEEP`).
+            .args(["--enable-debug-command", "yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start {binary}: {error} (apt-get install redis-server)")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while !self.answers().await {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("redis-server exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn answers(&self) -> bool {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut connection) = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .is_ok()
+    }
+
+    /// Runs one command on a connection of the test's own.
+    pub(crate) async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query_async(&mut connection).await.unwrap()
+    }
+
+    /// Kills it without warning (`kill -9`); it comes back empty on `restart`.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn publish_bytes(&self, channel: &str, message: &[u8]) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(message)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(receivers > 0, "nobody subscribed to {channel}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free port below the kernel's ephemeral range (32768 and up). While Redis is down the apps
+/// keep trying to connect to its port; were it an ephemeral port, one of those attempts could
+/// be given that same port as its source and connect to itself, holding the port.
+fn port_outside_the_ephemeral_range() -> u16 {
+    // Spread the tests of this and other test processes apart.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = 20_000 + ((std::process::id() * 7 + call * 101) % 12_000) as u16;
+    (start..32_000)
+        .chain(20_000..start)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port")
+}
+
+const PREFIX: &str = "scaleout-test";
+/// What the instances of these tests sign their messages with.
+pub(crate) const SECRET: &str = "the scale-out tests' secret, 32+ characters";
+
+pub(crate) async fn instance(redis_url: &str) -> TestApp {
+    let url = redis_url.to_owned();
+    spawn_app_with(move |config| {
+        config.redis_url = Some(url);
+        config.redis_secret = Some(SECRET.into());
+        config.redis_prefix = Some(PREFIX.into());
+    })
+    .await
+}
+
+/// Waits until `/healthz` reports the relay `connected` (or not).
+pub(crate) async fn wait_redis(app: &TestApp, connected: bool) {
+    let wanted = if connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
+        if health["redis"] == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "redis never {wanted}: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `redis-server` and two app instances already receiving from it.
+async fn two_connected_instances() -> (RedisServer, TestApp, TestApp) {
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    (redis, a, b)
+}
+
+/// The notes page once it contains `text`.
+pub(crate) async fn wait_for_page(app: &TestApp, text: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let page = app.page().await;
+        if page.contains(text) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} in {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub(crate) async fn next_note(tab: &mut SseClient) -> String {
+    elements(&tab.next_event().await)
+}
+
+#[tokio::test]
+async fn a_note_published_on_one_instance_reaches_streams_on_every_instance_exactly_once() {
+    // Arrange
+    let (_redis, a, b) = two_connected_instances().await;
+    let mut on_a = a.open_live_stream().await;
+    let mut on_b = b.open_live_stream().await;
+
+    // Act
+    a.publish_with_datastar("Ada").await;
+
+    // Assert: each stream gets the note, and the next event is the next note — no
+    // duplicate in between.
+    for tab in [&mut on_a, &mut on_b] {
+        assert!(next_note(tab).await.contains("<strong>Ada</strong>"));
+    }
+    b.publish_with_form("Grace").await;
+    for tab in [&mut on_a, &mut on_b] {
+        let next = next_note(tab).await;
+        assert!(next.contains("<strong>Grace</strong>"), "{next}");
+    }
+}
+
+#[tokio::test]
+async fn every_instance_shows_the_same_latest_greeting() {
+    let (_redis, a, b) = two_connected_instances().await;
+
+    a.publish_with_datastar("Ada").await;
+    b.publish_with_datastar("Grace").await;
+
+    for app in [&a, &b] {
+        // A note posted on one instance reaches the other within moments.
+        let page = wait_for_page(app, "<strong>Grace</strong>").await;
+        assert!(
+            page.contains("Note #2:"),
+            "numbered across instances: {page}"
+        );
+        let mut reconnecting = app.open_stream(uuid::Uuid::new_v4()).await;
+        let first = reconnecting.read_initial_events().await;
+        assert!(elements(&first.note).contains("Grace"));
+    }
+}
+
+#[tokio::test]
+async fn racing_notes_on_two_instances_leave_every_tab_on_the_latest() {
+    let (_redis, a, b) = two_connected_instances().await;
+    let mut on_a = a.open_live_stream().await;
+    let mut on_b = b.open_live_stream().await;
+
+    let names: Vec<String> = (0..20).map(|i| format!("racer{i}")).collect();
+    let notes = names.iter().enumerate().map(|(i, name)| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.publish_with_datastar(name)
+    });
+    join_all(notes).await;
+
+    // Whatever got published, the serials each tab saw only go up, and each tab ends on #20.
+    for tab in [&mut on_a, &mut on_b] {
+        let mut last = 0;
+        while last < 20 {
+            let patch = next_note(tab).await;
+            let serial: u64 = patch
+                .split("Note #")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no serial in {patch}"));
+            assert!(serial > last, "went back from #{last} to #{serial}");
+            last = serial;
+        }
+    }
+}
+
+#[tokio::test]
+async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back() {
+    let (mut redis, a, b) = two_connected_instances().await;
+    let mut on_a = a.open_live_stream().await;
+    let mut on_b = b.open_live_stream().await;
+
+    // Redis goes away mid-run.
+    redis.stop();
+    wait_redis(&a, false).await;
+    wait_redis(&b, false).await;
+
+    // Pages still serve, and a publish still reaches the streams of its own instance.
+    assert_eq!(a.get("/").await.status(), 200);
+    a.publish_with_datastar("Ada").await;
+    assert!(next_note(&mut on_a).await.contains("Ada"));
+
+    // Redis comes back: B catches up with the note it missed, and cross-instance delivery
+    // resumes, all without restarting the apps.
+    redis.restart().await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    let caught_up = next_note(&mut on_b).await;
+    assert!(caught_up.contains("Ada"), "B catches up: {caught_up}");
+    a.publish_with_datastar("Grace").await;
+    assert!(next_note(&mut on_a).await.contains("Grace"));
+    let on_b_next = next_note(&mut on_b).await;
+    assert!(on_b_next.contains("Grace"), "{on_b_next}");
+}
+
+#[tokio::test]
+async fn redis_down_at_start_does_not_stop_the_app() {
+    let mut redis = RedisServer::start().await;
+    redis.stop();
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    let mut on_a = a.open_live_stream().await;
+
+    // Serving, locally, from the start.
+    wait_redis(&a, false).await;
+    a.publish_with_form("Ada").await;
+    assert!(next_note(&mut on_a).await.contains("Ada"));
+
+    // And across instances once Redis is up.
+    redis.restart().await;
+    wait_redis(&a, true).await;
+    wait_redis(&b, true).await;
+    let mut on_b = b.open_live_stream().await;
+    a.publish_with_datastar("Grace").await;
+    assert!(next_note(&mut on_b).await.contains("Grace"));
+    assert!(next_note(&mut on_a).await.contains("Grace"));
+}
+
+#[tokio::test]
+async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counted() {
+    use datastar::prelude::PatchElements;
+    use live::{
+        Frame,
+        redis::wire::{Signer, WireBroadcast},
+        registry::{Outgoing, Pattern},
+    };
+
+    let redis = RedisServer::start().await;
+    let a = instance(&redis.url()).await;
+    wait_redis(&a, true).await;
+    let mut tab = a.open_live_stream().await;
+    let channel = format!("{PREFIX}:broadcast");
+
+    // A well-formed patch that would run script in every tab, signed with the wrong secret.
+    let attack = WireBroadcast {
+        origin: uuid::Uuid::new_v4(),
+        seq: 1,
+        outgoing: Outgoing {
+            pattern: Pattern::new("page/notes/*").unwrap(),
+            except: Vec::new(),
+            frame: Frame::from(PatchElements::new(
+                r#"<p id="note" data-init="window.pwned = true">pwned</p>"#,
+            )),
+            latest: None,
+        },
+    };
+    let forged = attack.encode(&Signer::new("not the app's secret, but long enough too"));
+    let text = String::from_utf8(forged.clone()).unwrap();
+    let (_, body) = text.split_once('\n').unwrap();
+    let unsigned = format!("ascolais/2\n{body}");
+    // Signed with the right secret, but not a broadcast.
+    let signed_nonsense = {
+        let mut message = attack.clone();
+        message.outgoing.frame = Frame::from(PatchElements::new("x"));
+        String::from_utf8(message.encode(&Signer::new(SECRET)))
+            .unwrap()
+            .replace("event: datastar-patch-elements\n", "")
+    };
+    let huge = "x".repeat(10 * 1024 * 1024);
+    let messages: Vec<&[u8]> = vec![
+        b"garbage",
+        &forged,
+        unsigned.as_bytes(),
+        signed_nonsense.as_bytes(),
+        huge.as_bytes(),
+    ];
+    let started = Instant::now();
+    for message in &messages {
+        redis.publish_bytes(&channel, message).await;
+    }
+    let health = a.get("/healthz").await;
+    eprintln!(
+        "/healthz answered {:?} after a 10 MB message",
+        started.elapsed()
+    );
+    assert_eq!(health.status(), 200);
+
+    // None of it reached the tab; each was counted; the relay kept going.
+    a.publish_with_datastar("Ada").await;
+    let next = next_note(&mut tab).await;
+    assert!(next.contains("Ada") && !next.contains("pwned"), "{next}");
+    let health: serde_json::Value = a.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["redis_rejected"], messages.len(), "{health}");
+    wait_redis(&a, true).await;
+}

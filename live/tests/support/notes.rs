@@ -1,0 +1,114 @@
+//! A small app on the kit, for the kit's tests and benchmark: one page whose stream follows a
+//! latest-state topic (the latest note), and one action that publishes a new note. It uses the
+//! kit the way an app does: `Live`, `Stream`, `publish_latest`, `actions`, `routes`, `layers`.
+
+use axum::{
+    Form, Router,
+    extract::State,
+    http::HeaderMap,
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use datastar::prelude::PatchElements;
+use live::{Error, Files, Frame, Live, Pattern, Settings, Signals, Site, Stream, Tab, Topic, sse};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// One note: what the page shows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Note {
+    pub text: String,
+    pub number: u64,
+}
+
+/// The latest note, shown on every notes page.
+pub static NOTE: Topic<Note> = Topic::new("note");
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "tests/support/templates/"]
+struct Templates;
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "tests/support/static/"]
+struct Static;
+
+/// The notes app's kit state under `settings`.
+pub fn live(settings: &Settings) -> Live {
+    let dir = |name: &str| format!("{}/tests/support/{name}", env!("CARGO_MANIFEST_DIR"));
+    Live::new(
+        settings,
+        Site {
+            name: "notes",
+            templates: Files::new::<Templates>(dir("templates")),
+            static_files: Files::new::<Static>(dir("static")),
+        },
+    )
+}
+
+/// Every route of the notes app.
+pub fn router(live: Live) -> Router {
+    let actions = Router::new().route("/notes", post(publish));
+    let router = Router::new()
+        .route("/", get(page))
+        .route("/sse/notes", get(stream))
+        .merge(live::actions(actions, &live))
+        .merge(live::routes());
+    live::layers(router, &live).with_state(live)
+}
+
+/// Every open notes page.
+pub fn pages() -> Pattern {
+    Pattern::page("notes").unwrap()
+}
+
+/// `#note` showing `note`.
+pub fn patch(live: &Live, note: Option<&Note>) -> Result<Frame, Error> {
+    let html = live.views.render("partials/note.html", context! { note })?;
+    Ok(PatchElements::new(html).into())
+}
+
+async fn page(State(live): State<Live>) -> Result<Html<String>, Error> {
+    let signals = json!({ "sessionId": uuid::Uuid::new_v4(), "connected": false });
+    let note = live.registry.latest(&NOTE);
+    Ok(Html(
+        live.views.render("page.html", context! { signals, note })?,
+    ))
+}
+
+async fn stream(
+    State(live): State<Live>,
+    stream: Stream,
+    Signals(tab): Signals<Tab>,
+) -> Result<Response, Error> {
+    stream
+        .starting_with(&NOTE, patch(&live, None)?)
+        .open_tab("notes", tab.session_id)
+}
+
+#[derive(Deserialize)]
+struct NoteForm {
+    text: String,
+}
+
+async fn publish(
+    State(live): State<Live>,
+    headers: HeaderMap,
+    Form(form): Form<NoteForm>,
+) -> Result<Response, Error> {
+    live.registry
+        .publish_latest(&NOTE, &pages(), |number| {
+            let note = Note {
+                text: form.text,
+                number,
+            };
+            let patch = patch(&live, Some(&note))?;
+            Ok::<_, Error>((note, patch))
+        })
+        .await?;
+    Ok(if sse::from_datastar(&headers) {
+        sse::reply([])
+    } else {
+        Redirect::to("/").into_response()
+    })
+}
