@@ -13,6 +13,9 @@ pub enum Error {
     /// A template failed to render (a bug in a template, or a missing one).
     #[error("template error: {0:#}")]
     Render(#[from] minijinja::Error),
+    /// A key or pattern built from a bad name (a bug: names in code are fixed).
+    #[error(transparent)]
+    Key(#[from] crate::registry::KeyError),
     /// Anything else unexpected.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),

@@ -87,8 +87,7 @@ impl Stream {
     /// the key shape the dev loop's `page/*/*` reaches. If another stream holds that key (a
     /// duplicated tab), it is replaced and sent a fresh session id to reconnect under.
     pub fn open_tab(self, page: &str, tab: Uuid) -> Result<Response, Error> {
-        let key = Key::tab(page, tab).map_err(|error| Error::Unexpected(error.into()))?;
-        self.open(key, true)
+        self.open(Key::tab(page, tab)?, true)
     }
 
     /// Opens the stream under `key`. A stream already stored there is replaced and ends.

@@ -8,11 +8,15 @@
 //! Every `.html` template is autoescaped: whatever a user typed is escaped wherever it is
 //! printed, in full pages and in the partials that SSE patches carry alike.
 
+use datastar::prelude::PatchElements;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::assets::{Assets, Files};
+use crate::{
+    assets::{Assets, Files},
+    sse::Frame,
+};
 
 /// Where pages load Datastar from unless `DATASTAR_URL` says otherwise: the 1.x release that the
 /// `datastar` crate's events are written for.
@@ -90,6 +94,12 @@ impl Views {
         #[cfg(not(debug_assertions))]
         let env = &self.env;
         env.get_template(name)?.render(ctx)
+    }
+
+    /// Renders template `name` (a partial, usually) into an event that patches its elements into
+    /// the page — the same template the full page includes, so a patch and a fresh page agree.
+    pub fn patch(&self, name: &str, ctx: impl Serialize) -> Result<Frame, minijinja::Error> {
+        Ok(PatchElements::new(self.render(name, ctx)?).into())
     }
 
     /// Where the layout loads Datastar from.

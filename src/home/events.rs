@@ -6,7 +6,7 @@
 //! a patch and a fresh page always agree. (The events every page shares — `connected`,
 //! `sessionId`, `#notice` — are the kit's: `live::events`.)
 
-use datastar::prelude::{PatchElements, PatchSignals};
+use datastar::prelude::PatchSignals;
 use live::{Frame, views::Views};
 use minijinja::context;
 use serde_json::json;
@@ -20,12 +20,10 @@ pub fn clear_draft() -> Frame {
 
 /// Replaces `#greeting` with `greeting` (or the "nobody yet" text).
 pub fn greeting(views: &Views, greeting: Option<&Greeting>) -> Result<Frame, minijinja::Error> {
-    let html = views.render("partials/greeting.html", context! { greeting })?;
-    Ok(PatchElements::new(html).into())
+    views.patch("partials/greeting.html", context! { greeting })
 }
 
 /// Replaces `#greet-error` with `error`, or empties it.
 pub fn greet_error(views: &Views, error: Option<&str>) -> Result<Frame, minijinja::Error> {
-    let html = views.render("partials/greet_error.html", context! { error })?;
-    Ok(PatchElements::new(html).into())
+    views.patch("partials/greet_error.html", context! { error })
 }

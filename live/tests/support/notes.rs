@@ -9,7 +9,6 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use datastar::prelude::PatchElements;
 use live::{Error, Files, Frame, Live, Pattern, Settings, Signals, Site, Stream, Tab, Topic, sse};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -64,8 +63,7 @@ pub fn pages() -> Pattern {
 
 /// `#note` showing `note`.
 pub fn patch(live: &Live, note: Option<&Note>) -> Result<Frame, Error> {
-    let html = live.views.render("partials/note.html", context! { note })?;
-    Ok(PatchElements::new(html).into())
+    Ok(live.views.patch("partials/note.html", context! { note })?)
 }
 
 async fn page(State(live): State<Live>) -> Result<Html<String>, Error> {
