@@ -3,11 +3,15 @@
 //!
 //! - `connected` (signal): `true` with the first event of every (re)connected stream, `false`
 //!   with a refusal; pages show it as their live/offline indicator.
+//! - `_reconnecting` (signal): `true` with the last event of a stream the server ended to
+//!   restart, so that a page takes that one end as expected rather than "offline" (the next
+//!   process takes over the socket, and the reconnect waits for it). The page clears it on
+//!   that end, and so does the next first event: a reconnect that then fails shows offline.
 //! - `sessionId` (signal): the tab's id, under which its stream is stored (`page/<page>/<tab>`).
 //! - `#notice` (element, in the layout, from `partials/notice.html`): where a refusal is shown
 //!   to the person who caused it.
 
-use datastar::prelude::{PatchElements, PatchSignals};
+use datastar::prelude::PatchSignals;
 use minijinja::context;
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +20,20 @@ use crate::{sse::Frame, views::Views};
 
 /// `{connected: true}`: the first event on every (re)connect, turning the indicator live.
 pub fn connected() -> Frame {
-    PatchSignals::new(json!({ "connected": true }).to_string()).into()
+    PatchSignals::new(json!({ "connected": true, "_reconnecting": false }).to_string()).into()
+}
+
+/// How soon a stream ended by a restart comes back: soon, since the next process takes over
+/// the same socket at once (and the listen backlog holds the burst of reconnects).
+pub const RECONNECT_AFTER_RESTART: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The last event of every stream when the server shuts down: reconnect soon, and — with
+/// `_reconnecting` set — do not take this end as "offline". A restart then goes unnoticed; if
+/// nothing takes over the socket, the reconnect fails and the page shows offline as usual.
+pub fn restarting() -> Frame {
+    PatchSignals::new(json!({ "_reconnecting": true }).to_string())
+        .retry(RECONNECT_AFTER_RESTART)
+        .into()
 }
 
 /// `{connected: false}`: the page's stream is not live (sent with a refusal).
@@ -28,8 +45,7 @@ pub fn disconnected() -> Frame {
 /// answer but a `200`, so this is how a refusal reaches the person who caused it. Rendered from
 /// the app's `partials/notice.html`, which the layout includes too.
 pub fn notice(views: &Views, message: Option<&str>) -> Result<Frame, minijinja::Error> {
-    let html = views.render("partials/notice.html", context! { notice => message })?;
-    Ok(PatchElements::new(html).into())
+    views.patch("partials/notice.html", context! { notice => message })
 }
 
 /// The last event for a stream replaced by another tab using the same session id: a fresh id,

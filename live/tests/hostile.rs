@@ -291,3 +291,34 @@ async fn replies_sent_while_draining_say_the_connection_closes() {
     assert!(response.contains("connection: close"), "{response}");
     stopping.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_accepted_just_before_shutdown_still_gets_its_answer() {
+    let mut app = spawn_app().await;
+    // Connected, and accepted by the server, with the request still on its way (a restart
+    // under load has many of these) — and one that never sends anything.
+    let mut on_its_way = TcpStream::connect(app.addr).await.unwrap();
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stopping = tokio::spawn(async move { app.shut_down().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = "GET / HTTP/1.1\r\nHost: app\r\n\r\n";
+    on_its_way.write_all(request.as_bytes()).await.unwrap();
+
+    // Answered, and told the connection closes; the silent one is closed after a moment.
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, on_its_way.read_to_end(&mut response))
+        .await
+        .expect("answered")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response:?}");
+    assert!(response.contains("connection: close"), "{response}");
+    let waited = Instant::now();
+    tokio::time::timeout(PATIENCE, until_closed(&mut silent))
+        .await
+        .expect("the silent connection is closed");
+    eprintln!("silent connection closed {:?} later", waited.elapsed());
+    stopping.await.unwrap().unwrap();
+}

@@ -25,7 +25,8 @@ pub async fn show(State(state): State<AppState>) -> Result<impl IntoResponse, Er
 /// The home page, optionally showing a validation `error` and the `draft` the user typed (when
 /// a plain form post is refused).
 pub fn render(state: &AppState, error: Option<&str>, draft: &str) -> Result<String, Error> {
-    let signals = json!({ "sessionId": Uuid::new_v4(), "connected": false });
+    let signals =
+        json!({ "sessionId": Uuid::new_v4(), "connected": false, "_reconnecting": false });
     let html = state.live.views.render(
         "home.html",
         context! {

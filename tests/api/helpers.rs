@@ -44,6 +44,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app after `customise` has adjusted the settings.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(None, customise).await
+}
+
+/// Like [`spawn_app_with`], serving on `listener` if given (as a service manager passes one:
+/// a test that keeps a clone of it can start a second app on the same socket).
+pub async fn spawn_app_on(
+    listener: Option<std::net::TcpListener>,
+    customise: impl FnOnce(&mut Settings),
+) -> TestApp {
     LazyLock::force(&TRACING);
     let mut settings = Settings {
         port: 0,
@@ -56,9 +65,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     }
     customise(&mut settings);
     let state = AppState::new(&settings);
-    let server = Server::bind(&settings, state.live.clone())
-        .await
-        .expect("bind an ephemeral port");
+    let server = match listener {
+        Some(listener) => Server::from_listener(listener, &settings, state.live.clone())
+            .expect("serve on the given socket"),
+        None => Server::bind(&settings, state.live.clone())
+            .await
+            .expect("bind an ephemeral port"),
+    };
     let addr = server.local_addr().unwrap();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(server.run(router(state.clone()), async {

@@ -1,16 +1,17 @@
 //! The dev loop of debug builds, in the browser: edit, save, see it in every open tab.
 #![cfg(debug_assertions)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use tokio::sync::SemaphorePermit;
 
 use crate::{
-    app, app_with,
+    app, app_on, app_with,
     harness::Browser,
     helpers::{TestApp, Workspace, spawn_app_with},
+    turn,
 };
 
 /// The app on a private copy of `templates/` and `static/`, with its file watcher on.
@@ -139,6 +140,52 @@ async fn tabs_reload_when_a_restarted_server_answers() {
         "{rendered_by}"
     );
     tab.close().await;
+}
+
+#[tokio::test]
+async fn a_restart_on_a_kept_socket_reloads_tabs_without_going_offline() {
+    // The listening socket outlives both servers, as `systemfd` (or systemd) keeps it.
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kept = socket.try_clone().unwrap();
+    let _turn = turn().await;
+    let mut first = app_on(Some(socket), |_| {}).await;
+    let tab = Browser::open_live("tab", &first.url("/")).await;
+    first.wait_for_streams("page/home/*", 1).await;
+    // Anything that shows "offline" from now on is remembered across the reload.
+    tab.eval(
+        "window.__marker = 'old server';
+         const status = document.querySelector('#connection-status');
+         new MutationObserver(() => {
+           if (status.textContent.includes('offline')) sessionStorage.setItem('offline', 'seen');
+         }).observe(status, {childList: true, characterData: true, subtree: true});",
+        vec![],
+    )
+    .await;
+
+    // The server stops, and nothing accepts for a while (cargo rebuilding): the tab's
+    // reconnect waits in the socket's queue.
+    first.shut_down().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        tab.eval("return sessionStorage.getItem('offline')", vec![])
+            .await,
+        json!(null),
+        "the tab showed offline while the server was down"
+    );
+    let second = app_on(Some(kept), |_| {}).await;
+
+    // It reconnects to the new server, notices the new instance and reloads, never offline.
+    tab.wait_until("a reload", "window.__marker === undefined")
+        .await;
+    second.wait_for_streams("page/home/*", 1).await;
+    tab.wait_live().await;
+    assert_eq!(
+        tab.eval("return sessionStorage.getItem('offline')", vec![])
+            .await,
+        json!(null),
+        "the tab showed offline across the restart"
+    );
+    Browser::finish([tab], &[]).await;
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use live::{Settings, settings::Integrity};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_on};
 
 static ONE_AT_A_TIME: Semaphore = Semaphore::const_new(1);
 
@@ -32,14 +32,27 @@ pub async fn app() -> (TestApp, SemaphorePermit<'static>) {
 pub async fn app_with(
     customise: impl FnOnce(&mut Settings),
 ) -> (TestApp, SemaphorePermit<'static>) {
-    let permit = ONE_AT_A_TIME.acquire().await.unwrap();
+    let permit = turn().await;
+    (app_on(None, customise).await, permit)
+}
+
+/// This scenario's turn to use the browser and the machine.
+pub async fn turn() -> SemaphorePermit<'static> {
+    ONE_AT_A_TIME.acquire().await.unwrap()
+}
+
+/// The app as [`app_with`] makes it, serving on `listener` if given; for a scenario that
+/// takes its [`turn`] itself (one that starts a second server).
+pub async fn app_on(
+    listener: Option<std::net::TcpListener>,
+    customise: impl FnOnce(&mut Settings),
+) -> TestApp {
     let bundle = bundle::serve().await;
-    let app = spawn_app_with(|config| {
+    spawn_app_on(listener, |config| {
         // Pinned by its hash, as the default CDN copy is: the browser checks it.
         config.datastar_url = format!("http://{bundle}/datastar.js");
         config.datastar_integrity = Integrity::Hash(bundle::integrity());
         customise(config);
     })
-    .await;
-    (app, permit)
+    .await
 }

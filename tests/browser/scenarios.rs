@@ -148,6 +148,18 @@ async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() 
 }
 
 #[tokio::test]
+async fn a_server_that_stops_for_good_shows_offline_despite_its_restart_notice() {
+    let (mut app, _turn) = app().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
+
+    // Its streams' last event says "restarting", but nothing takes over the port: the
+    // reconnect fails, and that is offline.
+    app.shut_down().await.unwrap();
+    tab.wait_for_text("#connection-status", "offline").await;
+    Browser::finish([tab], &["ERR_CONNECTION_REFUSED"]).await;
+}
+
+#[tokio::test]
 async fn a_stream_the_server_ends_comes_back_by_itself() {
     let (app, _turn) = app().await;
     let tab = Browser::open_live("tab", &app.url("/")).await;

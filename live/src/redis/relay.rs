@@ -30,14 +30,14 @@ use std::{
     collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use futures_util::{StreamExt, future::BoxFuture};
 use redis::{AsyncCommands, Script, aio::PubSub};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -121,6 +121,40 @@ struct Inner {
     rejection_logged: Mutex<Option<Instant>>,
     /// Cancelled when the relay is dropped: its tasks end and let go of their connections.
     stop: CancellationToken,
+    /// Broadcasts queued or being published, for [`Relay::flush`].
+    unpublished: Unpublished,
+}
+
+/// Counts the broadcasts queued for publishing and not yet done with.
+#[derive(Debug, Default)]
+struct Unpublished {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl Unpublished {
+    /// Queues `publish`, counting it while it is on its way.
+    fn queue(&self, queue: &mpsc::Sender<Publish>, publish: Publish) -> Result<(), ()> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        queue.try_send(publish).map_err(|_| self.done())
+    }
+
+    /// One broadcast published, or given up on.
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+
+    async fn flushed(&self) {
+        loop {
+            let none_left = self.none_left.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            none_left.await;
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -180,6 +214,7 @@ impl RedisRelay {
             signer,
             rejected: AtomicU64::new(0),
             rejection_logged: Mutex::new(None),
+            unpublished: Unpublished::default(),
             stop: CancellationToken::new(),
         });
         tokio::spawn(publish(
@@ -224,7 +259,7 @@ impl Relay for RedisRelay {
                 },
             );
         }
-        if inner.queue.try_send(publish).is_err() {
+        if inner.unpublished.queue(&inner.queue, publish).is_err() {
             tracing::warn!("redis publishing is backed up: delivering locally only");
             delivered += inner.settle(seq, registry, Settle::DeliverHere);
         }
@@ -266,6 +301,10 @@ impl Relay for RedisRelay {
 
     fn rejected(&self) -> u64 {
         self.inner.rejected.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.unpublished.flushed())
     }
 }
 
@@ -390,7 +429,7 @@ impl Inner {
                 created: now,
             },
         );
-        if self.queue.try_send(publish).is_err() {
+        if self.unpublished.queue(&self.queue, publish).is_err() {
             tracing::warn!("redis publishing is backed up: not sharing a latest state");
         }
     }
@@ -480,6 +519,7 @@ async fn publish(
                 inner.settle(item.seq, &registry, Settle::DeliverHere);
             }
         }
+        inner.unpublished.done();
     }
 }
 

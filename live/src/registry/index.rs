@@ -136,6 +136,19 @@ impl Index {
         node.entry.as_ref()
     }
 
+    /// Calls `visit` with every entry.
+    pub(super) fn for_each(&self, mut visit: impl FnMut(&Entry)) {
+        fn all(node: &Node, visit: &mut impl FnMut(&Entry)) {
+            if let Some(entry) = &node.entry {
+                visit(entry);
+            }
+            for child in node.children.values() {
+                all(child, visit);
+            }
+        }
+        all(&self.root, &mut visit);
+    }
+
     /// Calls `visit` with every entry whose key `pattern` matches.
     pub(super) fn for_each_match(&self, pattern: &Pattern, mut visit: impl FnMut(&Entry)) {
         let segments: Vec<&str> = pattern.segments().collect();

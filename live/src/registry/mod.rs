@@ -635,6 +635,20 @@ impl Registry {
         removed.len()
     }
 
+    /// [`Registry::shut_down`], sending every stream `last` as its last frame (say, when to
+    /// come back).
+    pub fn shut_down_with(&self, last: &Frame) -> usize {
+        let removed = {
+            let mut state = self.shared.lock();
+            state.shut_down = true;
+            state.index.for_each(|entry| {
+                entry.outbox.push(last.clone());
+            });
+            std::mem::take(&mut state.index)
+        };
+        removed.len()
+    }
+
     /// Total number of stored connections.
     pub fn len(&self) -> usize {
         self.shared.lock().index.len()

@@ -29,4 +29,8 @@ pub trait Relay: Send + Sync + fmt::Debug {
 
     /// Messages from other instances refused so far (unsigned, forged, too large, malformed).
     fn rejected(&self) -> u64;
+
+    /// Completes once every broadcast taken so far has been sent on (or given up on): the
+    /// server waits for it, within its shutdown timeout, before the process exits.
+    fn flush(&self) -> BoxFuture<'_, ()>;
 }

@@ -16,15 +16,12 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpSocket},
     sync::Semaphore,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use self::{
     connection::ClientAddr,
@@ -43,29 +40,47 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `HOST:PORT` from `settings` (port 0 picks a free port) with a listen backlog of
-    /// `LISTEN_BACKLOG`, for the app whose kit state is `live`. First raises the process's
-    /// open-files limit as far as the system allows: every stream holds a socket, and the usual
-    /// soft limit (1 024) would cap the server far below what it can serve.
+    /// Listens on the socket the service manager passed (systemd socket activation, or
+    /// `systemfd`: `LISTEN_FDS`), or else binds `HOST:PORT` from `settings` (port 0 picks a free
+    /// port) with a listen backlog of `LISTEN_BACKLOG`; for the app whose kit state is `live`.
+    /// First raises the process's open-files limit as far as the system allows: every stream
+    /// holds a socket, and the usual soft limit (1 024) would cap the server far below what it
+    /// can serve.
+    ///
+    /// An inherited socket outlives the process: while one process stops and the next starts,
+    /// connections wait in the kernel's queue instead of being refused, so a restart loses
+    /// nothing.
     pub async fn bind(settings: &Settings, live: Live) -> io::Result<Self> {
         settings
             .validate()
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
         raise_open_files_limit();
-        let addr = SocketAddr::new(settings.host, settings.port);
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
+        let listener = match inherited_listener()? {
+            Some(listener) => listener,
+            None => bind(settings)?,
         };
-        // Restarting must not wait for the old process's sockets to leave TIME_WAIT.
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
-        // then waits seconds on SYN retries.
-        let listener = socket.listen(settings.listen_backlog)?;
         Ok(Server {
             listener,
+            live,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Like [`bind`](Self::bind), on a listening socket made elsewhere (`HOST`, `PORT` and
+    /// `LISTEN_BACKLOG` are not used): a socket passed by another scheme than `LISTEN_FDS`, or
+    /// one a test keeps open across two servers, as a service manager would.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        settings: &Settings,
+        live: Live,
+    ) -> io::Result<Self> {
+        settings
+            .validate()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        raise_open_files_limit();
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener: TcpListener::from_std(listener)?,
             live,
             settings: settings.clone(),
         })
@@ -139,7 +154,8 @@ impl Server {
             false => None,
         };
         let app = router;
-        let graceful = GracefulShutdown::new();
+        let connections = TaskTracker::new();
+        let first_request_window = FIRST_REQUEST_WINDOW.min(self.settings.header_read_timeout);
         let mut http = http1::Builder::new();
         // Without a timer hyper's header-read timeout never fires, and a connection that
         // sends nothing (or a byte now and then) stays open for good.
@@ -181,25 +197,30 @@ impl Server {
             let service = ConnectionService {
                 router: app.clone(),
                 control,
-                activity,
+                activity: Arc::clone(&activity),
                 peer: peer.ip(),
                 client_ip_header: client_ip_header.clone(),
                 draining: draining.clone(),
             };
             let connection = http.serve_connection(TokioIo::new(socket), service);
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
+            let draining = draining.clone();
+            connections.spawn(async move {
+                let result = drain(connection, &activity, &draining, first_request_window).await;
+                if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 }
                 drop(permit);
             });
         }
         drop(self.listener); // stop accepting
-        let closed = registry.shut_down();
+        // Every stream is told to come back soon: with an inherited socket, the next process
+        // is already taking the connections.
+        let closed = registry.shut_down_with(&crate::events::restarting());
         draining.cancel();
         tracing::info!(closed, "shutting down: streams ended, finishing requests");
-        if tokio::time::timeout(grace, graceful.shutdown())
+        let deadline = tokio::time::Instant::now() + grace;
+        connections.close();
+        if tokio::time::timeout_at(deadline, connections.wait())
             .await
             .is_err()
         {
@@ -208,8 +229,85 @@ impl Server {
                 "requests still running after the shutdown timeout: exiting"
             );
         }
+        // What the last requests published must reach the other instances before this one
+        // goes: a greeting answered with 200 and then lost would be a lie.
+        if let Some(relay) = registry.relay()
+            && tokio::time::timeout_at(deadline, relay.flush())
+                .await
+                .is_err()
+        {
+            tracing::warn!("broadcasts still unpublished at the shutdown timeout: exiting");
+        }
         Ok(())
     }
+}
+
+/// How long a connection accepted just before shutdown, with no request yet, may take to send
+/// one (at most `HEADER_READ_TIMEOUT_SECS`).
+pub const FIRST_REQUEST_WINDOW: Duration = Duration::from_secs(1);
+
+/// Serves `connection` until it ends; once `draining`, ends it gracefully: at once if it has
+/// served a request (idle, it closes; busy, it closes after its response), and otherwise only
+/// after `window`.
+///
+/// The exception is what makes a restart lose nothing. A connection the kernel accepted just
+/// before shutdown usually has its request on the way, unread: closing it then — hyper's
+/// graceful shutdown closes a connection that has no request yet — would reset it, and the
+/// client sees a failed request instead of the answer it would get a moment later. Given the
+/// window, its request is read and answered, with `Connection: close` since the server is
+/// draining, and the connection ends by itself.
+async fn drain<S>(
+    connection: http1::Connection<TokioIo<WatchedSocket>, S>,
+    activity: &Activity,
+    draining: &CancellationToken,
+    window: Duration,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        () = draining.cancelled() => {}
+    }
+    if !activity.is_used()
+        && let Ok(result) = tokio::time::timeout(window, connection.as_mut()).await
+    {
+        return result;
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
+}
+
+/// The listening socket passed the systemd way (`LISTEN_FDS`, fd 3), if there is one.
+fn inherited_listener() -> io::Result<Option<TcpListener>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    let Some(listener) = passed.take_tcp_listener(0)? else {
+        return Ok(None);
+    };
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving on an inherited socket");
+    Ok(Some(listener))
+}
+
+/// A socket of our own on `HOST:PORT`.
+fn bind(settings: &Settings) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Restarting must not wait for the old process's sockets to leave TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
+    // then waits seconds on SYN retries.
+    socket.listen(settings.listen_backlog)
 }
 
 /// Raises the open-files limit to the hard limit the system allows.

@@ -25,7 +25,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
     time::Duration,
@@ -57,6 +57,8 @@ pub struct SocketLimits {
 #[derive(Debug, Default)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Whether any request has started: a connection without one may have it on the way.
+    used: AtomicBool,
 }
 
 impl Activity {
@@ -64,7 +66,13 @@ impl Activity {
     /// once that has been sent).
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.used.store(true, Ordering::Release);
         InFlight(Arc::clone(self))
+    }
+
+    /// Whether a request has started on this connection.
+    pub fn is_used(&self) -> bool {
+        self.used.load(Ordering::Acquire)
     }
 
     fn is_idle(&self) -> bool {
