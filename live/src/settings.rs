@@ -12,6 +12,103 @@ use axum::http::HeaderName;
 
 use crate::views::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL};
 
+/// Every variable the settings are read from: its name, its default (empty: unset), and what it
+/// means in a line. `.env.example` is written from this; tests keep the three — this list, the
+/// code that reads the variables, and the example file — in step.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "HOST",
+        "127.0.0.1",
+        "the address to listen on (0.0.0.0 in a container)",
+    ),
+    ("PORT", "3000", "the port to listen on; 0 picks a free one"),
+    (
+        "DATASTAR_URL",
+        DATASTAR_CDN_URL,
+        "where pages load Datastar from",
+    ),
+    (
+        "DATASTAR_INTEGRITY",
+        "",
+        "the file's sha384-… hash (default: known for the default URL); none: no check",
+    ),
+    (
+        "SSE_KEEP_ALIVE_SECS",
+        "15",
+        "quiet seconds before a stream sends a keep-alive comment",
+    ),
+    (
+        "ACTION_TIMEOUT_SECS",
+        "10",
+        "the longest an action may run before it answers 408",
+    ),
+    (
+        "SEND_TIMEOUT_SECS",
+        "10",
+        "how long a write to a client may stay blocked before it is disconnected",
+    ),
+    (
+        "HEADER_READ_TIMEOUT_SECS",
+        "10",
+        "how long a connection may take to send a request head (also caps idle time)",
+    ),
+    (
+        "KEEP_ALIVE_TIMEOUT_SECS",
+        "5",
+        "how long a connection may sit idle between requests",
+    ),
+    (
+        "STREAM_QUEUE_LIMIT",
+        "1024",
+        "ordinary events one stream may have queued before it is cut off",
+    ),
+    (
+        "MAX_STREAMS",
+        "10000",
+        "open streams beyond which new ones are refused (and told when to retry)",
+    ),
+    (
+        "MAX_STREAMS_PER_CLIENT",
+        "256",
+        "open streams one client address may hold",
+    ),
+    (
+        "CLIENT_IP_HEADER",
+        "",
+        "behind a trusted proxy: the header with the client's address (x-forwarded-for)",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "",
+        "open connections beyond which new ones get 503 (default: the open-files limit less 512)",
+    ),
+    (
+        "LISTEN_BACKLOG",
+        "4096",
+        "connections the kernel queues before they are accepted (not with an inherited socket)",
+    ),
+    (
+        "SHUTDOWN_TIMEOUT_SECS",
+        "15",
+        "after SIGTERM, how long in-flight requests may take before the process exits",
+    ),
+    (
+        "REDIS_URL",
+        "",
+        "Redis to share broadcasts through (needs the redis feature), e.g. redis://127.0.0.1:6379",
+    ),
+    (
+        "REDIS_SECRET",
+        "",
+        "with REDIS_URL: the key messages between instances are signed with (32+ characters)",
+    ),
+    (
+        "REDIS_PREFIX",
+        "",
+        "the namespace of this app's keys and channel in Redis (default: the app's name)",
+    ),
+];
+
 /// The longest any of the `*_SECS` settings may be: a day. Longer would never be meant, and
 /// unbounded ones overflow timers.
 const MAX_SECS: u64 = 24 * 60 * 60;
@@ -406,6 +503,66 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_variables_read_are_the_variables_listed() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Settings::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        let mut listed: Vec<String> = VARIABLES
+            .iter()
+            .map(|(name, ..)| name.to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(asked, listed);
+    }
+
+    #[test]
+    fn the_listed_defaults_are_the_defaults() {
+        let defaults: std::collections::HashMap<&str, &str> = VARIABLES
+            .iter()
+            .map(|(name, default, _)| (*name, *default))
+            .collect();
+        let from_list = config(
+            &VARIABLES
+                .iter()
+                .filter(|(_, default, _)| !default.is_empty())
+                .map(|(name, default, _)| (*name, *default))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let default = Settings::default();
+        assert_eq!(from_list.host, default.host);
+        assert_eq!(from_list.port, default.port);
+        assert_eq!(from_list.datastar_url, default.datastar_url);
+        assert_eq!(from_list.keep_alive, default.keep_alive);
+        assert_eq!(from_list.action_timeout, default.action_timeout);
+        assert_eq!(from_list.send_timeout, default.send_timeout);
+        assert_eq!(from_list.header_read_timeout, default.header_read_timeout);
+        assert_eq!(from_list.keep_alive_timeout, default.keep_alive_timeout);
+        assert_eq!(from_list.queue_limit, default.queue_limit);
+        assert_eq!(from_list.max_streams, default.max_streams);
+        assert_eq!(
+            from_list.max_streams_per_client,
+            default.max_streams_per_client
+        );
+        assert_eq!(from_list.listen_backlog, default.listen_backlog);
+        assert_eq!(from_list.shutdown_timeout, default.shutdown_timeout);
+        for unset in [
+            "CLIENT_IP_HEADER",
+            "MAX_CONNECTIONS",
+            "REDIS_URL",
+            "REDIS_SECRET",
+            "REDIS_PREFIX",
+        ] {
+            assert_eq!(defaults[unset], "", "{unset} has no default value");
+        }
     }
 
     #[test]
