@@ -115,7 +115,10 @@ async fn healthz_reports_ok_and_open_streams() {
 async fn healthz_says_draining_once_shutdown_begins() {
     let app = spawn_app().await;
 
-    app.state.live.registry.shut_down();
+    app.state
+        .live
+        .registry
+        .shut_down(&live::events::restarting());
 
     let response = app.get("/healthz").await;
     assert_eq!(response.status(), 503);

@@ -624,20 +624,10 @@ impl Registry {
         removed.len()
     }
 
-    /// Closes every connection and refuses later ones: the first step of a graceful shutdown,
-    /// since a server waits for open response bodies to finish.
-    pub fn shut_down(&self) -> usize {
-        let removed = {
-            let mut state = self.shared.lock();
-            state.shut_down = true;
-            std::mem::take(&mut state.index)
-        };
-        removed.len()
-    }
-
-    /// [`Registry::shut_down`], sending every stream `last` as its last frame (say, when to
-    /// come back).
-    pub fn shut_down_with(&self, last: &Frame) -> usize {
+    /// Closes every connection, each after `last` (say, when to come back), and refuses later
+    /// ones: the first step of a graceful shutdown, since a server waits for open response
+    /// bodies to finish.
+    pub fn shut_down(&self, last: &Frame) -> usize {
         let removed = {
             let mut state = self.shared.lock();
             state.shut_down = true;

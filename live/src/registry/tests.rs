@@ -222,7 +222,12 @@ fn shut_down_ends_every_stream_and_refuses_new_ones() {
     let registry = Registry::default();
     let (mut a, _) = registry.connect(key("page/home/a")).unwrap();
 
-    assert_eq!(registry.shut_down(), 1);
+    assert_eq!(registry.shut_down(&frame(9)), 1);
+    assert_eq!(
+        poll_now(&mut a),
+        Some(Some(frame(9))),
+        "the last frame first"
+    );
     assert_eq!(poll_now(&mut a), Some(None));
 
     assert!(registry.is_shut_down());

@@ -51,16 +51,14 @@ impl Server {
     /// connections wait in the kernel's queue instead of being refused, so a restart loses
     /// nothing.
     pub async fn bind(settings: &Settings, live: Live) -> io::Result<Self> {
-        settings
-            .validate()
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-        raise_open_files_limit();
-        let listener = match inherited_listener()? {
-            Some(listener) => listener,
-            None => bind(settings)?,
-        };
+        let mut passed = listenfd::ListenFd::from_env();
+        if let Some(listener) = passed.take_tcp_listener(0)? {
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving on an inherited socket");
+            return Self::from_listener(listener, settings, live);
+        }
+        prepare(settings)?;
         Ok(Server {
-            listener,
+            listener: bind(settings)?,
             live,
             settings: settings.clone(),
         })
@@ -74,10 +72,7 @@ impl Server {
         settings: &Settings,
         live: Live,
     ) -> io::Result<Self> {
-        settings
-            .validate()
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-        raise_open_files_limit();
+        prepare(settings)?;
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener: TcpListener::from_std(listener)?,
@@ -215,7 +210,7 @@ impl Server {
         drop(self.listener); // stop accepting
         // Every stream is told to come back soon: with an inherited socket, the next process
         // is already taking the connections.
-        let closed = registry.shut_down_with(&crate::events::restarting());
+        let closed = registry.shut_down(&crate::events::restarting());
         draining.cancel();
         tracing::info!(closed, "shutting down: streams ended, finishing requests");
         let deadline = tokio::time::Instant::now() + grace;
@@ -282,16 +277,14 @@ where
     connection.await
 }
 
-/// The listening socket passed the systemd way (`LISTEN_FDS`, fd 3), if there is one.
-fn inherited_listener() -> io::Result<Option<TcpListener>> {
-    let mut passed = listenfd::ListenFd::from_env();
-    let Some(listener) = passed.take_tcp_listener(0)? else {
-        return Ok(None);
-    };
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
-    tracing::info!(addr = ?listener.local_addr().ok(), "serving on an inherited socket");
-    Ok(Some(listener))
+/// What serving needs before it has a socket: settings that can be used, and as many open
+/// files as the system allows.
+fn prepare(settings: &Settings) -> io::Result<()> {
+    settings
+        .validate()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+    raise_open_files_limit();
+    Ok(())
 }
 
 /// A socket of our own on `HOST:PORT`.
