@@ -114,7 +114,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 const MAX_SECS: u64 = 24 * 60 * 60;
 
 /// Everything the app can be told from outside.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// `HOST`: the address to listen on. Default `127.0.0.1` (use `0.0.0.0` in a container).
     pub host: IpAddr,
@@ -537,23 +537,7 @@ mod tests {
                 .collect::<Vec<_>>(),
         )
         .unwrap();
-        let default = Settings::default();
-        assert_eq!(from_list.host, default.host);
-        assert_eq!(from_list.port, default.port);
-        assert_eq!(from_list.datastar_url, default.datastar_url);
-        assert_eq!(from_list.keep_alive, default.keep_alive);
-        assert_eq!(from_list.action_timeout, default.action_timeout);
-        assert_eq!(from_list.send_timeout, default.send_timeout);
-        assert_eq!(from_list.header_read_timeout, default.header_read_timeout);
-        assert_eq!(from_list.keep_alive_timeout, default.keep_alive_timeout);
-        assert_eq!(from_list.queue_limit, default.queue_limit);
-        assert_eq!(from_list.max_streams, default.max_streams);
-        assert_eq!(
-            from_list.max_streams_per_client,
-            default.max_streams_per_client
-        );
-        assert_eq!(from_list.listen_backlog, default.listen_backlog);
-        assert_eq!(from_list.shutdown_timeout, default.shutdown_timeout);
+        assert_eq!(from_list, Settings::default());
         for unset in [
             "CLIENT_IP_HEADER",
             "MAX_CONNECTIONS",

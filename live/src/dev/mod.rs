@@ -53,7 +53,7 @@ pub static ALL_PAGES: LazyLock<Pattern> =
     LazyLock::new(|| Pattern::new("page/*/*").expect("a valid pattern"));
 
 /// Where the dev loop looks for files, and whether it watches them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DevSettings {
     /// Templates are read from here on every render. Default: the app's `templates/`.
     pub templates_dir: Option<PathBuf>,
