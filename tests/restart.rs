@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use live::testing::RedisServer;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -40,44 +41,6 @@ fn binary() -> PathBuf {
     binary
 }
 
-/// A `redis-server` of the test's own.
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian: redis-server)");
-        let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Redis(child, port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// How a new process gets its socket.
 #[derive(Clone, Copy, Debug)]
 enum Socket<'a> {
@@ -91,13 +54,13 @@ enum Socket<'a> {
 struct App(Child);
 
 impl App {
-    fn start(socket: Socket<'_>, redis: &Redis) -> App {
+    fn start(socket: Socket<'_>, redis: &RedisServer) -> App {
         let mut command = Command::new(binary());
         command
             .env("RUST_LOG", "warn")
-            .env("REDIS_URL", format!("redis://127.0.0.1:{}", redis.1))
+            .env("REDIS_URL", redis.url())
             .env("REDIS_SECRET", SECRET)
-            .env("REDIS_PREFIX", format!("restart-test-{}", redis.1))
+            .env("REDIS_PREFIX", format!("restart-test-{}", redis.port))
             .env("MAX_STREAMS_PER_CLIENT", "10000") // every tab is 127.0.0.1 here
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -310,7 +273,7 @@ enum Restart {
 /// A restart under load, done `how`.
 async fn restart_under_load(how: Restart) -> Outcome {
     live::serve::raise_open_files_limit();
-    let redis = Redis::start();
+    let redis = RedisServer::start().await;
     // The launcher's socket, with a backlog as large as the app's own. A plain restart only
     // takes its port: the app binds that itself.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

@@ -22,6 +22,7 @@
 //!   embedded in release builds; [`security`] headers; [`refusals`] made visible.
 //! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.
 //! - `dev` (debug builds only): the dev loop. `redis` (feature `redis`): the relay over Redis.
+//! - `testing` (feature `testing`, for tests): an SSE client and Datastar event readers.
 
 #![deny(missing_docs, unreachable_pub)]
 
@@ -44,6 +45,8 @@ pub mod signals;
 pub mod sse;
 mod static_files;
 mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod views;
 
 use axum::{

@@ -44,7 +44,7 @@ async fn a_stream_says_connected_then_sends_the_current_greeting() {
 
     // `{connected: true}` comes first (the helper checks), then the greeting.
     let initial = stream.read_initial_events().await;
-    assert!(elements(&initial.greeting).contains("Nobody has been greeted yet."));
+    assert!(elements(&initial.state).contains("Nobody has been greeted yet."));
     assert_eq!(
         app.state.live.registry.keys(&app::home::HOME_PAGES),
         [live::Key::tab("home", session_id).unwrap()],
@@ -60,7 +60,7 @@ async fn a_reconnecting_tab_is_sent_the_latest_greeting_first() {
 
     let mut stream = app.open_home_stream(Uuid::new_v4()).await;
 
-    let state = elements(&stream.read_initial_events().await.greeting);
+    let state = elements(&stream.read_initial_events().await.state);
     assert!(state.contains("Hello, <strong>Grace</strong>!"), "{state}");
     assert!(state.contains("Greeting #2"), "{state}");
 }

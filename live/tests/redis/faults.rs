@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use live::testing::RedisServer;
+
 use crate::{
-    RedisServer, instance,
+    instance,
     proxy::{Proxy, Then},
     support::{PATIENCE, SseClient, TestApp, elements},
     wait_redis,
@@ -181,9 +183,9 @@ async fn a_tab_that_connects_while_redis_commands_fail_starts_from_the_newest_gr
     let mut late = a.open_stream(uuid::Uuid::new_v4()).await;
     let first = late.read_initial_events().await;
     assert!(
-        elements(&first.note).contains("<strong>Grace</strong>"),
+        elements(&first.state).contains("<strong>Grace</strong>"),
         "{:?}",
-        first.note
+        first.state
     );
     assert!(a.page().await.contains("<strong>Grace</strong>"));
 }

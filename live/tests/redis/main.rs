@@ -10,130 +10,11 @@ mod proxy;
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use live::testing::RedisServer;
 use support::{PATIENCE, SseClient, TestApp, elements, spawn_app_with};
-
-/// A `redis-server` of this test's own, without persistence.
-pub(crate) struct RedisServer {
-    pub(crate) port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub(crate) async fn start() -> RedisServer {
-        let mut server = RedisServer {
-            port: port_outside_the_ephemeral_range(),
-            child: None,
-        };
-        server.restart().await;
-        server
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (again) on the same port and waits until it answers.
-    pub(crate) async fn restart(&mut self) {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or("redis-server".into());
-        let child = Command::new(&binary)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            // The fault tests make Redis sleep (`DEBUG SLEEP`).
-            .args(["--enable-debug-command", "yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("cannot start {binary}: {error} (apt-get install redis-server)")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + PATIENCE;
-        while !self.answers().await {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("redis-server exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn answers(&self) -> bool {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
-        let Ok(client) = redis::Client::open(self.url()) else {
-            return false;
-        };
-        let Ok(mut connection) = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        else {
-            return false;
-        };
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .is_ok()
-    }
-
-    /// Runs one command on a connection of the test's own.
-    pub(crate) async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let mut command = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            command.arg(*arg);
-        }
-        command.query_async(&mut connection).await.unwrap()
-    }
-
-    /// Kills it without warning (`kill -9`); it comes back empty on `restart`.
-    pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn publish_bytes(&self, channel: &str, message: &[u8]) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let receivers: i64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(message)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert!(receivers > 0, "nobody subscribed to {channel}");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A free port below the kernel's ephemeral range (32768 and up). While Redis is down the apps
-/// keep trying to connect to its port; were it an ephemeral port, one of those attempts could
-/// be given that same port as its source and connect to itself, holding the port.
-fn port_outside_the_ephemeral_range() -> u16 {
-    // Spread the tests of this and other test processes apart.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let start = 20_000 + ((std::process::id() * 7 + call * 101) % 12_000) as u16;
-    (start..32_000)
-        .chain(20_000..start)
-        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port")
-}
 
 const PREFIX: &str = "scaleout-test";
 /// What the instances of these tests sign their messages with.
@@ -232,7 +113,7 @@ async fn every_instance_shows_the_same_latest_greeting() {
         );
         let mut reconnecting = app.open_stream(uuid::Uuid::new_v4()).await;
         let first = reconnecting.read_initial_events().await;
-        assert!(elements(&first.note).contains("Grace"));
+        assert!(elements(&first.state).contains("Grace"));
     }
 }
 
@@ -368,7 +249,7 @@ async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counte
     ];
     let started = Instant::now();
     for message in &messages {
-        redis.publish_bytes(&channel, message).await;
+        publish_bytes(&redis, &channel, message).await;
     }
     let health = a.get("/healthz").await;
     eprintln!(
@@ -384,4 +265,17 @@ async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counte
     let health: serde_json::Value = a.get("/healthz").await.json().await.unwrap();
     assert_eq!(health["redis_rejected"], messages.len(), "{health}");
     wait_redis(&a, true).await;
+}
+
+/// Publishes `message` on `channel` as anyone with access to Redis could.
+async fn publish_bytes(redis: &RedisServer, channel: &str, message: &[u8]) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(receivers > 0, "nobody subscribed to {channel}");
 }

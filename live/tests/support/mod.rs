@@ -9,19 +9,13 @@ pub mod notes;
 
 use std::{
     net::SocketAddr,
-    pin::Pin,
     sync::{LazyLock, OnceLock},
     time::Duration,
 };
 
-use eventsource_stream::{Event, Eventsource};
-use futures_util::{Stream, StreamExt};
 use live::{Live, Server, Settings, registry::Pattern};
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
-
-/// Long enough for a loaded CI machine, short enough that a hang fails the test quickly.
-pub const PATIENCE: Duration = Duration::from_secs(10);
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -178,17 +172,7 @@ impl TestApp {
 
     /// Waits until the registry holds `expected` streams under `pattern`.
     pub async fn wait_for_streams(&self, pattern: &str, expected: usize) {
-        let waited = tokio::time::timeout(PATIENCE, async {
-            while self.streams(pattern) != expected {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert!(
-            waited.is_ok(),
-            "expected {expected} streams under {pattern}, found {}",
-            self.streams(pattern)
-        );
+        live::testing::wait_for_streams(&self.live.registry, pattern, expected).await;
     }
 
     /// Triggers a graceful shutdown and waits for the server to return.
@@ -210,107 +194,5 @@ impl Drop for TestApp {
     }
 }
 
-type Events = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
-
-/// What a notes stream starts with, after `{connected: true}`.
-pub struct InitialEvents {
-    /// The current note (or "no note yet").
-    pub note: Event,
-    /// Debug builds: the dev loop's instance id.
-    pub dev_server: Option<Event>,
-}
-
-/// A real SSE client reading a real response over TCP.
-pub struct SseClient {
-    events: Events,
-}
-
-impl SseClient {
-    pub fn new(response: reqwest::Response) -> Self {
-        let events = response
-            .bytes_stream()
-            .eventsource()
-            .map(|event| event.map_err(|error| error.to_string()));
-        SseClient {
-            events: Box::pin(events),
-        }
-    }
-
-    /// The next event; fails the test if none comes in time or the stream ends.
-    pub async fn next_event(&mut self) -> Event {
-        match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(error))) => panic!("SSE stream failed: {error}"),
-            Ok(None) => panic!("SSE stream ended while an event was expected"),
-            Err(_) => panic!("no SSE event within {PATIENCE:?}"),
-        }
-    }
-
-    /// Reads what every notes stream starts with: `{connected: true}` first, then the current
-    /// note and, in debug builds, the dev loop's instance id, in either order.
-    pub async fn read_initial_events(&mut self) -> InitialEvents {
-        let connected = self.next_event().await;
-        assert_eq!(signals(&connected)["connected"], true, "{connected:?}");
-        let (mut note, mut dev_server) = (None, None);
-        while note.is_none() || (cfg!(debug_assertions) && dev_server.is_none()) {
-            let event = self.next_event().await;
-            if event.event == "datastar-patch-elements" && note.is_none() {
-                note = Some(event);
-            } else if signals(&event).get("_devServer").is_some() && dev_server.is_none() {
-                dev_server = Some(event);
-            } else {
-                panic!("unexpected initial event {event:?}");
-            }
-        }
-        InitialEvents {
-            note: note.unwrap(),
-            dev_server,
-        }
-    }
-
-    /// Waits for the server to end the stream; fails the test on any further event.
-    pub async fn expect_end(&mut self) {
-        match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(None) => {}
-            Ok(Some(Ok(event))) => panic!("expected the stream to end, got {event:?}"),
-            Ok(Some(Err(error))) => panic!("expected a clean end, got {error}"),
-            Err(_) => panic!("the stream did not end within {PATIENCE:?}"),
-        }
-    }
-}
-
-/// The HTML lines of a `datastar-patch-elements` event, joined as Datastar joins them.
-pub fn elements(event: &Event) -> String {
-    assert_eq!(event.event, "datastar-patch-elements", "{event:?}");
-    event
-        .data
-        .lines()
-        .filter_map(|line| line.strip_prefix("elements "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The JSON of a `datastar-patch-signals` event.
-pub fn signals(event: &Event) -> serde_json::Value {
-    assert_eq!(event.event, "datastar-patch-signals", "{event:?}");
-    let json: String = event
-        .data
-        .lines()
-        .filter_map(|line| line.strip_prefix("signals "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("signals are JSON ({e}): {json}"))
-}
-
-/// The events of a short SSE reply (an action's answer to Datastar), read to the end.
-pub async fn reply_events(response: reqwest::Response) -> Vec<Event> {
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let events: Vec<_> = tokio::time::timeout(
-        PATIENCE,
-        response.bytes_stream().eventsource().collect::<Vec<_>>(),
-    )
-    .await
-    .expect("a reply ends by itself");
-    events.into_iter().map(|e| e.unwrap()).collect()
-}
+#[allow(unused_imports)] // each test binary uses its own share of these too
+pub use live::testing::{PATIENCE, SseClient, elements, reply_events, signals};

@@ -1,0 +1,265 @@
+//! What tests of a live app need to talk to it as a browser does (feature `testing`, for
+//! dev-dependencies): a real SSE client, readers for Datastar's events, a wait on the
+//! registry, and — with feature `redis` — a `redis-server` of the test's own.
+//!
+//! The kit's tests and the app's tests both use these, so a change to the wire format or to
+//! how a stream starts is followed in one place.
+
+use std::{pin::Pin, time::Duration};
+
+pub use eventsource_stream::Event;
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+
+use crate::registry::{Pattern, Registry};
+
+/// Long enough for a loaded CI machine, short enough that a hang fails the test quickly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+type Events = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
+
+/// What a page's stream starts with, after `{connected: true}`.
+#[derive(Debug)]
+pub struct InitialEvents {
+    /// The page's current state: the first patch of its elements (e.g. the latest greeting).
+    pub state: Event,
+    /// Debug builds: the dev loop's instance id.
+    pub dev_server: Option<Event>,
+}
+
+/// A real SSE client reading a real response over TCP.
+pub struct SseClient {
+    events: Events,
+}
+
+impl SseClient {
+    /// Reads the events of `response`, a stream's answer.
+    pub fn new(response: reqwest::Response) -> Self {
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map(|event| event.map_err(|error| error.to_string()));
+        SseClient {
+            events: Box::pin(events),
+        }
+    }
+
+    /// The next event; fails the test if none comes in time or the stream ends.
+    pub async fn next_event(&mut self) -> Event {
+        match tokio::time::timeout(PATIENCE, self.events.next()).await {
+            Ok(Some(Ok(event))) => event,
+            Ok(Some(Err(error))) => panic!("SSE stream failed: {error}"),
+            Ok(None) => panic!("SSE stream ended while an event was expected"),
+            Err(_) => panic!("no SSE event within {PATIENCE:?}"),
+        }
+    }
+
+    /// Reads what a page's stream opened with [`Stream`](crate::Stream) starts with:
+    /// `{connected: true}` first, then the page's current state and, in debug builds, the dev
+    /// loop's instance id, in either order.
+    pub async fn read_initial_events(&mut self) -> InitialEvents {
+        let connected = self.next_event().await;
+        assert_eq!(signals(&connected)["connected"], true, "{connected:?}");
+        let (mut state, mut dev_server) = (None, None);
+        while state.is_none() || (cfg!(debug_assertions) && dev_server.is_none()) {
+            let event = self.next_event().await;
+            if event.event == "datastar-patch-elements" && state.is_none() {
+                state = Some(event);
+            } else if signals(&event).get("_devServer").is_some() && dev_server.is_none() {
+                dev_server = Some(event);
+            } else {
+                panic!("unexpected initial event {event:?}");
+            }
+        }
+        InitialEvents {
+            state: state.unwrap(),
+            dev_server,
+        }
+    }
+
+    /// Waits for the server to end the stream; fails the test on any further event.
+    pub async fn expect_end(&mut self) {
+        match tokio::time::timeout(PATIENCE, self.events.next()).await {
+            Ok(None) => {}
+            Ok(Some(Ok(event))) => panic!("expected the stream to end, got {event:?}"),
+            Ok(Some(Err(error))) => panic!("expected a clean end, got {error}"),
+            Err(_) => panic!("the stream did not end within {PATIENCE:?}"),
+        }
+    }
+}
+
+/// The HTML lines of a `datastar-patch-elements` event, joined as Datastar joins them.
+pub fn elements(event: &Event) -> String {
+    assert_eq!(event.event, "datastar-patch-elements", "{event:?}");
+    event
+        .data
+        .lines()
+        .filter_map(|line| line.strip_prefix("elements "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The JSON of a `datastar-patch-signals` event.
+pub fn signals(event: &Event) -> serde_json::Value {
+    assert_eq!(event.event, "datastar-patch-signals", "{event:?}");
+    let json: String = event
+        .data
+        .lines()
+        .filter_map(|line| line.strip_prefix("signals "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("signals are JSON ({e}): {json}"))
+}
+
+/// The events of a short SSE reply (an action's answer to Datastar), read to the end.
+pub async fn reply_events(response: reqwest::Response) -> Vec<Event> {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events: Vec<_> = tokio::time::timeout(
+        PATIENCE,
+        response.bytes_stream().eventsource().collect::<Vec<_>>(),
+    )
+    .await
+    .expect("a reply ends by itself");
+    events.into_iter().map(|e| e.unwrap()).collect()
+}
+
+/// Waits until `registry` holds `expected` streams under `pattern`; fails the test otherwise.
+pub async fn wait_for_streams(registry: &Registry, pattern: &str, expected: usize) {
+    let pattern = Pattern::new(pattern).unwrap();
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while registry.count(&pattern) != expected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "expected {expected} streams under {}, found {}",
+        pattern.as_str(),
+        registry.count(&pattern)
+    );
+}
+
+#[cfg(feature = "redis")]
+pub use self::redis_server::RedisServer;
+
+#[cfg(feature = "redis")]
+mod redis_server {
+    use std::{
+        net::TcpListener,
+        process::{Child, Command, Stdio},
+        time::{Duration, Instant},
+    };
+
+    use super::PATIENCE;
+
+    /// A `redis-server` of the test's own (Debian package `redis-server`; `REDIS_SERVER`
+    /// names another binary), without persistence, killed when dropped.
+    #[derive(Debug)]
+    pub struct RedisServer {
+        /// The port it listens on, on 127.0.0.1.
+        pub port: u16,
+        child: Option<Child>,
+    }
+
+    impl RedisServer {
+        /// Starts one on a free port and waits until it answers.
+        pub async fn start() -> RedisServer {
+            let mut server = RedisServer {
+                port: port_outside_the_ephemeral_range(),
+                child: None,
+            };
+            server.restart().await;
+            server
+        }
+
+        /// Its URL, for `REDIS_URL`.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// Starts (again) on the same port and waits until it answers.
+        pub async fn restart(&mut self) {
+            let binary = std::env::var("REDIS_SERVER").unwrap_or("redis-server".into());
+            let child = Command::new(&binary)
+                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                // Fault tests make Redis sleep (`DEBUG SLEEP`).
+                .args(["--enable-debug-command", "yes"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|error| {
+                    panic!("cannot start {binary}: {error} (apt-get install redis-server)")
+                });
+            self.child = Some(child);
+            let deadline = Instant::now() + PATIENCE;
+            while !self.answers().await {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                    panic!("redis-server exited at start: {status}");
+                }
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        async fn answers(&self) -> bool {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1)));
+            let Ok(client) = redis::Client::open(self.url()) else {
+                return false;
+            };
+            let Ok(mut connection) = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            else {
+                return false;
+            };
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .is_ok()
+        }
+
+        /// Runs one command on a connection of the test's own.
+        pub async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+            let client = redis::Client::open(self.url()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let mut command = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                command.arg(*arg);
+            }
+            command.query_async(&mut connection).await.unwrap()
+        }
+
+        /// Kills it without warning (`kill -9`); it comes back empty on `restart`.
+        pub fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    /// A free port below the kernel's ephemeral range (32768 and up). While Redis is down the
+    /// apps keep trying to connect to its port; were it an ephemeral port, one of those attempts
+    /// could be given that same port as its source and connect to itself, holding the port.
+    fn port_outside_the_ephemeral_range() -> u16 {
+        // Spread the tests of this and other test processes apart.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = 20_000 + ((std::process::id() * 7 + call * 101) % 12_000) as u16;
+        (start..32_000)
+            .chain(20_000..start)
+            .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .expect("a free port")
+    }
+}
