@@ -204,7 +204,7 @@ mod tests {
         Entry {
             id,
             key: Key::new(key).unwrap(),
-            outbox: Outbox::new(1),
+            outbox: Arc::new(Outbox::new(1)),
             socket: None,
             client: None,
         }

@@ -15,12 +15,15 @@
 //!   connection and ends its stream; the caller gets a [`Replaced`] handle to send it a last
 //!   word first.
 //! - **A healthy viewer is never dropped.** A broadcast never waits, and a long queue is not a
-//!   reason to drop anyone: it only says the server is behind (`outbox.rs`). Latest-state
-//!   events coalesce, so a stream that is behind skips to the newest version; ordinary events
+//!   reason to drop anyone: it only says the server is behind (`outbox.rs`). Ordinary events
 //!   are all delivered, in order, up to a generous limit per stream. Clients that stop reading
 //!   are found by the server's send timeout instead, which watches the socket itself.
+//! - **A latest-state publish costs O(1).** A topic's newest version sits in one slot
+//!   (`slot.rs`, the shape of tokio's `watch`); publishing swaps it and wakes the streams that
+//!   wait for it. A stream that wakes writes the newest version it has not sent, so a burst of
+//!   1 024 publishes costs about what one does: the work follows the frames written.
 //! - **Encode once.** A broadcast clones one [`Frame`] — a reference-counted byte buffer — into
-//!   each outbox.
+//!   each outbox; a latest-state version is one frame in its slot, read by every stream.
 //! - **Cost follows the matches.** Keys live in a trie of segments (`index.rs`), so a broadcast
 //!   visits only the branches its pattern can match.
 //! - **Never backwards.** Versions of a latest-state topic are totally ordered ([`Version`]),
@@ -33,6 +36,7 @@ mod key;
 mod latest;
 mod outbox;
 mod relay;
+mod slot;
 mod socket;
 
 use std::{
@@ -53,7 +57,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use self::{
     index::{Entry, Index},
-    outbox::{Outbox, Push},
+    outbox::{Next, Outbox, Push, next_seq},
+    slot::{Follow, Published, Slot},
 };
 pub use self::{
     key::{Key, KeyError, Pattern, WILDCARD},
@@ -65,8 +70,9 @@ use crate::sse::Frame;
 
 /// Ordinary (not latest-state) frames one connection may have queued at once.
 ///
-/// A tab that reads never gets near it: latest-state events take one slot per topic however
-/// many arrive, and a stream's task writes everything queued each time it runs. Reaching it
+/// A tab that reads never gets near it: latest-state events are not queued (a stream reads the
+/// newest from its topic's slot), and a stream's task writes everything queued each time it
+/// runs. Reaching it
 /// takes more than a thousand un-coalescable events sent to one tab faster than they can be
 /// written; the connection is then cut off (the tab reconnects and gets the current state)
 /// instead of holding more memory. Each queued frame costs one shared pointer, so the limit
@@ -109,35 +115,32 @@ struct TopicState {
     /// The newest version known here, with its value and event: what pages render and new
     /// streams start with. A version published here is known at once, before it has gone round
     /// through the relay, so a page loaded right after the post that made it shows it.
-    newest: Option<Snapshot>,
-    /// The newest version pushed to the streams: never push one that is not newer.
-    pushed: Option<Version>,
+    newest: Option<Arc<Published>>,
+    /// The newest version delivered to the streams, and the streams that follow the topic.
+    slot: Arc<Slot>,
     /// The newest version handed out here (it may not be published yet).
     assigned: Option<Version>,
 }
 
-struct Snapshot {
-    version: Version,
-    value: Option<Arc<str>>,
-    frame: Frame,
-    pattern: Pattern,
-}
-
-impl Snapshot {
-    fn of(outgoing: &Outgoing, latest: &LatestState) -> Self {
-        Snapshot {
-            version: latest.version,
-            value: latest.value.clone(),
-            frame: outgoing.frame.clone(),
-            pattern: outgoing.pattern.clone(),
-        }
+impl TopicState {
+    fn newest_known(&self) -> Option<Version> {
+        let delivered = self.newest.as_ref().map(|newest| newest.version);
+        delivered.max(self.assigned)
     }
 }
 
-impl TopicState {
-    fn newest_known(&self) -> Option<Version> {
-        let delivered = self.newest.as_ref().map(|snapshot| snapshot.version);
-        delivered.max(self.assigned)
+impl Outgoing {
+    /// This broadcast as a published version of its topic, at place `seq` in the order of
+    /// events.
+    fn published(&self, latest: &LatestState, seq: u64) -> Arc<Published> {
+        Arc::new(Published {
+            version: latest.version,
+            value: latest.value.clone(),
+            frame: self.frame.clone(),
+            pattern: self.pattern.clone(),
+            except: self.except.clone(),
+            seq,
+        })
     }
 }
 
@@ -174,7 +177,8 @@ pub struct ConnectOptions<'a> {
     /// The TCP connection under the stream (the server puts one on every request): it is told
     /// it carries a stream, and cut off if the registry must drop the stream for good.
     pub socket: Option<SocketControl>,
-    /// Latest-state topics whose newest version the stream starts with.
+    /// Latest-state topics the stream follows: it starts with the newest version of each, and
+    /// gets every later one meant for its key. (Only followers get a topic's versions.)
     pub topics: &'a [&'a str],
     /// Who opened it, for the per-client cap (the server puts a `ClientAddr` on every
     /// request).
@@ -283,9 +287,9 @@ impl Registry {
         self.connect_with(key, ConnectOptions::default())
     }
 
-    /// [`Registry::connect`], with options. The stream starts with the newest version of each
-    /// of `options.topics` (see [`Connection::has_version_of`]); storing and reading them is one
-    /// step, so an update in between can be neither lost nor sent twice.
+    /// [`Registry::connect`], with options. The stream follows each of `options.topics`,
+    /// starting with its newest version (see [`Connection::has_version_of`]); following starts
+    /// from the topic's slot, so an update in between can be neither lost nor sent twice.
     pub fn connect_with(
         &self,
         key: Key,
@@ -295,7 +299,8 @@ impl Registry {
         if let Some(socket) = &options.socket {
             socket.stream();
         }
-        let outbox = Outbox::new(self.shared.queue_limit);
+        let outbox = Arc::new(Outbox::new(self.shared.queue_limit));
+        let mut follows = Vec::with_capacity(options.topics.len());
         let entry = Entry {
             id,
             key: key.clone(),
@@ -319,17 +324,22 @@ impl Registry {
                 return Err(ConnectError::ClientFull(self.shared.max_per_client));
             }
             for topic in options.topics {
-                if let Some((name, topic)) = state.topics.get_key_value(*topic)
-                    && let Some(snapshot) = &topic.newest
-                {
-                    outbox.push_latest(name, snapshot.version, snapshot.frame.clone());
-                }
+                let (name, known) = state.topic(topic);
+                let slot = Arc::clone(&known.slot);
+                let delivered = slot.newest().map(|newest| newest.version);
+                let start = known
+                    .newest
+                    .as_ref()
+                    .filter(|newest| Some(newest.version) > delivered)
+                    .cloned();
+                follows.push(Follow::new(slot, name, start));
             }
             state.index.insert(entry)
         };
         tracing::debug!(%key, "stream opened");
         let connection = Connection {
             outbox,
+            follows,
             guard: Guard {
                 shared: Arc::clone(&self.shared),
                 key,
@@ -411,13 +421,13 @@ impl Registry {
         };
         {
             let mut state = self.shared.lock();
-            let known = state.topics.entry(latest.topic.clone()).or_default();
+            let (_, known) = state.topic(&latest.topic);
             if known
                 .newest
                 .as_ref()
                 .is_none_or(|newest| newest.version < version)
             {
-                known.newest = Some(Snapshot::of(&outgoing, &latest));
+                known.newest = Some(outgoing.published(&latest, next_seq()));
             }
         }
         self.route(outgoing);
@@ -428,8 +438,8 @@ impl Registry {
     pub fn latest<T: DeserializeOwned>(&self, topic: &Topic<T>) -> Option<T> {
         let json = {
             let state = self.shared.lock();
-            let snapshot = state.topics.get(topic.name())?.newest.as_ref()?;
-            Arc::clone(snapshot.value.as_ref()?)
+            let newest = state.topics.get(topic.name())?.newest.as_ref()?;
+            Arc::clone(newest.value.as_ref()?)
         };
         serde_json::from_str(&json)
             .inspect_err(|error| {
@@ -452,15 +462,15 @@ impl Registry {
             .topics
             .iter()
             .filter_map(|(topic, known)| {
-                let snapshot = known.newest.as_ref()?;
+                let newest = known.newest.as_ref()?;
                 Some(Outgoing {
-                    pattern: snapshot.pattern.clone(),
-                    except: Vec::new(),
-                    frame: snapshot.frame.clone(),
+                    pattern: newest.pattern.clone(),
+                    except: newest.except.clone(),
+                    frame: newest.frame.clone(),
                     latest: Some(LatestState {
                         topic: Arc::clone(topic),
-                        version: snapshot.version,
-                        value: snapshot.value.clone(),
+                        version: newest.version,
+                        value: newest.value.clone(),
                     }),
                 })
             })
@@ -496,10 +506,7 @@ impl Registry {
 
     fn assign(&self, topic: &str, next: impl FnOnce(Option<Version>) -> Version) -> Version {
         let mut state = self.shared.lock();
-        let topic = match state.topics.get_mut(topic) {
-            Some(known) => known,
-            None => state.topics.entry(topic.into()).or_default(),
-        };
+        let (_, topic) = state.topic(topic);
         let version = next(topic.newest_known());
         topic.assigned = topic.assigned.max(Some(version));
         version
@@ -512,10 +519,54 @@ impl Registry {
         }
     }
 
-    /// Queues a broadcast for the matching connections of this instance, and returns how many
-    /// got it. A latest-state version older than (or as old as) the newest delivered here is
-    /// dropped. For [`Relay`]s: every broadcast must reach each instance's `deliver` once.
+    /// Delivers a broadcast to the matching connections of this instance, and returns how many
+    /// got it. For [`Relay`]s: every broadcast must reach each instance's `deliver` once.
+    ///
+    /// An ordinary broadcast is queued for every connection `pattern` matches. A latest-state
+    /// version is stored once, in its topic's slot, and wakes the streams that follow the topic
+    /// (each then writes it if `pattern` matches its key); it returns how many follow it. A
+    /// version older than (or as old as) the newest delivered here is dropped, and returns 0.
     pub fn deliver(&self, outgoing: &Outgoing) -> usize {
+        match &outgoing.latest {
+            Some(latest) => self.deliver_latest(outgoing, latest),
+            None => self.deliver_queued(outgoing),
+        }
+    }
+
+    fn deliver_latest(&self, outgoing: &Outgoing, latest: &LatestState) -> usize {
+        let (waiting, followers) = {
+            let mut state = self.shared.lock();
+            let (_, known) = state.topic(&latest.topic);
+            if known
+                .newest
+                .as_ref()
+                .is_some_and(|newest| newest.version > latest.version)
+            {
+                return 0; // superseded before it arrived
+            }
+            // Taking its place in the order under the registry's lock keeps it in the same
+            // place relative to ordinary broadcasts on every stream.
+            let published = outgoing.published(latest, next_seq());
+            let Some(waiting) = known.slot.publish(Arc::clone(&published)) else {
+                return 0; // delivered already, or superseded
+            };
+            if known
+                .newest
+                .as_ref()
+                .is_none_or(|newest| newest.version < latest.version)
+            {
+                known.newest = Some(published);
+            }
+            (waiting, known.slot.followers())
+        };
+        // Outside the lock: waking a task is cheap, but ten thousand of them are not free.
+        for outbox in waiting {
+            outbox.wake();
+        }
+        followers
+    }
+
+    fn deliver_queued(&self, outgoing: &Outgoing) -> usize {
         // Excluded keys are few (the sender's own tab): a list is fastest. A long list, from
         // whoever can publish to a relay, must not make every match a linear scan.
         let except_set: Option<HashSet<&Key>> =
@@ -528,40 +579,13 @@ impl Registry {
         let mut overflowed = Vec::new();
         let mut gone = Vec::new();
         let mut state = self.shared.lock();
-        let latest = match &outgoing.latest {
-            None => None,
-            Some(latest) => {
-                let topic = match state.topics.get_key_value(&*latest.topic) {
-                    Some((name, _)) => Arc::clone(name),
-                    None => Arc::clone(&latest.topic),
-                };
-                let known = state.topics.entry(Arc::clone(&topic)).or_default();
-                let newest = known.newest.as_ref().map(|newest| newest.version);
-                if known.pushed >= Some(latest.version) || newest > Some(latest.version) {
-                    return 0; // superseded, or pushed already
-                }
-                known.pushed = Some(latest.version);
-                if newest < Some(latest.version) {
-                    known.newest = Some(Snapshot::of(outgoing, latest));
-                }
-                Some((topic, latest.version))
-            }
-        };
+        let seq = next_seq();
         state.index.for_each_match(&outgoing.pattern, |entry| {
             if excluded(&entry.key) {
                 return;
             }
-            let pushed = match &latest {
-                Some((topic, version)) => {
-                    entry
-                        .outbox
-                        .push_latest(topic, *version, outgoing.frame.clone())
-                }
-                None => entry.outbox.push(outgoing.frame.clone()),
-            };
-            match pushed {
+            match entry.outbox.push(seq, outgoing.frame.clone()) {
                 Push::Queued => delivered += 1,
-                Push::Superseded => {}
                 Push::Overflow => overflowed.push((entry.key.clone(), entry.id)),
                 Push::Closed => gone.push((entry.key.clone(), entry.id)),
             }
@@ -631,8 +655,9 @@ impl Registry {
         let removed = {
             let mut state = self.shared.lock();
             state.shut_down = true;
+            let seq = next_seq();
             state.index.for_each(|entry| {
-                entry.outbox.push(last.clone());
+                entry.outbox.push(seq, last.clone());
             });
             std::mem::take(&mut state.index)
         };
@@ -652,6 +677,22 @@ impl Registry {
     /// Whether [`Registry::shut_down`] has been called.
     pub fn is_shut_down(&self) -> bool {
         self.shared.lock().shut_down
+    }
+}
+
+impl State {
+    /// The topic called `name`, created if it is new, with its shared name.
+    fn topic(&mut self, name: &str) -> (Arc<str>, &mut TopicState) {
+        let name: Arc<str> = match self.topics.get_key_value(name) {
+            Some((name, _)) => Arc::clone(name),
+            None => {
+                let name: Arc<str> = name.into();
+                self.topics.insert(Arc::clone(&name), TopicState::default());
+                name
+            }
+        };
+        let known = self.topics.get_mut(&name).expect("the topic is there");
+        (name, known)
     }
 }
 
@@ -685,6 +726,8 @@ impl fmt::Debug for Shared {
 /// (unless a newer connection has replaced it under the same key).
 pub struct Connection {
     outbox: Arc<Outbox>,
+    /// The latest-state topics it follows.
+    follows: Vec<Follow>,
     guard: Guard,
 }
 
@@ -698,15 +741,55 @@ impl Connection {
     /// [`Registry::connect`], whether the stream starts with one (or the page must show that
     /// there is none yet).
     pub fn has_version_of(&self, topic: &str) -> bool {
-        self.outbox.has_version_of(topic)
+        self.follows
+            .iter()
+            .any(|follow| &*follow.topic == topic && follow.has_version(&self.guard.key))
     }
 }
 
 impl Stream for Connection {
     type Item = Frame;
 
+    /// The next frame: the oldest queued ordinary frame, or the newest unsent version of a
+    /// followed topic, whichever came first in the order of events.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
-        self.outbox.poll_next(cx)
+        let this = self.get_mut();
+        // Before looking: a push or publish from now on wakes this task.
+        this.outbox.register(cx.waker());
+        loop {
+            let mut latest: Option<(usize, Arc<Published>)> = None;
+            for (at, follow) in this.follows.iter_mut().enumerate() {
+                if let Some(unsent) = follow.unsent(&this.outbox)
+                    && latest
+                        .as_ref()
+                        .is_none_or(|(_, first)| unsent.seq < first.seq)
+                {
+                    latest = Some((at, unsent));
+                }
+            }
+            match this
+                .outbox
+                .next(latest.as_ref().map(|(_, unsent)| unsent.seq))
+            {
+                Next::Frame(frame) => return Poll::Ready(Some(frame)),
+                Next::Pending => return Poll::Pending,
+                Next::End => return Poll::Ready(None),
+                Next::Latest => {
+                    let (at, unsent) = latest.expect("`next` offered a version");
+                    this.follows[at].sent(unsent.version);
+                    if unsent.is_for(&this.guard.key) {
+                        return Poll::Ready(Some(unsent.frame.clone()));
+                    }
+                    // Not meant for this key: look again.
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.outbox.abandon();
     }
 }
 
@@ -756,7 +839,7 @@ impl Replaced {
     /// Queues a last `frame` for the old connection, then lets its stream end. Returns whether
     /// the frame was queued.
     pub fn farewell(self, frame: Frame) -> bool {
-        self.old.outbox.push(frame) == Push::Queued
+        self.old.outbox.push(next_seq(), frame) == Push::Queued
     }
 }
 

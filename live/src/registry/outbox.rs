@@ -1,36 +1,50 @@
-//! One connection's outbox: the frames waiting to be written to it.
+//! One connection's outbox: the ordinary frames waiting to be written to it, and the one waker
+//! that tells its stream there is something to write.
 //!
 //! The registry pushes into it without ever waiting; the connection's stream drains it as fast
 //! as its socket takes the bytes. How long the queue gets therefore says how far the server's
 //! own tasks are behind, not whether the client reads — so a long queue never drops a
 //! connection by itself. (A client that stops reading is dropped by the server's send timeout,
-//! which sees its socket stay unwritable.) What keeps memory bounded instead:
+//! which sees its socket stay unwritable.) Memory stays bounded all the same:
 //!
-//! - **Latest-state events coalesce.** The outbox holds at most one frame per topic: a newer
-//!   version replaces the queued one (and moves to the back, keeping the server's order). A
-//!   version older than one already queued or sent is dropped, so a stream never goes back.
+//! - **Latest-state events are not queued here at all.** A stream reads them from its topics'
+//!   slots (`slot.rs`), newest only, so a burst of updates costs a stream nothing but a wake.
 //! - **Ordinary events queue in order, up to a limit** (the registry's queue limit). Frames are
 //!   shared, so a queued frame costs a pointer, not a copy. Going over the limit means the app
-//!   sent this one stream more un-coalescable events than it could write — not a burst of
-//!   updates, which coalesce — and the connection is aborted rather than growing without bound
-//!   or losing an event silently; the tab reconnects and starts again from the current state.
+//!   sent this one stream more un-coalescable events than it could write, and the connection is
+//!   aborted rather than growing without bound or losing an event silently; the tab reconnects
+//!   and starts again from the current state.
+//!
+//! Every frame carries its place in the process's order of events ([`next_seq`]), so a stream
+//! that follows topics writes each newest version after the ordinary frames queued before it
+//! and before those queued after it: the server's order, on every stream.
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    task::{Context, Poll, Waker},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    task::Waker,
 };
 
-use super::latest::Version;
+use futures_util::task::AtomicWaker;
+
 use crate::sse::Frame;
 
-/// Why a push was not queued.
+/// The next place in the order of every event this process sends: ordinary frames take one
+/// when they are queued, latest-state versions when they are published. One counter for the
+/// whole process, so it is the same order on every stream.
+pub(super) fn next_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Push {
-    /// Queued (or merged into the queued version of its topic).
+    /// Queued.
     Queued,
-    /// A latest-state frame no newer than what the stream has queued or sent: skipped.
-    Superseded,
     /// The queue is at its limit: the connection must be aborted.
     Overflow,
     /// The stream is ending or gone.
@@ -39,51 +53,70 @@ pub(super) enum Push {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// Open: frames keep coming.
     Open,
-    /// Send what is queued, then end the stream (replaced, closed, shutting down).
+    /// Send what is queued, then end the stream (replaced, closed, shutting down). Latest-state
+    /// versions published before the end (`end_seq`) are still sent.
     Finish,
     /// End now, dropping what is queued (the connection is being cut off).
     Abort,
 }
 
-struct Queued {
-    frame: Frame,
-    /// The latest-state topic this frame is a version of, if any.
-    topic: Option<Arc<str>>,
+struct Inner {
+    queue: VecDeque<(u64, Frame)>,
+    end: End,
+    /// The place in the order at which the stream was finished.
+    end_seq: u64,
 }
 
-struct Inner {
-    queue: VecDeque<Queued>,
-    /// The newest version queued or sent, per latest-state topic (few topics per stream: a
-    /// vector beats a map).
-    versions: Vec<(Arc<str>, Version)>,
-    /// How many queued frames carry a topic: zero skips the search on a latest push.
-    queued_latest: usize,
-    /// The stream's task, when it is waiting for a frame.
-    waker: Option<Waker>,
-    end: End,
+/// What a stream should do next (see [`Outbox::next`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Write this ordinary frame.
+    Frame(Frame),
+    /// Write the latest-state version it offered: nothing queued comes before it.
+    Latest,
+    /// Wait: nothing to write now.
+    Pending,
+    /// The stream has ended.
+    End,
 }
 
 /// The shared outbox of one connection (the registry's entry and the stream both hold it).
 pub(super) struct Outbox {
     inner: Mutex<Inner>,
+    /// The stream's task, woken by pushes here and by publishes of the topics it follows.
+    waker: AtomicWaker,
     /// Ordinary frames that may be queued at once.
     limit: usize,
+    /// Whether anything is queued or the stream is ending: when not, the stream needs no lock
+    /// to know it (the usual case when it looks, since it writes what it finds at once). Set
+    /// under the lock; cleared only by the stream, under the lock.
+    busy: AtomicBool,
+    /// Set when the stream's side is dropped: nobody will read this any more.
+    abandoned: AtomicBool,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("abandoned", &self.is_abandoned())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outbox {
-    pub(super) fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Outbox {
+    pub(super) fn new(limit: usize) -> Self {
+        Outbox {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
-                versions: Vec::new(),
-                queued_latest: 0,
-                waker: None,
                 end: End::Open,
+                end_seq: u64::MAX,
             }),
+            waker: AtomicWaker::new(),
             limit: limit.max(1),
-        })
+            busy: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -91,96 +124,100 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues an ordinary frame.
-    pub(super) fn push(&self, frame: Frame) -> Push {
-        let mut inner = self.lock();
-        if inner.end != End::Open {
-            return Push::Closed;
-        }
-        if inner.queue.len() - inner.queued_latest >= self.limit {
-            return Push::Overflow;
-        }
-        inner.queue.push_back(Queued { frame, topic: None });
-        wake(inner);
-        Push::Queued
-    }
-
-    /// Queues version `version` of `topic`, replacing a queued older one.
-    pub(super) fn push_latest(&self, topic: &Arc<str>, version: Version, frame: Frame) -> Push {
-        let mut inner = self.lock();
-        if inner.end != End::Open {
-            return Push::Closed;
-        }
-        match inner.versions.iter_mut().find(|(t, _)| t == topic) {
-            Some((_, newest)) if *newest >= version => return Push::Superseded,
-            Some((_, newest)) => *newest = version,
-            None => inner.versions.push((Arc::clone(topic), version)),
-        }
-        if inner.queued_latest > 0
-            && let Some(at) = inner
-                .queue
-                .iter()
-                .position(|queued| queued.topic.as_ref() == Some(topic))
+    /// Queues an ordinary frame, at place `seq` in the order of events.
+    pub(super) fn push(&self, seq: u64, frame: Frame) -> Push {
         {
-            inner.queue.remove(at);
-            inner.queued_latest -= 1;
+            let mut inner = self.lock();
+            if inner.end != End::Open {
+                return Push::Closed;
+            }
+            if inner.queue.len() >= self.limit {
+                return Push::Overflow;
+            }
+            inner.queue.push_back((seq, frame));
+            self.busy.store(true, Ordering::Release);
         }
-        inner.queue.push_back(Queued {
-            frame,
-            topic: Some(Arc::clone(topic)),
-        });
-        inner.queued_latest += 1;
-        wake(inner);
+        self.wake();
         Push::Queued
-    }
-
-    /// Whether a version of `topic` has been queued or sent.
-    pub(super) fn has_version_of(&self, topic: &str) -> bool {
-        self.lock().versions.iter().any(|(t, _)| &**t == topic)
     }
 
     /// Ends the stream once what is queued has been sent.
     pub(super) fn finish(&self) {
-        let mut inner = self.lock();
-        if inner.end == End::Open {
+        {
+            let mut inner = self.lock();
+            if inner.end != End::Open {
+                return;
+            }
             inner.end = End::Finish;
-            wake(inner);
+            inner.end_seq = next_seq();
+            self.busy.store(true, Ordering::Release);
         }
+        self.wake();
     }
 
     /// Ends the stream now, dropping what is queued.
     pub(super) fn abort(&self) {
-        let mut inner = self.lock();
-        inner.end = End::Abort;
-        inner.queue = VecDeque::new();
-        inner.queued_latest = 0;
-        wake(inner);
+        {
+            let mut inner = self.lock();
+            inner.end = End::Abort;
+            inner.queue = VecDeque::new();
+            self.busy.store(true, Ordering::Release);
+        }
+        self.wake();
     }
 
-    /// The next frame to write; `None` once the stream has ended.
-    pub(super) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+    /// Wakes the stream's task (if it waits) to look for something to write.
+    pub(super) fn wake(&self) {
+        self.waker.wake();
+    }
+
+    /// Says which task to wake. Called before the stream looks for something to write, so that
+    /// a push or publish that happens while it looks wakes it.
+    pub(super) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+
+    /// What to write next, given the place `latest` of the newest unsent latest-state version
+    /// the stream follows, if it has one: the oldest queued frame if it comes before that
+    /// version, else the version (if the stream has not ended before it was published).
+    pub(super) fn next(&self, latest: Option<u64>) -> Next {
+        if !self.busy.load(Ordering::Acquire) {
+            return latest.map_or(Next::Pending, |_| Next::Latest);
+        }
         let mut inner = self.lock();
         if inner.end == End::Abort {
-            return Poll::Ready(None);
+            return Next::End;
         }
-        if let Some(queued) = inner.queue.pop_front() {
-            if queued.topic.is_some() {
-                inner.queued_latest -= 1;
+        if let Some(&(seq, _)) = inner.queue.front()
+            && latest.is_none_or(|latest| seq < latest)
+        {
+            let (_, frame) = inner.queue.pop_front().expect("a front frame");
+            if inner.queue.is_empty() {
+                if inner.end == End::Open {
+                    self.busy.store(false, Ordering::Release);
+                }
+                if inner.queue.capacity() > 16 {
+                    // A burst is over: give back what it took.
+                    inner.queue = VecDeque::new();
+                }
             }
-            if inner.queue.is_empty() && inner.queue.capacity() > 16 {
-                // A burst is over: give back what it took.
-                inner.queue = VecDeque::new();
-            }
-            return Poll::Ready(Some(queued.frame));
+            return Next::Frame(frame);
         }
-        if inner.end == End::Finish {
-            return Poll::Ready(None);
+        match latest {
+            Some(latest) if inner.end == End::Open || latest < inner.end_seq => Next::Latest,
+            _ if inner.end == End::Finish => Next::End,
+            _ => Next::Pending,
         }
-        match &inner.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => inner.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+    }
+
+    /// Marks the outbox as no longer read (its stream was dropped).
+    pub(super) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its stream was dropped.
+    pub(super) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Frames queued right now (for tests and logs).
@@ -189,19 +226,9 @@ impl Outbox {
     }
 }
 
-/// Wakes the stream's task, if it is waiting, after letting go of the lock.
-fn wake(mut inner: MutexGuard<'_, Inner>) {
-    let waker = inner.waker.take();
-    drop(inner);
-    if let Some(waker) = waker {
-        waker.wake();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use datastar::prelude::PatchSignals;
-    use futures_util::task::noop_waker_ref;
 
     use super::*;
 
@@ -210,96 +237,60 @@ mod tests {
     }
 
     fn drain(outbox: &Outbox) -> Vec<Frame> {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        std::iter::from_fn(|| match outbox.poll_next(&mut cx) {
-            Poll::Ready(Some(frame)) => Some(frame),
+        std::iter::from_fn(|| match outbox.next(None) {
+            Next::Frame(frame) => Some(frame),
             _ => None,
         })
         .collect()
     }
 
     #[test]
-    fn a_stream_that_is_behind_skips_to_the_newest_version() {
-        let outbox = Outbox::new(4);
-        let topic: Arc<str> = "greeting".into();
-        outbox.push(frame(100));
-        for n in 1..=1_000 {
-            assert_eq!(
-                outbox.push_latest(&topic, Version::new(1, n), frame(n)),
-                Push::Queued
-            );
-        }
-        outbox.push(frame(200));
-
-        assert_eq!(
-            outbox.len(),
-            3,
-            "one slot for the topic, whatever the burst"
-        );
-        assert_eq!(drain(&outbox), [frame(100), frame(1_000), frame(200)]);
-    }
-
-    #[test]
-    fn a_newer_version_moves_behind_ordinary_frames_queued_before_it() {
-        let outbox = Outbox::new(4);
-        let topic: Arc<str> = "greeting".into();
-        outbox.push_latest(&topic, Version::new(1, 1), frame(1));
-        outbox.push(frame(100));
-        outbox.push_latest(&topic, Version::new(1, 2), frame(2));
-
-        assert_eq!(drain(&outbox), [frame(100), frame(2)], "the server's order");
-    }
-
-    #[test]
-    fn a_stream_never_goes_back_to_an_older_version() {
-        let outbox = Outbox::new(4);
-        let topic: Arc<str> = "greeting".into();
-        outbox.push_latest(&topic, Version::new(1, 5), frame(5));
-        assert_eq!(drain(&outbox), [frame(5)]);
-
-        assert_eq!(
-            outbox.push_latest(&topic, Version::new(1, 4), frame(4)),
-            Push::Superseded
-        );
-        assert_eq!(
-            outbox.push_latest(&topic, Version::new(1, 5), frame(5)),
-            Push::Superseded,
-            "not twice either"
-        );
-        assert!(drain(&outbox).is_empty());
-        assert!(outbox.has_version_of("greeting"));
-        assert!(!outbox.has_version_of("other"));
-    }
-
-    #[test]
-    fn ordinary_frames_are_all_kept_up_to_the_limit() {
+    fn ordinary_frames_are_all_kept_in_order_up_to_the_limit() {
         let outbox = Outbox::new(3);
-        let topic: Arc<str> = "greeting".into();
         for n in 0..3 {
-            assert_eq!(outbox.push(frame(n)), Push::Queued);
+            assert_eq!(outbox.push(n, frame(n)), Push::Queued);
         }
-        assert_eq!(
-            outbox.push_latest(&topic, Version::new(1, 1), frame(9)),
-            Push::Queued,
-            "latest-state frames do not count against the limit"
-        );
-        assert_eq!(outbox.push(frame(3)), Push::Overflow);
-        assert_eq!(drain(&outbox), [frame(0), frame(1), frame(2), frame(9)]);
+        assert_eq!(outbox.push(3, frame(3)), Push::Overflow);
+        assert_eq!(drain(&outbox), [frame(0), frame(1), frame(2)]);
     }
 
     #[test]
-    fn finishing_sends_what_is_queued_and_aborting_does_not() {
-        let finished = Outbox::new(4);
-        finished.push(frame(1));
-        finished.finish();
-        assert_eq!(finished.push(frame(2)), Push::Closed);
-        assert_eq!(drain(&finished), [frame(1)]);
-        let mut cx = Context::from_waker(noop_waker_ref());
-        assert_eq!(finished.poll_next(&mut cx), Poll::Ready(None));
+    fn a_latest_version_goes_between_the_frames_queued_before_and_after_it() {
+        let outbox = Outbox::new(4);
+        outbox.push(10, frame(10));
+        outbox.push(30, frame(30));
 
+        assert_eq!(outbox.next(Some(20)), Next::Frame(frame(10)), "older first");
+        assert_eq!(outbox.next(Some(20)), Next::Latest, "then the version");
+        assert_eq!(outbox.next(None), Next::Frame(frame(30)));
+        assert_eq!(outbox.next(None), Next::Pending);
+        assert_eq!(outbox.next(Some(40)), Next::Latest);
+    }
+
+    #[test]
+    fn finishing_sends_what_is_queued_and_what_was_published_before_the_end() {
+        let finished = Outbox::new(4);
+        let before = next_seq();
+        finished.push(next_seq(), frame(1));
+        finished.finish();
+        let after = next_seq();
+        assert_eq!(finished.push(next_seq(), frame(2)), Push::Closed);
+
+        assert_eq!(finished.next(Some(before)), Next::Latest);
+        assert_eq!(finished.next(Some(after)), Next::Frame(frame(1)));
+        assert_eq!(
+            finished.next(Some(after)),
+            Next::End,
+            "published after the end: not sent"
+        );
+    }
+
+    #[test]
+    fn aborting_drops_what_is_queued() {
         let aborted = Outbox::new(4);
-        aborted.push(frame(1));
+        aborted.push(1, frame(1));
         aborted.abort();
-        assert_eq!(aborted.poll_next(&mut cx), Poll::Ready(None));
+        assert_eq!(aborted.next(Some(0)), Next::End);
+        assert_eq!(aborted.len(), 0);
     }
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use datastar::prelude::PatchSignals;
 use futures_util::{FutureExt, StreamExt};
 
+
 use super::*;
 
 fn key(text: &str) -> Key {
@@ -31,6 +32,15 @@ fn latest(pattern: &Pattern, topic: &str, number: u64, frame: Frame) -> Outgoing
             value: None,
         }),
     }
+}
+
+/// A stream under `key` following the latest-state `topics`.
+fn follower(registry: &Registry, key_text: &str, topics: &[&str]) -> Connection {
+    let options = ConnectOptions {
+        topics,
+        ..ConnectOptions::default()
+    };
+    registry.connect_with(key(key_text), options).unwrap().0
 }
 
 /// The next frame if one is queued right now, `Some(None)` if the stream has ended, `None` if
@@ -107,8 +117,8 @@ fn send_targets_one_key() {
 #[test]
 fn a_stream_that_is_behind_keeps_every_ordinary_frame_and_skips_to_the_newest_latest() {
     let registry = Registry::default();
-    let (mut behind, _) = registry.connect(key("page/home/behind")).unwrap();
-    let (mut reading, _) = registry.connect(key("page/home/reading")).unwrap();
+    let mut behind = follower(&registry, "page/home/behind", &["greeting"]);
+    let mut reading = follower(&registry, "page/home/reading", &["greeting"]);
     let home = pattern("page/home/*");
 
     // 200 updates of a latest-state topic and 20 ordinary events, while one stream reads as
@@ -281,7 +291,7 @@ async fn a_stream_wakes_when_a_frame_is_broadcast() {
 #[test]
 fn an_older_version_of_a_latest_topic_is_never_delivered_after_a_newer_one() {
     let registry = Registry::default();
-    let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
+    let mut tab = follower(&registry, "page/home/a", &["greeting", "other"]);
     let home = pattern("page/home/*");
     let mut received = Vec::new();
     let mut deliver = |topic: &str, number: u64| {
@@ -303,7 +313,7 @@ fn an_older_version_of_a_latest_topic_is_never_delivered_after_a_newer_one() {
 fn a_new_epoch_wins_over_any_number_of_an_old_one() {
     // A Redis that restarted empty numbers from 1 again, in a later epoch.
     let registry = Registry::default();
-    let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
+    let mut tab = follower(&registry, "page/home/a", &["greeting"]);
     let home = pattern("page/home/*");
     let mut outgoing = latest(&home, "greeting", 57, frame(57));
     registry.deliver(&outgoing);
@@ -354,7 +364,7 @@ static SCORE: Topic<Score> = Topic::new("score");
 #[tokio::test]
 async fn published_versions_are_numbered_kept_and_delivered() {
     let registry = Registry::default();
-    let (mut tab, _) = registry.connect(key("page/home/a")).unwrap();
+    let mut tab = follower(&registry, "page/home/a", &["score"]);
     assert_eq!(registry.latest(&SCORE), None);
 
     for expected in 1..=3 {
@@ -419,4 +429,158 @@ fn one_client_cannot_take_every_connection() {
             .is_ok(),
         "room again"
     );
+}
+
+/// A waker that counts how often it is woken.
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl CountingWaker {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_burst_of_publishes_wakes_each_waiting_stream_once_and_it_writes_only_the_newest() {
+    let registry = Registry::default();
+    let home = pattern("page/home/*");
+    let mut tabs: Vec<Connection> = (0..100)
+        .map(|i| follower(&registry, &format!("page/home/{i}"), &["greeting"]))
+        .collect();
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    for tab in &mut tabs {
+        assert!(tab.poll_next_unpin(&mut cx).is_pending(), "nothing yet");
+    }
+
+    // 1 024 versions while the streams wait, as when greets land at once.
+    for n in 1..=1_024 {
+        let followers = registry.deliver(&latest(&home, "greeting", n, frame(n as u32)));
+        assert_eq!(followers, 100);
+    }
+
+    assert_eq!(
+        wakes.count(),
+        100,
+        "one wake per stream for the whole burst, not one per publish"
+    );
+    for tab in &mut tabs {
+        let mut written = Vec::new();
+        while let Poll::Ready(Some(frame)) = tab.poll_next_unpin(&mut cx) {
+            written.push(frame);
+        }
+        assert_eq!(written, [frame(1_024)], "one frame: the newest");
+    }
+    registry.deliver(&latest(&home, "greeting", 1_025, frame(1_025)));
+    assert_eq!(wakes.count(), 200, "waiting again, woken again");
+}
+
+#[test]
+fn a_follower_skips_versions_not_meant_for_its_key() {
+    let registry = Registry::default();
+    let mut about = follower(&registry, "page/about/a", &["greeting"]);
+    let mut home = follower(&registry, "page/home/a", &["greeting"]);
+    let mut excluded = follower(&registry, "page/home/b", &["greeting"]);
+    let mut outgoing = latest(&pattern("page/home/*"), "greeting", 1, frame(1));
+    outgoing.except = vec![key("page/home/b")];
+
+    assert_eq!(registry.deliver(&outgoing), 3, "all three follow it");
+
+    assert_eq!(poll_now(&mut home), Some(Some(frame(1))));
+    assert_eq!(poll_now(&mut about), None, "another page");
+    assert_eq!(poll_now(&mut excluded), None, "excluded");
+    assert!(!about.has_version_of("greeting"));
+}
+
+#[test]
+fn streams_that_left_a_quiet_topic_do_not_pile_up_in_its_slot() {
+    let registry = Registry::default();
+    let _staying = follower(&registry, "page/home/staying", &["quiet"]);
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    for i in 0..1_000 {
+        let mut tab = follower(&registry, &format!("page/home/{i}"), &["quiet"]);
+        assert!(tab.poll_next_unpin(&mut cx).is_pending());
+    }
+
+    let waiting = registry.shared.lock().topics["quiet"].slot.waiting();
+    // Pruned whenever the list reaches twice the followers (two at most here) and a few.
+    assert!(
+        waiting <= 2 * 2 + 16 + 1,
+        "{waiting} streams listed, with 1 follower left"
+    );
+}
+
+/// A relay that holds every broadcast until the test delivers it (Redis, slow to echo).
+#[derive(Debug, Default)]
+struct HoldingRelay(Mutex<Vec<Outgoing>>);
+
+impl Relay for HoldingRelay {
+    fn relay(&self, _: &Registry, outgoing: Outgoing) -> usize {
+        self.0.lock().unwrap().push(outgoing);
+        0
+    }
+
+    fn next_version<'a>(
+        &'a self,
+        _: &'a str,
+        _: u64,
+    ) -> futures_util::future::BoxFuture<'a, Option<Version>> {
+        Box::pin(async { None })
+    }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+
+    fn rejected(&self) -> u64 {
+        0
+    }
+
+    fn flush(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn a_stream_opened_before_the_echo_starts_with_the_newest_and_gets_it_once() {
+    let registry = Registry::default();
+    let relay = Arc::new(HoldingRelay::default());
+    registry.attach_relay(Arc::clone(&relay) as Arc<dyn Relay>);
+    let home = pattern("page/home/*");
+    let publish = |points| {
+        registry.publish_latest(&SCORE, &home, move |_| {
+            Ok::<_, std::convert::Infallible>((Score { points }, frame(points as u32)))
+        })
+    };
+    publish(1).await.unwrap();
+
+    // The page shows it at once; a stream opened now starts with it, before Redis echoes it.
+    assert_eq!(registry.latest(&SCORE), Some(Score { points: 1 }));
+    let mut tab = follower(&registry, "page/home/a", &["score"]);
+    assert!(tab.has_version_of("score"));
+    assert_eq!(poll_now(&mut tab), Some(Some(frame(1))));
+
+    let held = std::mem::take(&mut *relay.0.lock().unwrap());
+    for outgoing in &held {
+        registry.deliver(outgoing);
+    }
+    assert_eq!(poll_now(&mut tab), None, "the echo is not sent twice");
+
+    publish(2).await.unwrap();
+    assert_eq!(poll_now(&mut tab), None, "not before it comes back");
+    let held = std::mem::take(&mut *relay.0.lock().unwrap());
+    registry.deliver(&held[0]);
+    assert_eq!(poll_now(&mut tab), Some(Some(frame(2))));
 }
