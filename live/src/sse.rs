@@ -9,6 +9,7 @@
 use std::{
     convert::Infallible,
     pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::Duration,
 };
@@ -21,7 +22,6 @@ use axum::{
 use bytes::{Bytes, BytesMut};
 use datastar::prelude::{DatastarEvent, ExecuteScript, PatchElements, PatchSignals};
 use futures_util::Stream;
-use tokio::time::{Instant, Sleep};
 
 use crate::registry::Connection;
 
@@ -45,6 +45,18 @@ impl Frame {
     /// ends. (Datastar resets its backoff to this value.)
     pub fn retry(after: Duration) -> Frame {
         Frame(Bytes::from(format!("retry: {}\n\n", after.as_millis())))
+    }
+
+    /// An SSE comment: ignored by clients, but it keeps proxies and NAT tables from timing out
+    /// an idle stream and lets the server notice a vanished client on the next write. The
+    /// registry sends it to quiet streams ([`Registry::keep_alive`](crate::Registry::keep_alive)).
+    pub fn keep_alive() -> Frame {
+        Frame(Bytes::from_static(KEEP_ALIVE))
+    }
+
+    /// Whether this is [`Frame::keep_alive`].
+    pub fn is_keep_alive(&self) -> bool {
+        self.as_bytes() == KEEP_ALIVE
     }
 
     /// Takes the shared bytes out of the frame.
@@ -94,6 +106,9 @@ impl From<ExecuteScript> for Frame {
     }
 }
 
+/// The bytes of [`Frame::keep_alive`].
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
 /// The header Datastar puts on every request it makes (the SDK keeps its constant private).
 pub const DATASTAR_REQUEST: &str = "datastar-request";
 
@@ -102,10 +117,6 @@ pub const DATASTAR_REQUEST: &str = "datastar-request";
 pub fn from_datastar(headers: &axum::http::HeaderMap) -> bool {
     headers.contains_key(DATASTAR_REQUEST)
 }
-
-/// An SSE comment: ignored by clients, but it keeps proxies and NAT tables from timing out an
-/// idle stream and lets the server notice a vanished client on the next write.
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 fn event_stream_headers(response: &mut Response) {
     let headers = response.headers_mut();
@@ -132,25 +143,20 @@ pub fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
 }
 
 /// The body of a persistent stream: first the `initial` frames, then every frame pushed to the
-/// [`Connection`] through the registry, with a keep-alive comment after each quiet `keep_alive`
-/// period. It ends when the registry drops the connection (replacement, close, shutdown, a
-/// queue over its limit); dropping it (the client went away) removes the connection from the
-/// registry, because the [`Connection`] it owns is the registry's drop guard.
+/// [`Connection`] through the registry (keep-alive comments included: the server has the
+/// registry send them to quiet streams, one timer for all of them instead of one per stream).
+/// It ends when the registry drops the connection (replacement, close, shutdown, a queue over
+/// its limit); dropping it (the client went away) removes the connection from the registry,
+/// because the [`Connection`] it owns is the registry's drop guard.
 #[derive(Debug)]
 pub struct EventStream {
     initial: Option<Bytes>,
     connection: Connection,
-    keep_alive: Duration,
-    idle: Pin<Box<Sleep>>,
 }
 
 impl EventStream {
     /// Starts a stream on `connection` that first sends `initial`.
-    pub fn new(
-        connection: Connection,
-        initial: impl IntoIterator<Item = Frame>,
-        keep_alive: Duration,
-    ) -> Self {
+    pub fn new(connection: Connection, initial: impl IntoIterator<Item = Frame>) -> Self {
         let mut buffer = BytesMut::new();
         for frame in initial {
             buffer.extend_from_slice(frame.as_bytes());
@@ -159,8 +165,6 @@ impl EventStream {
         Self {
             initial,
             connection,
-            keep_alive,
-            idle: Box::pin(tokio::time::sleep(keep_alive)),
         }
     }
 }
@@ -173,27 +177,70 @@ impl Stream for EventStream {
         if let Some(initial) = this.initial.take() {
             return Poll::Ready(Some(Ok(initial)));
         }
-        match Pin::new(&mut this.connection).poll_next(cx) {
-            Poll::Ready(Some(frame)) => {
-                this.idle.as_mut().reset(Instant::now() + this.keep_alive);
-                return Poll::Ready(Some(Ok(frame.into_bytes())));
-            }
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
-        }
-        if this.idle.as_mut().poll(cx).is_ready() {
-            this.idle.as_mut().reset(Instant::now() + this.keep_alive);
-            return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
-        }
-        Poll::Pending
+        Pin::new(&mut this.connection)
+            .poll_next(cx)
+            .map(|frame| frame.map(|frame| Ok(frame.into_bytes())))
     }
 }
 
+impl EventStream {
+    /// The next chunk of the body (what hyper writes).
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        Pin::new(self)
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|Ok(bytes)| bytes))
+    }
+}
+
+/// The response of a stream. Its body goes past the middleware on the way out: see [`Handoff`].
 impl IntoResponse for EventStream {
     fn into_response(self) -> Response {
-        let mut response = Body::from_stream(self).into_response();
+        let handoff = Handoff(Arc::new(Mutex::new(Some(self))));
+        let mut response = Body::new(HandoffBody(handoff.clone())).into_response();
+        response.extensions_mut().insert(handoff);
         event_stream_headers(&mut response);
         response
+    }
+}
+
+/// A stream's body, handed straight to the server.
+///
+/// A response body passes through every layer on its way out, and each may wrap it (the
+/// request log's span and timing, compression, boxing): per chunk, a chain of calls on memory
+/// of its own, which at ten thousand streams is paid once per event per stream — for layers
+/// that have nothing to do per event (a stream is logged when it opens, never compressed). So
+/// the response carries its [`EventStream`] in this extension too: the kit's server takes it
+/// out and writes it directly (see `serve/connection.rs`), and what the layers wrapped ends
+/// empty. Served any other way (`oneshot` in a test, `axum::serve`), the wrapped body streams
+/// the same events, through the layers.
+#[derive(Clone, Debug)]
+pub(crate) struct Handoff(Arc<Mutex<Option<EventStream>>>);
+
+impl Handoff {
+    /// Takes the stream out, for the server to write directly.
+    pub(crate) fn take(&self) -> Option<EventStream> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// The body the layers see: the stream while nobody took it out, then the end.
+struct HandoffBody(Handoff);
+
+impl http_body::Body for HandoffBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let mut stream = self.0.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(events) = stream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        events
+            .poll_chunk(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
     }
 }
 
@@ -208,6 +255,32 @@ mod tests {
             frame.as_str(),
             "event: datastar-patch-signals\ndata: signals {\"connected\":true}\n\n"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stream_served_without_the_kits_server_still_streams_through_the_layers() {
+        use futures_util::StreamExt;
+
+        use crate::registry::{Key, Registry};
+
+        // Arrange: a stream's response, as a test calling the router with `oneshot` gets it.
+        let registry = Registry::default();
+        let (connection, _) = registry.connect(Key::new("page/home/a").unwrap()).unwrap();
+        let first = Frame::from(PatchSignals::new(r#"{"connected":true}"#));
+        let response = EventStream::new(connection, [first.clone()]).into_response();
+        let mut body = response.into_body().into_data_stream();
+
+        // Act: the first events, then a broadcast.
+        let initial = body.next().await.unwrap().unwrap();
+        let later = Frame::from(PatchSignals::new(r#"{"n":1}"#));
+        registry.send(&Key::new("page/home/a").unwrap(), later.clone());
+        let pushed = body.next().await.unwrap().unwrap();
+
+        // Assert: both arrive, and dropping the body lets the connection go.
+        assert_eq!(&initial[..], first.as_bytes());
+        assert_eq!(&pushed[..], later.as_bytes());
+        drop(body);
+        assert!(registry.is_empty());
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Stream {
         );
         #[cfg(debug_assertions)]
         first.push(crate::dev::hello(&live));
-        Ok(EventStream::new(connection, first, live.keep_alive()).into_response())
+        Ok(EventStream::new(connection, first).into_response())
     }
 }
 

@@ -107,9 +107,7 @@ pub struct DevTab {
 pub async fn stream(State(live): State<Live>, Query(DevTab { tab }): Query<DevTab>) -> Response {
     let key = Key::tab("dev", tab).expect("a UUID is one segment");
     match live.registry.connect(key) {
-        Ok((connection, _replaced)) => {
-            EventStream::new(connection, [hello(&live)], live.keep_alive()).into_response()
-        }
+        Ok((connection, _replaced)) => EventStream::new(connection, [hello(&live)]).into_response(),
         Err(refusal) => refused(&live.views, refusal).into_response(),
     }
 }

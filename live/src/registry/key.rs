@@ -134,6 +134,12 @@ impl Pattern {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `other` is this very pattern (a clone of it), not merely an equal one: one
+    /// pointer comparison.
+    pub(super) fn is_same(&self, other: &Pattern) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl From<&Key> for Pattern {

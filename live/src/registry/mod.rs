@@ -567,6 +567,31 @@ impl Registry {
     }
 
     fn deliver_queued(&self, outgoing: &Outgoing) -> usize {
+        self.push(outgoing, Some(&outgoing.pattern), |_| true)
+    }
+
+    /// Sends [`Frame::keep_alive`] to every stream that has written nothing since the last
+    /// call, and returns how many. The server calls it every `SSE_KEEP_ALIVE_SECS`, so a quiet
+    /// stream gets a comment one to two periods after its last event: one timer for every
+    /// stream, instead of one per stream reset at each event.
+    pub fn keep_alive(&self) -> usize {
+        let outgoing = Outgoing {
+            pattern: Pattern::any(1), // not used: every connection is visited
+            except: Vec::new(),
+            frame: Frame::keep_alive(),
+            latest: None,
+        };
+        self.push(&outgoing, None, |entry| entry.outbox.was_quiet())
+    }
+
+    /// Queues `outgoing` for the connections `pattern` matches (every one, without a pattern)
+    /// that `only` accepts, and cuts off those whose queue overflows.
+    fn push(
+        &self,
+        outgoing: &Outgoing,
+        pattern: Option<&Pattern>,
+        only: impl Fn(&Entry) -> bool,
+    ) -> usize {
         // Excluded keys are few (the sender's own tab): a list is fastest. A long list, from
         // whoever can publish to a relay, must not make every match a linear scan.
         let except_set: Option<HashSet<&Key>> =
@@ -580,8 +605,8 @@ impl Registry {
         let mut gone = Vec::new();
         let mut state = self.shared.lock();
         let seq = next_seq();
-        state.index.for_each_match(&outgoing.pattern, |entry| {
-            if excluded(&entry.key) {
+        let mut visit = |entry: &Entry| {
+            if excluded(&entry.key) || !only(entry) {
                 return;
             }
             match entry.outbox.push(seq, outgoing.frame.clone()) {
@@ -589,7 +614,11 @@ impl Registry {
                 Push::Overflow => overflowed.push((entry.key.clone(), entry.id)),
                 Push::Closed => gone.push((entry.key.clone(), entry.id)),
             }
-        });
+        };
+        match pattern {
+            Some(pattern) => state.index.for_each_match(pattern, &mut visit),
+            None => state.index.for_each(&mut visit),
+        }
         let removed: Vec<Entry> = overflowed
             .iter()
             .chain(&gone)
@@ -754,8 +783,7 @@ impl Stream for Connection {
     /// followed topic, whichever came first in the order of events.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
         let this = self.get_mut();
-        // Before looking: a push or publish from now on wakes this task.
-        this.outbox.register(cx.waker());
+        let mut registered = false;
         loop {
             let mut latest: Option<(usize, Arc<Published>)> = None;
             for (at, follow) in this.follows.iter_mut().enumerate() {
@@ -771,16 +799,30 @@ impl Stream for Connection {
                 .outbox
                 .next(latest.as_ref().map(|(_, unsent)| unsent.seq))
             {
-                Next::Frame(frame) => return Poll::Ready(Some(frame)),
-                Next::Pending => return Poll::Pending,
+                Next::Frame(frame) => {
+                    if !frame.is_keep_alive() {
+                        this.outbox.wrote();
+                    }
+                    return Poll::Ready(Some(frame));
+                }
                 Next::End => return Poll::Ready(None),
                 Next::Latest => {
                     let (at, unsent) = latest.expect("`next` offered a version");
-                    this.follows[at].sent(unsent.version);
-                    if unsent.is_for(&this.guard.key) {
+                    let follow = &mut this.follows[at];
+                    follow.sent(unsent.version);
+                    if follow.is_for(&unsent, &this.guard.key) {
+                        this.outbox.wrote();
                         return Poll::Ready(Some(unsent.frame.clone()));
                     }
                     // Not meant for this key: look again.
+                }
+                Next::Pending if registered => return Poll::Pending,
+                Next::Pending => {
+                    // Nothing now. Say which task to wake, then look once more: a push or a
+                    // publish since the look above would otherwise wake nobody. (Registering
+                    // only here spares the usual poll, which finds a frame, the cost.)
+                    this.outbox.register(cx.waker());
+                    registered = true;
                 }
             }
         }

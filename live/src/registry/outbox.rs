@@ -94,6 +94,8 @@ pub(super) struct Outbox {
     busy: AtomicBool,
     /// Set when the stream's side is dropped: nobody will read this any more.
     abandoned: AtomicBool,
+    /// Whether the stream has written anything since the last keep-alive round.
+    written: AtomicBool,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -116,6 +118,7 @@ impl Outbox {
             limit: limit.max(1),
             busy: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
+            written: AtomicBool::new(false),
         }
     }
 
@@ -208,6 +211,19 @@ impl Outbox {
             _ if inner.end == End::Finish => Next::End,
             _ => Next::Pending,
         }
+    }
+
+    /// Notes that the stream wrote a frame (it is not quiet).
+    pub(super) fn wrote(&self) {
+        // A load first: a stream that writes often does not dirty the line every time.
+        if !self.written.load(Ordering::Relaxed) {
+            self.written.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the stream has written nothing since the last call.
+    pub(super) fn was_quiet(&self) -> bool {
+        !self.written.swap(false, Ordering::Relaxed)
     }
 
     /// Marks the outbox as no longer read (its stream was dropped).

@@ -131,6 +131,9 @@ pub(super) struct Follow {
     /// A version to start with that the slot may not hold yet: the registry's newest known
     /// one, published here but still on its way round through the relay.
     start: Option<Arc<Published>>,
+    /// The last pattern checked against the stream's key, and the answer: a topic is usually
+    /// published to the same pattern every time, so the check is a pointer comparison.
+    matched: Option<(Pattern, bool)>,
 }
 
 impl Follow {
@@ -143,6 +146,7 @@ impl Follow {
             sent: None,
             listed: None,
             start,
+            matched: None,
         }
     }
 
@@ -181,6 +185,19 @@ impl Follow {
         newest
             .filter(|newest| Some(newest.version) > self.sent)
             .map(Arc::clone)
+    }
+
+    /// Whether `published` is meant for the stream under `key`.
+    pub(super) fn is_for(&mut self, published: &Published, key: &Key) -> bool {
+        let matches = match &self.matched {
+            Some((pattern, matches)) if pattern.is_same(&published.pattern) => *matches,
+            _ => {
+                let matches = published.pattern.matches(key);
+                self.matched = Some((published.pattern.clone(), matches));
+                matches
+            }
+        };
+        matches && !published.except.contains(key)
     }
 
     /// Records that `version` was written (or skipped as not meant for this stream).

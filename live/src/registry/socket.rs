@@ -10,8 +10,8 @@
 //! - the registry cuts the connection off ([`SocketControl::hang_up`]) when it must drop the
 //!   stream for good (its queue overflowed). Ending the response body is not enough: hyper would
 //!   still wait to flush what it buffered for as long as the client keeps the connection open.
-//!   The server's socket wrapper sees the flag, fails the connection's next read or write, and
-//!   closes the socket with a reset, freeing its descriptor and kernel buffers at once.
+//!   The server's socket wrapper sees the flag, fails the connection's next write, and closes
+//!   the socket with a reset, freeing its descriptor and kernel buffers at once.
 
 use std::{
     fmt,
@@ -64,8 +64,8 @@ impl SocketControl {
         self.inner.stream.store(true, Ordering::Release);
     }
 
-    /// Cuts the connection off: its next read or write fails. A connection whose write is
-    /// blocked is woken to notice at once; any other is writing, and notices at its next write.
+    /// Cuts the connection off: its next write fails (the end of the stream the registry cut
+    /// off is one). A connection whose write is blocked is woken to notice at once.
     pub fn hang_up(&self) {
         self.inner.hung_up.store(true, Ordering::Release);
         self.inner.blocked.wake();

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use datastar::prelude::PatchSignals;
 use futures_util::{FutureExt, StreamExt};
 
-
 use super::*;
 
 fn key(text: &str) -> Key {
@@ -583,4 +582,32 @@ async fn a_stream_opened_before_the_echo_starts_with_the_newest_and_gets_it_once
     let held = std::mem::take(&mut *relay.0.lock().unwrap());
     registry.deliver(&held[0]);
     assert_eq!(poll_now(&mut tab), Some(Some(frame(2))));
+}
+
+#[test]
+fn keep_alive_comments_go_to_the_streams_quiet_since_the_last_round() {
+    let registry = Registry::default();
+    let (mut quiet, _) = registry.connect(key("page/home/quiet")).unwrap();
+    let (mut busy, _) = registry.connect(key("page/home/busy")).unwrap();
+    let mut follower = follower(&registry, "page/home/follower", &["greeting"]);
+
+    assert_eq!(registry.keep_alive(), 3, "nothing written yet: all quiet");
+    for stream in [&mut quiet, &mut busy, &mut follower] {
+        assert_eq!(poll_now(stream), Some(Some(Frame::keep_alive())));
+    }
+
+    // One stream gets an ordinary frame, another a latest-state version.
+    assert!(registry.send(&key("page/home/busy"), frame(1)));
+    registry.deliver(&latest(&pattern("page/home/*"), "greeting", 1, frame(2)));
+    assert_eq!(poll_now(&mut busy), Some(Some(frame(1))));
+    assert_eq!(poll_now(&mut follower), Some(Some(frame(2))));
+
+    assert_eq!(
+        registry.keep_alive(),
+        1,
+        "only the stream that wrote nothing but a keep-alive since"
+    );
+    assert_eq!(poll_now(&mut quiet), Some(Some(Frame::keep_alive())));
+    assert_eq!(poll_now(&mut busy), None);
+    assert_eq!(registry.keep_alive(), 3, "a round later, all quiet again");
 }

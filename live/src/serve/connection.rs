@@ -17,12 +17,18 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, header},
     response::Response,
 };
+use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::socket::{Activity, InFlight};
-use crate::registry::SocketControl;
+use super::{
+    drain::Draining,
+    socket::{Activity, InFlight},
+};
+use crate::{
+    registry::SocketControl,
+    sse::{EventStream, Handoff},
+};
 
 /// The client's address, on every request: the TCP peer's, or what `CLIENT_IP_HEADER` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +42,13 @@ pub(super) struct ConnectionService {
     pub(super) activity: Arc<Activity>,
     pub(super) peer: IpAddr,
     pub(super) client_ip_header: Option<HeaderName>,
-    pub(super) draining: CancellationToken,
+    pub(super) draining: Draining,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
-    type Response = Response;
+    type Response = Response<Served>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Served>, Infallible>> + Send>>;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let mut request: Request = request.map(Body::new);
@@ -56,20 +62,26 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
         let router = self.router.clone();
         Box::pin(async move {
             let mut response = router.oneshot(request).await?;
-            if draining.is_cancelled() {
+            if draining.is_started() {
                 // Tell the client not to send another request on this connection: it is about
                 // to close, and a request sent on it would meet the end instead of an answer.
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            // A stream's events go straight to the socket, past the layers (see `Handoff`).
+            let stream = response
+                .extensions_mut()
+                .remove::<Handoff>()
+                .and_then(|handoff| handoff.take());
             // The request stays in flight (the connection is not idle) until its body has
             // been sent: for a stream, as long as the stream lasts.
-            Ok(response.map(|body| {
-                Body::new(Tracked {
-                    body,
-                    _in_flight: in_flight,
-                })
+            Ok(response.map(|body| Served {
+                body: match stream {
+                    Some(stream) => Content::Stream(stream),
+                    None => Content::Body(body),
+                },
+                _in_flight: in_flight,
             }))
         })
     }
@@ -82,29 +94,49 @@ fn client_addr(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<IpAdd
     value.rsplit(',').next()?.trim().parse().ok()
 }
 
-/// A response body that keeps its request in flight until it is dropped.
-struct Tracked {
-    body: Body,
+/// What the server writes for one response, keeping its request in flight until it is dropped.
+#[derive(Debug)]
+pub(super) struct Served {
+    body: Content,
     _in_flight: InFlight,
 }
 
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
+#[derive(Debug)]
+enum Content {
+    /// A stream's events, written directly.
+    Stream(EventStream),
+    /// Any other response, as the layers made it.
+    Body(Body),
+}
+
+impl http_body::Body for Served {
+    type Data = Bytes;
     type Error = axum::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        match &mut self.body {
+            Content::Stream(stream) => stream
+                .poll_chunk(cx)
+                .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes)))),
+            Content::Body(body) => Pin::new(body).poll_frame(cx),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            Content::Stream(_) => false,
+            Content::Body(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            Content::Stream(_) => SizeHint::default(),
+            Content::Body(body) => body.size_hint(),
+        }
     }
 }
 

@@ -3,11 +3,13 @@
 //! - [`Server`]: binds, serves until told to stop, drains.
 //! - `connection.rs`: the service behind each connection (what every request learns about its
 //!   connection, and `Connection: close` while draining).
+//! - `drain.rs`: the draining signal, and how each connection ends once it is given.
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
 //!   beyond.
 
 mod connection;
+mod drain;
 mod limits;
 mod socket;
 
@@ -21,15 +23,20 @@ use tokio::{
     net::{TcpListener, TcpSocket},
     sync::Semaphore,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 pub use self::{
     connection::ClientAddr,
+    drain::Draining,
     limits::{HEADROOM, connection_cap},
     socket::{Activity, DRAIN_SEND_TIMEOUT, SocketLimits, WatchedSocket},
 };
-use self::{connection::ConnectionService, limits::Refusals};
-use crate::{Live, registry::SocketControl, settings::Settings};
+use self::{connection::ConnectionService, drain::serve_until_drained, limits::Refusals};
+use crate::{
+    Live,
+    registry::{SocketControl, WeakRegistry},
+    settings::Settings,
+};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]
@@ -125,7 +132,12 @@ impl Server {
             keep_alive_timeout: self.settings.keep_alive_timeout,
         };
         let client_ip_header = self.settings.client_ip_header.clone();
-        let draining = CancellationToken::new();
+        let draining = Draining::new();
+        // One timer for the keep-alive comments of every stream.
+        let _keep_alive = AbortOnDropHandle::new(tokio::spawn(keep_alive(
+            registry.downgrade(),
+            self.settings.keep_alive,
+        )));
         let cap = connection_cap(&self.settings)?;
         if self.settings.max_streams > cap {
             tracing::warn!(
@@ -200,7 +212,9 @@ impl Server {
             let connection = http.serve_connection(TokioIo::new(socket), service);
             let draining = draining.clone();
             connections.spawn(async move {
-                let result = drain(connection, &activity, &draining, first_request_window).await;
+                let result =
+                    serve_until_drained(connection, &activity, &draining, first_request_window)
+                        .await;
                 if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 }
@@ -211,7 +225,7 @@ impl Server {
         // Every stream is told to come back soon: with an inherited socket, the next process
         // is already taking the connections.
         let closed = registry.shut_down(&crate::events::restarting());
-        draining.cancel();
+        draining.start();
         tracing::info!(closed, "shutting down: streams ended, finishing requests");
         let deadline = tokio::time::Instant::now() + grace;
         connections.close();
@@ -241,40 +255,18 @@ impl Server {
 /// one (at most `HEADER_READ_TIMEOUT_SECS`).
 pub const FIRST_REQUEST_WINDOW: Duration = Duration::from_secs(1);
 
-/// Serves `connection` until it ends; once `draining`, ends it gracefully: at once if it has
-/// served a request (idle, it closes; busy, it closes after its response), and otherwise only
-/// after `window`.
-///
-/// The exception is what makes a restart lose nothing. A connection the kernel accepted just
-/// before shutdown usually has its request on the way, unread: closing it then — hyper's
-/// graceful shutdown closes a connection that has no request yet — would reset it, and the
-/// client sees a failed request instead of the answer it would get a moment later. Given the
-/// window, its request is read and answered, with `Connection: close` since the server is
-/// draining, and the connection ends by itself.
-async fn drain<S>(
-    connection: http1::Connection<TokioIo<WatchedSocket>, S>,
-    activity: &Activity,
-    draining: &CancellationToken,
-    window: Duration,
-) -> hyper::Result<()>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: hyper::body::Body + 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => return result,
-        () = draining.cancelled() => {}
+/// Has the registry send a keep-alive comment to its quiet streams every `period`, for as long
+/// as it exists.
+async fn keep_alive(registry: WeakRegistry, period: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        registry.keep_alive();
     }
-    if !activity.is_used()
-        && let Ok(result) = tokio::time::timeout(window, connection.as_mut()).await
-    {
-        return result;
-    }
-    connection.as_mut().graceful_shutdown();
-    connection.await
 }
 
 /// What serving needs before it has a socket: settings that can be used, and as many open

@@ -36,8 +36,9 @@ use tokio::{
     net::TcpStream,
     time::{Instant, Sleep},
 };
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::drain::Draining;
 use crate::registry::{STREAM_SEND_BUFFER, SocketControl};
 
 /// While the server drains, the longest a write may stay blocked.
@@ -98,7 +99,7 @@ pub struct WatchedSocket {
     control: SocketControl,
     activity: Arc<Activity>,
     limits: SocketLimits,
-    draining: CancellationToken,
+    draining: Draining,
     /// Whether the send buffer has been sized for a stream.
     streaming: bool,
     /// Set while a write is blocked; allocated only then.
@@ -119,14 +120,15 @@ struct Blocked {
 }
 
 impl WatchedSocket {
-    /// Watches `stream` within `limits`. Everything fails once `control` is hung up; after
-    /// `draining` is cancelled a blocked write may last [`DRAIN_SEND_TIMEOUT`] at most.
+    /// Watches `stream` within `limits`. Once `control` is hung up the next write fails, and
+    /// everything after it; after `draining` has started a blocked write may last
+    /// [`DRAIN_SEND_TIMEOUT`] at most.
     pub fn new(
         stream: TcpStream,
         control: SocketControl,
         activity: Arc<Activity>,
         limits: SocketLimits,
-        draining: CancellationToken,
+        draining: Draining,
     ) -> Self {
         WatchedSocket {
             stream,
@@ -192,15 +194,14 @@ impl WatchedSocket {
             ));
         }
         let blocked = self.blocked.get_or_insert_with(|| {
-            let limit = if self.draining.is_cancelled() {
+            let limit = if self.draining.is_started() {
                 self.limits.send_timeout.min(DRAIN_SEND_TIMEOUT)
             } else {
                 self.limits.send_timeout
             };
             Blocked {
                 deadline: Box::pin(tokio::time::sleep(limit)),
-                drain: (!self.draining.is_cancelled())
-                    .then(|| Box::pin(self.draining.clone().cancelled_owned())),
+                drain: (!self.draining.is_started()).then(|| Box::pin(self.draining.started())),
             }
         });
         if let Some(drain) = &mut blocked.drain
@@ -213,7 +214,7 @@ impl WatchedSocket {
             }
         }
         if blocked.deadline.as_mut().poll(cx).is_ready() {
-            let why = if self.draining.is_cancelled() {
+            let why = if self.draining.is_started() {
                 "client not reading while the server shuts down"
             } else {
                 "client not reading (send timeout)"
@@ -264,7 +265,12 @@ impl AsyncRead for WatchedSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.check()?;
+        // Only a failure already seen, not the control's requests: hyper polls a stream's
+        // reads at every event (to notice the client closing), and a hang-up needs no read to
+        // take effect — the stream it cuts off ends at once, and the write of its end fails.
+        if let Some(kind) = this.failed {
+            return Poll::Ready(Err(io::Error::new(kind, "connection already failed")));
+        }
         if this.timed_out_idle {
             return Poll::Ready(Ok(())); // the end: nothing more will be read
         }
