@@ -1,34 +1,44 @@
-//! Fan-out benchmark: how fast one update reaches N open streams, and what they cost.
+//! Fan-out benchmark: how fast one update reaches N open streams, what they cost, and how a
+//! burst of simultaneous updates is absorbed — side by side with a bare tokio server that sends
+//! the same bytes.
 //!
 //! ```sh
-//! cargo bench -p live-kit --bench fanout                                # N = 1000, 5000, 10000
-//! cargo bench -p live-kit --bench fanout -- --clients 2000 --rounds 50
-//! cargo bench -p live-kit --bench fanout -- --clients 3000 --bursts 128,1024
-//! cargo bench -p live-kit --bench fanout -- --addr 127.0.0.1:3000      # a server already running
-//! cargo bench -p live-kit --bench fanout --features redis -- --redis   # also across two instances
+//! cargo bench -p live-kit --bench fanout            # the whole set (a few minutes)
+//! cargo bench -p live-kit --bench fanout -- --clients 2000 --rounds 50 --burst-clients ''
+//! cargo bench -p live-kit --bench fanout -- --clients '' --burst-clients 3000 --bursts 128,1024
+//! cargo bench -p live-kit --bench fanout -- --addr 127.0.0.1:3000   # a server already running
+//! cargo bench -p live-kit --bench fanout --features redis -- --redis  # also across two instances
 //! ```
 //!
 //! The server is the kit's notes app (`tests/support/notes.rs`: a page stream following a
-//! latest-state topic, an action that publishes it — the shape of every live page), run in a
-//! process of its own: this benchmark's own binary, built in release mode by `cargo bench`, in
-//! `--serve-notes` mode. For each N it opens N streams to `/sse/notes` with distinct session
-//! ids in one burst over raw TCP, waits until every one has received its first event, then runs
-//! R rounds of `POST /notes` (a Datastar form post) and measures, per round, the time from
-//! sending the POST until the last of the N clients has the note. Then come bursts (`--bursts`,
-//! default 128 and 1 024): that many notes posted at the same instant, each on its own
-//! connection, and the time until every stream shows the newest one, with how many streams the
-//! burst ended (it must end none). Finally it sends SIGTERM and times the shutdown. It prints
-//! numbers and asserts nothing. The load generator shares the machine with the server.
+//! latest-state topic, an action that publishes it, an action that broadcasts an ordinary
+//! event — the shapes of every live page), run in a process of its own: this benchmark's own
+//! binary, built in release mode by `cargo bench`, in `--serve-notes` mode. The baseline is
+//! the same binary in `--serve-raw` mode: no HTTP library, no framework, a `watch` channel for
+//! the latest note and an `mpsc` queue per stream for ordinary events, each event encoded once.
 //!
-//! With `--raw` each N is also run against a bare tokio server written for this job alone (no
-//! HTTP library, each event encoded once and shared): the lower bound to compare with.
+//! For each N it opens N streams (`/sse/notes`, distinct session ids) in one burst over raw TCP
+//! and waits until every one has its first event. Then:
 //!
-//! With `--redis` (build with `--features redis`; needs `redis-server` on the PATH) each N is
-//! also run across instances: a `redis-server` and two app instances, the clients on one, the
-//! notes posted to the other, so every event crosses Redis.
+//! - **steady fan-out** (`--clients`, default 2 500, 10 000 and the largest N the open-files
+//!   limit allows): R rounds (`--rounds`, default 20) of `POST /notes` (a new latest-state
+//!   note), then R of `POST /shouts` (an ordinary event), each measured from sending the POST
+//!   until the last of the N clients has it; the server's CPU time per round; its memory per
+//!   stream;
+//! - **bursts** (`--burst-clients`, default 3 000 and 10 000; `--bursts`, default 128 and
+//!   1 024): that many notes posted at the same instant, each on its own connection, then the
+//!   time until every stream shows the newest, how many streams the burst ended (it must end
+//!   none), and how many note events each stream was written (the work a burst costs);
+//! - shutdown: SIGTERM, and the time until the process has exited and every stream ended.
 //!
-//! A second part times the registry alone: a broadcast to a pattern matching 10 of 10 010
-//! connections, and to one matching 10 000 of them.
+//! It prints numbers and asserts nothing. The load generator shares the machine with the
+//! server. `--no-raw` skips the baseline; `--redis` (build with `--features redis`, needs
+//! `redis-server` on the PATH) also runs each N across two instances sharing a `redis-server`,
+//! clients on one, posts to the other, so every event crosses Redis.
+//!
+//! A first part times the registry alone: a broadcast to a pattern matching 10 of 10 010
+//! connections and to one matching 10 000 of them, and a latest-state publish with 10 000
+//! followers waiting for it and with none waiting (a burst's later publishes).
 
 #[allow(dead_code)]
 #[path = "../tests/support/notes.rs"]
@@ -41,13 +51,15 @@ use std::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    task::Context,
     time::{Duration, Instant},
 };
 
 use datastar::prelude::PatchSignals;
+use futures_util::StreamExt;
 use live::{
     Frame,
-    registry::{Key, Limits, Pattern, Registry},
+    registry::{ConnectOptions, Key, LatestState, Limits, Outgoing, Pattern, Registry, Version},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -55,7 +67,8 @@ use tokio::{
 };
 
 struct Options {
-    clients: Vec<usize>,
+    steady: Vec<usize>,
+    burst_clients: Vec<usize>,
     rounds: usize,
     bursts: Vec<usize>,
     addr: Option<SocketAddr>,
@@ -63,41 +76,57 @@ struct Options {
     raw: bool,
 }
 
+fn numbers(list: &str) -> Vec<usize> {
+    list.split(',')
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.trim().parse().expect("a number"))
+        .collect()
+}
+
+/// The most streams this machine's open-files limit allows one server (and the load generator,
+/// which holds the other end of each), with room for the rest: the server keeps 512
+/// descriptors back, and the steady rounds post one note at a time.
+fn largest_n() -> usize {
+    let limit = open_files_limit();
+    (limit.saturating_sub(1_000) / 1_000 * 1_000).max(1_000) as usize
+}
+
+fn open_files_limit() -> u64 {
+    #[cfg(unix)]
+    {
+        rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1_024, |(soft, _)| soft)
+    }
+    #[cfg(not(unix))]
+    {
+        1_024
+    }
+}
+
 fn options() -> Options {
     let mut options = Options {
-        clients: vec![1_000, 5_000, 10_000],
+        steady: vec![2_500, 10_000, largest_n()],
+        burst_clients: vec![3_000, 10_000],
         rounds: 20,
         bursts: vec![128, 1_024],
         addr: None,
         redis: false,
-        raw: false,
+        raw: true,
     };
+    options.steady.dedup();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--clients" => {
-                options.clients = args
-                    .next()
-                    .expect("--clients N[,N…]")
-                    .split(',')
-                    .map(|n| n.trim().parse().expect("a number of clients"))
-                    .collect();
+            "--clients" => options.steady = numbers(&args.next().expect("--clients N[,N…]")),
+            "--burst-clients" => {
+                options.burst_clients = numbers(&args.next().expect("--burst-clients N[,N…]"));
             }
             "--rounds" => options.rounds = args.next().expect("--rounds R").parse().unwrap(),
-            "--bursts" => {
-                options.bursts = args
-                    .next()
-                    .expect("--bursts B[,B…]")
-                    .split(',')
-                    .filter(|b| !b.trim().is_empty())
-                    .map(|b| b.trim().parse().expect("a number of greets"))
-                    .collect();
-            }
+            "--bursts" => options.bursts = numbers(&args.next().expect("--bursts B[,B…]")),
             "--addr" => {
                 options.addr = Some(args.next().expect("--addr HOST:PORT").parse().unwrap())
             }
             "--redis" => options.redis = true,
-            "--raw" => options.raw = true,
+            "--no-raw" => options.raw = false,
             _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
         }
     }
@@ -111,20 +140,80 @@ struct Round {
     last: AtomicU64,
 }
 
+/// The two kinds of steady rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `POST /notes`: a new version of the latest-state note.
+    Latest,
+    /// `POST /shouts`: an ordinary event, every one delivered.
+    Ordinary,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Latest => "/notes",
+            Kind::Ordinary => "/shouts",
+        }
+    }
+
+    /// What tells this kind's rounds apart in the text: `<run>r<round>` or `<run>o<round>`.
+    fn letter(self) -> char {
+        match self {
+            Kind::Latest => 'r',
+            Kind::Ordinary => 'o',
+        }
+    }
+}
+
 struct Shared {
     epoch: Instant,
     run: u64,
     live: AtomicUsize,
     last_live: AtomicU64,
     ended: AtomicUsize,
-    rounds: Vec<Round>,
+    latest_rounds: Vec<Round>,
+    ordinary_rounds: Vec<Round>,
     /// The highest note number each client has seen ("Note #N").
     newest: Vec<AtomicU64>,
+    /// How many note events each client has been written.
+    notes_seen: Vec<AtomicU64>,
+    /// What marks each kind's rounds in an event: `<strong><run>r` and `<strong><run>o`.
+    markers: [(Kind, String); 2],
 }
 
 impl Shared {
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn rounds(&self, kind: Kind) -> &[Round] {
+        match kind {
+            Kind::Latest => &self.latest_rounds,
+            Kind::Ordinary => &self.ordinary_rounds,
+        }
+    }
+
+    /// Counts one complete event for client `index`.
+    fn event(&self, index: usize, event: &str) {
+        if let Some((_, rest)) = event.split_once("Note #")
+            && let Some((number, _)) = rest.split_once(':')
+            && let Ok(number) = number.parse::<u64>()
+        {
+            self.newest[index].fetch_max(number, Ordering::Relaxed);
+            self.notes_seen[index].fetch_add(1, Ordering::Relaxed);
+        }
+        for (kind, marker) in &self.markers {
+            let kind = *kind;
+            if let Some((_, rest)) = event.split_once(marker.as_str())
+                && let Some((round, _)) = rest.split_once('<')
+                && let Ok(round) = round.parse::<usize>()
+                && let Some(slot) = self.rounds(kind).get(round)
+            {
+                slot.delivered.fetch_add(1, Ordering::Relaxed);
+                slot.last.fetch_max(self.now(), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -257,21 +346,21 @@ async fn http(addr: SocketAddr, request_line: &str, body_and_headers: &str) -> S
     String::from_utf8_lossy(&response).into_owned()
 }
 
-async fn publish(addr: SocketAddr, text: &str) {
+async fn publish(addr: SocketAddr, kind: Kind, text: &str) {
     let body = format!("text={text}");
     let rest = format!(
         "datastar-request: true\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let response = http(addr, "POST /notes HTTP/1.1", &rest).await;
+    let response = http(addr, &format!("POST {} HTTP/1.1", kind.path()), &rest).await;
     assert!(
         response.starts_with("HTTP/1.1 200"),
         "publishing failed: {response}"
     );
 }
 
-/// One SSE client: connects, counts itself live at the first event, then records each round's
-/// greeting as it arrives, until the server ends the stream.
+/// One SSE client: connects, counts itself live at the first event, then counts every complete
+/// event as it arrives, until the server ends the stream.
 async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return;
@@ -284,59 +373,30 @@ async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
     if stream.write_all(request.as_bytes()).await.is_err() {
         return;
     }
-    let marker = format!("<strong>{}r", shared.run);
     let mut live = false;
-    let mut seen_rounds = 0usize;
     let mut buffer = vec![0u8; 8192];
-    let mut carry = String::new();
+    let mut pending = String::new();
     loop {
         let n = match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        carry.push_str(&String::from_utf8_lossy(&buffer[..n]));
-        if carry.contains("\r\n0\r\n\r\n") {
-            break; // the server ended the stream: the response's last chunk
-        }
-        for rest in carry.split("Note #").skip(1) {
-            // The last piece may be cut short; a later read completes it.
-            if let Some((serial, _)) = rest.split_once(':')
-                && let Ok(serial) = serial.parse::<u64>()
-            {
-                shared.newest[index].fetch_max(serial, Ordering::Relaxed);
-            }
-        }
-        if !live && carry.contains("\"connected\":true") {
+        pending.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        if !live && pending.contains("\"connected\":true") {
             live = true;
             shared.live.fetch_add(1, Ordering::Relaxed);
             shared.last_live.fetch_max(shared.now(), Ordering::Relaxed);
         }
-        while let Some(at) = carry.find(&marker) {
-            let digits: String = carry[at + marker.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            let complete = carry[at + marker.len() + digits.len()..].starts_with('<');
-            if !complete {
-                break; // the rest of this event is in the next read
-            }
-            if let Ok(round) = digits.parse::<usize>()
-                && round >= seen_rounds
-                && let Some(slot) = shared.rounds.get(round)
-            {
-                seen_rounds = round + 1;
-                slot.delivered.fetch_add(1, Ordering::Relaxed);
-                slot.last.fetch_max(shared.now(), Ordering::Relaxed);
-            }
-            carry.drain(..at + marker.len());
+        // Complete events only (an event ends with a blank line); the rest waits for the next
+        // read. Chunk-size lines between events do not matter to what is looked for.
+        let mut start = 0;
+        while let Some(end) = pending[start..].find("\n\n") {
+            shared.event(index, &pending[start..start + end]);
+            start += end + 2;
         }
-        // Keep only a tail that could hold the start of a split marker.
-        if carry.len() > 512 {
-            let cut = carry.len() - 256;
-            let cut = (cut..carry.len())
-                .find(|&i| carry.is_char_boundary(i))
-                .unwrap();
-            carry.drain(..cut);
+        pending.drain(..start);
+        if pending.contains("\r\n0\r\n\r\n") {
+            break; // the server ended the stream: the response's last chunk
         }
     }
     shared.ended.fetch_add(1, Ordering::Relaxed);
@@ -344,22 +404,176 @@ async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Where the clients connect and where the greetings are posted.
+/// Where the clients connect and where the posts go.
 enum Setup {
     /// One app started here.
     Local,
     /// A server someone else started.
     Remote(SocketAddr),
-    /// Two apps sharing a `redis-server`: clients on one, greetings to the other.
+    /// Two apps sharing a `redis-server`: clients on one, posts to the other.
     CrossInstance(String),
     /// The bare baseline server.
     Raw,
 }
 
-async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
+impl Setup {
+    fn label(&self) -> &'static str {
+        match self {
+            Setup::Local => "one instance",
+            Setup::Remote(_) => "remote server",
+            Setup::CrossInstance(_) => "across instances through Redis",
+            Setup::Raw => "raw tokio baseline",
+        }
+    }
+}
+
+/// Steady rounds of one kind: delivery latency of each, and the server's CPU per round.
+struct Steady {
+    latencies: Vec<f64>,
+    cpu_per_round: Option<f64>,
+    delivered: usize,
+    expected: usize,
+}
+
+impl Steady {
+    fn median(&self) -> f64 {
+        median(&mut self.latencies.clone())
+    }
+
+    fn max(&self) -> f64 {
+        self.latencies.iter().copied().fold(f64::NAN, f64::max)
+    }
+}
+
+/// One burst of simultaneous posts.
+struct Burst {
+    greets: usize,
+    replied: Duration,
+    all_newest: Option<Duration>,
+    dropped: usize,
+    /// Note events written per stream during the burst: mean and most.
+    frames: (f64, u64),
+}
+
+/// What one run measured.
+struct Report {
+    n: usize,
+    label: &'static str,
+    live: usize,
+    all_live_ms: f64,
+    memory_kib: Option<f64>,
+    memory: String,
+    latest: Steady,
+    ordinary: Steady,
+    bursts: Vec<Burst>,
+    shutdown: Option<(Duration, Duration, usize)>,
+}
+
+async fn steady(
+    shared: &Shared,
+    kind: Kind,
+    rounds: usize,
+    live: usize,
+    post_to: SocketAddr,
+    pid: Option<u32>,
+) -> Steady {
+    let cpu_before = pid.and_then(cpu_seconds);
+    let mut latencies = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let slot = &shared.rounds(kind)[round];
+        let sent = shared.now();
+        let text = format!("{}{}{round}", shared.run, kind.letter());
+        publish(post_to, kind, &text).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slot.delivered.load(Ordering::Relaxed) < live && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let last = slot.last.load(Ordering::Relaxed);
+        latencies.push(last.saturating_sub(sent) as f64 / 1e6);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu_per_round = match (cpu_before, pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) => Some((after - before) / rounds.max(1) as f64 * 1000.0),
+        _ => None,
+    };
+    Steady {
+        latencies,
+        cpu_per_round,
+        delivered: shared
+            .rounds(kind)
+            .iter()
+            .map(|round| round.delivered.load(Ordering::Relaxed))
+            .sum(),
+        expected: live * rounds,
+    }
+}
+
+/// B notes posted at the same instant, each on its own connection; then the time until every
+/// stream shows the newest, how many streams the burst ended, and what it cost them in frames.
+async fn burst(shared: &Arc<Shared>, greets: usize, live: usize, post_to: SocketAddr) -> Burst {
+    let newest = |client: &AtomicU64| client.load(Ordering::Relaxed);
+    let base = shared.newest.iter().map(newest).max().unwrap_or(0);
+    let target = base + greets as u64;
+    let ended_before = shared.ended.load(Ordering::Relaxed);
+    let seen_before: Vec<u64> = shared.notes_seen.iter().map(newest).collect();
+    let release = Arc::new(tokio::sync::Barrier::new(greets + 1));
+    let posts: Vec<_> = (0..greets)
+        .map(|i| {
+            let release = Arc::clone(&release);
+            let text = format!("{}b{i}", shared.run);
+            tokio::spawn(async move {
+                release.wait().await;
+                publish(post_to, Kind::Latest, &text).await;
+            })
+        })
+        .collect();
+    release.wait().await;
+    let sent = Instant::now();
+    for post in posts {
+        let _ = post.await;
+    }
+    let replied = sent.elapsed();
+    let deadline = sent + Duration::from_secs(60);
+    let all_newest = loop {
+        let behind = shared
+            .newest
+            .iter()
+            .take(live)
+            .filter(|client| newest(client) < target)
+            .count();
+        if behind == 0 {
+            break Some(sent.elapsed());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let written: Vec<u64> = shared
+        .notes_seen
+        .iter()
+        .zip(&seen_before)
+        .take(live)
+        .map(|(now, before)| newest(now) - before)
+        .collect();
+    let frames = (
+        written.iter().sum::<u64>() as f64 / written.len().max(1) as f64,
+        written.iter().copied().max().unwrap_or(0),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Burst {
+        greets,
+        replied,
+        all_newest,
+        dropped: shared.ended.load(Ordering::Relaxed) - ended_before,
+        frames,
+    }
+}
+
+async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report {
     let (server, sender, addr) = match setup {
         Setup::Remote(addr) => (None, None, *addr),
         Setup::Local => {
@@ -379,7 +593,7 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
             (Some(receiver), Some(sender), addr)
         }
     };
-    let greet_to = sender.as_ref().map_or(addr, |sender| sender.addr);
+    let post_to = sender.as_ref().map_or(addr, |sender| sender.addr);
     let pid = server.as_ref().and_then(Server::pid);
     // Warm up (templates, allocator), then take the baseline.
     if !matches!(setup, Setup::Raw) {
@@ -387,19 +601,25 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
     }
     let rss_before = pid.and_then(rss_kib);
 
+    let run = std::process::id() as u64 * 1000 + n as u64;
+    let round = || Round {
+        delivered: AtomicUsize::new(0),
+        last: AtomicU64::new(0),
+    };
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
-        run: std::process::id() as u64 * 1000 + n as u64,
+        run,
         live: AtomicUsize::new(0),
         last_live: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
-        rounds: (0..rounds)
-            .map(|_| Round {
-                delivered: AtomicUsize::new(0),
-                last: AtomicU64::new(0),
-            })
-            .collect(),
+        latest_rounds: (0..rounds).map(|_| round()).collect(),
+        ordinary_rounds: (0..rounds).map(|_| round()).collect(),
         newest: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        notes_seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        markers: [
+            (Kind::Latest, format!("<strong>{run}r")),
+            (Kind::Ordinary, format!("<strong>{run}o")),
+        ],
     });
 
     // One burst: every client connects at once, like tabs reconnecting after a deploy.
@@ -413,83 +633,19 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let live = shared.live.load(Ordering::Relaxed);
-    let all_live = (shared.last_live.load(Ordering::Relaxed) - start) as f64 / 1e6;
+    let all_live_ms = (shared
+        .last_live
+        .load(Ordering::Relaxed)
+        .saturating_sub(start)) as f64
+        / 1e6;
     tokio::time::sleep(Duration::from_millis(300)).await; // let the server settle
     let rss_after = pid.and_then(rss_kib);
 
-    // Rounds: POST, then wait for the last client to have the greeting.
-    let cpu_before = pid.and_then(cpu_seconds);
-    let mut latencies = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        let slot = &shared.rounds[round];
-        let sent = shared.now();
-        publish(greet_to, &format!("{}r{round}", shared.run)).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while slot.delivered.load(Ordering::Relaxed) < live && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let last = slot.last.load(Ordering::Relaxed);
-        latencies.push(last.saturating_sub(sent) as f64 / 1e6);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cpu_per_round = match (cpu_before, pid.and_then(cpu_seconds)) {
-        (Some(before), Some(after)) => Some((after - before) / rounds as f64 * 1000.0),
-        _ => None,
-    };
-    let delivered: usize = shared
-        .rounds
-        .iter()
-        .map(|r| r.delivered.load(Ordering::Relaxed))
-        .sum();
-
-    // Bursts: B greets sent at the same instant, each on its own connection; then the time until
-    // every stream shows the newest greeting, and how many streams the burst ended.
+    let latest = steady(&shared, Kind::Latest, rounds, live, post_to, pid).await;
+    let ordinary = steady(&shared, Kind::Ordinary, rounds, live, post_to, pid).await;
     let mut burst_results = Vec::new();
-    for &burst in bursts {
-        let base = shared
-            .newest
-            .iter()
-            .map(|newest| newest.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
-        let target = base + burst as u64;
-        let ended_before = shared.ended.load(Ordering::Relaxed);
-        let release = Arc::new(tokio::sync::Barrier::new(burst + 1));
-        let greets: Vec<_> = (0..burst)
-            .map(|i| {
-                let release = Arc::clone(&release);
-                let name = format!("{}b{i}", shared.run);
-                tokio::spawn(async move {
-                    release.wait().await;
-                    publish(greet_to, &name).await;
-                })
-            })
-            .collect();
-        release.wait().await;
-        let sent = Instant::now();
-        for greet in greets {
-            let _ = greet.await;
-        }
-        let replied = sent.elapsed();
-        let deadline = sent + Duration::from_secs(60);
-        let all_newest = loop {
-            let behind = shared
-                .newest
-                .iter()
-                .take(live)
-                .filter(|newest| newest.load(Ordering::Relaxed) < target)
-                .count();
-            if behind == 0 {
-                break Some(sent.elapsed());
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
-        let dropped = shared.ended.load(Ordering::Relaxed) - ended_before;
-        burst_results.push((burst, replied, all_newest, dropped));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for &greets in bursts {
+        burst_results.push(burst(&shared, greets, live, post_to).await);
     }
 
     // Shutdown: SIGTERM, then time until the process exits and every stream has ended.
@@ -520,78 +676,178 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) {
         task.abort();
     }
 
-    let mut sorted = latencies.clone();
-    let memory = match (rss_before, rss_after) {
-        (Some(before), Some(after)) => format!(
-            "{:.1} KiB ({} → {} MiB)",
-            (after.saturating_sub(before)) as f64 / live.max(1) as f64,
-            before / 1024,
-            after / 1024
-        ),
-        _ => "n/a (remote server)".into(),
+    let (memory_kib, memory) = match (rss_before, rss_after) {
+        (Some(before), Some(after)) => {
+            let per_stream = after.saturating_sub(before) as f64 / live.max(1) as f64;
+            let text = format!(
+                "{per_stream:.1} KiB ({} → {} MiB)",
+                before / 1024,
+                after / 1024
+            );
+            (Some(per_stream), text)
+        }
+        _ => (None, "n/a (remote server)".into()),
     };
-    let label = match setup {
-        Setup::Local => "one instance",
-        Setup::Remote(_) => "remote server",
-        Setup::CrossInstance(_) => "across instances through Redis",
-        Setup::Raw => "raw tokio baseline",
+    let report = Report {
+        n,
+        label: setup.label(),
+        live,
+        all_live_ms,
+        memory_kib,
+        memory,
+        latest,
+        ordinary,
+        bursts: burst_results,
+        shutdown,
     };
-    println!("N = {n} ({label})");
-    println!("  live: {live}/{n} in {all_live:.0} ms after the first connect");
-    println!("  memory per stream: {memory}");
-    println!(
-        "  all-delivered latency: median {:.1} ms, max {:.1} ms over {rounds} rounds",
-        median(&mut sorted),
-        latencies.iter().cloned().fold(0.0, f64::max)
-    );
-    match cpu_per_round {
-        Some(cpu) => println!("  server CPU per round: {cpu:.1} ms"),
-        None => println!("  server CPU per round: n/a (remote server)"),
+    report.print();
+    report
+}
+
+impl Report {
+    fn print(&self) {
+        let Report { n, live, .. } = *self;
+        println!("N = {n} ({})", self.label);
+        println!(
+            "  live: {live}/{n} in {:.0} ms after the first connect",
+            self.all_live_ms
+        );
+        println!("  memory per stream: {}", self.memory);
+        for (what, steady) in [("latest-state", &self.latest), ("ordinary", &self.ordinary)] {
+            if steady.latencies.is_empty() {
+                continue;
+            }
+            let cpu = steady
+                .cpu_per_round
+                .map_or("n/a".to_owned(), |cpu| format!("{cpu:.1} ms"));
+            println!(
+                "  {what} rounds: all delivered in median {:.1} ms, max {:.1} ms over {} rounds; \
+                 server CPU per round {cpu}; delivered {}/{}",
+                steady.median(),
+                steady.max(),
+                steady.latencies.len(),
+                steady.delivered,
+                steady.expected
+            );
+        }
+        for burst in &self.bursts {
+            println!(
+                "  burst of {} simultaneous notes: {}",
+                burst.greets,
+                burst.describe(live)
+            );
+        }
+        if let Some((exited, ended, count)) = self.shutdown {
+            println!(
+                "  shutdown: process exited {:.0} ms after SIGTERM; {count}/{n} streams ended within {:.0} ms",
+                exited.as_secs_f64() * 1000.0,
+                ended.as_secs_f64() * 1000.0
+            );
+        }
     }
-    println!("  delivered/expected: {delivered}/{}", live * rounds);
-    for (burst, replied, all_newest, dropped) in burst_results {
-        let newest = match all_newest {
+}
+
+impl Burst {
+    fn describe(&self, live: usize) -> String {
+        let newest = match self.all_newest {
             Some(took) => format!(
-                "all {live} show the newest in {:.0} ms",
+                "all {live} on the newest {:.0} ms after it began",
                 took.as_secs_f64() * 1000.0
             ),
             None => "NOT all on the newest within 60 s".to_owned(),
         };
-        println!(
-            "  burst of {burst} simultaneous greets: replies in {:.0} ms, {newest}, {dropped} streams dropped",
-            replied.as_secs_f64() * 1000.0
-        );
-    }
-    if let Some((exited, ended, count)) = shutdown {
-        println!(
-            "  shutdown: process exited {:.0} ms after SIGTERM; {count}/{n} streams ended within {:.0} ms",
-            exited.as_secs_f64() * 1000.0,
-            ended.as_secs_f64() * 1000.0
-        );
+        format!(
+            "replies in {:.0} ms, {newest}, {} streams dropped, {:.1} note frames per stream (at most {})",
+            self.replied.as_secs_f64() * 1000.0,
+            self.dropped,
+            self.frames.0,
+            self.frames.1
+        )
     }
 }
 
-/// The registry alone: broadcast cost should follow the number of *matching* connections.
+/// The app's figure against the baseline's, and their ratio.
+fn versus(app: Option<f64>, raw: Option<f64>, unit: &str) -> String {
+    match (app, raw) {
+        (Some(app), Some(raw)) if raw > 0.0 => {
+            format!("{app:>7.1} {unit} vs {raw:>6.1} {unit} ({:.2}×)", app / raw)
+        }
+        (Some(app), _) => format!("{app:>7.1} {unit}"),
+        _ => "n/a".to_owned(),
+    }
+}
+
+/// The side-by-side summary of every run.
+fn summary(steady: &[(Report, Option<Report>)], bursts: &[(Report, Option<Report>)]) {
+    println!();
+    println!("Summary: the app vs the raw tokio baseline, same bytes, same run");
+    for (app, raw) in steady {
+        let raw_latest = raw.as_ref().map(|raw| &raw.latest);
+        let raw_ordinary = raw.as_ref().map(|raw| &raw.ordinary);
+        println!("  steady, N = {}:", app.n);
+        for (what, ours, theirs) in [
+            ("latest-state", &app.latest, raw_latest),
+            ("ordinary    ", &app.ordinary, raw_ordinary),
+        ] {
+            println!(
+                "    {what}  median delivery {}   CPU per round {}",
+                versus(Some(ours.median()), theirs.map(Steady::median), "ms"),
+                versus(
+                    ours.cpu_per_round,
+                    theirs.and_then(|s| s.cpu_per_round),
+                    "ms"
+                ),
+            );
+        }
+        println!(
+            "    memory per stream {}",
+            versus(
+                app.memory_kib,
+                raw.as_ref().and_then(|raw| raw.memory_kib),
+                "KiB"
+            )
+        );
+    }
+    for (app, raw) in bursts {
+        for (at, burst) in app.bursts.iter().enumerate() {
+            println!(
+                "  burst, N = {} × {} notes: app {}",
+                app.n,
+                burst.greets,
+                burst.describe(app.live)
+            );
+            if let Some(theirs) = raw.as_ref().and_then(|raw| raw.bursts.get(at)) {
+                println!(
+                    "  {:>w$}  raw {}",
+                    "",
+                    theirs.describe(raw.as_ref().map_or(0, |raw| raw.live)),
+                    w = format!("burst, N = {} × {} notes:", app.n, burst.greets).len()
+                );
+            }
+        }
+    }
+}
+
+/// The registry alone: a broadcast's cost should follow the number of *matching* connections,
+/// and a latest-state publish's the number of streams *waiting* for it.
 fn registry_benchmark() {
     // Nobody reads here: room for every frame the loop queues.
     let registry = Registry::new(Limits {
         queue_limit: 1 << 17,
         ..Limits::default()
     });
+    let follow = ConnectOptions {
+        topics: &["tick"],
+        ..ConnectOptions::default()
+    };
     let mut held = Vec::new();
     for i in 0..10_000 {
-        held.push(
-            registry
-                .connect(Key::new(&format!("page/home/{i}")).unwrap())
-                .unwrap(),
-        );
+        let key = Key::new(&format!("page/home/{i}")).unwrap();
+        held.push(registry.connect_with(key, follow.clone()).unwrap().0);
     }
     for i in 0..10 {
-        held.push(
-            registry
-                .connect(Key::new(&format!("page/other/{i}")).unwrap())
-                .unwrap(),
-        );
+        let key = Key::new(&format!("page/other/{i}")).unwrap();
+        held.push(registry.connect(key).unwrap().0);
     }
     let frame = Frame::from(PatchSignals::new(r#"{"tick":1}"#));
     for (pattern, iterations) in [("page/other/*", 20_000), ("page/home/*", 50)] {
@@ -607,6 +863,34 @@ fn registry_benchmark() {
             registry.len()
         );
     }
+    // Every follower polls once, as a stream that has written everything does: it waits.
+    let mut context = Context::from_waker(futures_util::task::noop_waker_ref());
+    for connection in &mut held {
+        while let std::task::Poll::Ready(Some(_)) = connection.poll_next_unpin(&mut context) {}
+    }
+    let home = Pattern::new("page/home/*").unwrap();
+    let publish = |number: u64| Outgoing {
+        pattern: home.clone(),
+        except: Vec::new(),
+        frame: frame.clone(),
+        latest: Some(LatestState {
+            topic: "tick".into(),
+            version: Version::new(1, number),
+            value: None,
+        }),
+    };
+    let start = Instant::now();
+    registry.deliver(&publish(1));
+    let first = start.elapsed();
+    let start = Instant::now();
+    for number in 2..=1_024 {
+        registry.deliver(&publish(number));
+    }
+    let each = start.elapsed() / 1_023;
+    println!(
+        "registry: a latest-state publish wakes 10000 waiting followers in {first:?}; \
+         the next 1023 (nobody waiting) take {each:?} each"
+    );
     drop(held);
 }
 
@@ -676,61 +960,91 @@ fn main() {
     registry_benchmark();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
+        if let Some(addr) = options.addr {
+            for &n in &options.steady {
+                run(n, options.rounds, &options.bursts, &Setup::Remote(addr)).await;
+            }
+            return;
+        }
         let redis = options.redis.then(RedisServer::start);
-        for &n in &options.clients {
-            match options.addr {
-                Some(addr) => run(n, options.rounds, &options.bursts, &Setup::Remote(addr)).await,
-                None => run(n, options.rounds, &options.bursts, &Setup::Local).await,
-            }
+        let mut steady = Vec::new();
+        for &n in &options.steady {
+            let app = run(n, options.rounds, &[], &Setup::Local).await;
+            let raw = match options.raw {
+                true => Some(run(n, options.rounds, &[], &Setup::Raw).await),
+                false => None,
+            };
+            steady.push((app, raw));
             if let Some(redis) = &redis {
-                let setup = Setup::CrossInstance(redis.url());
-                run(n, options.rounds, &options.bursts, &setup).await;
-            }
-            if options.raw {
-                // The raw server keeps one bounded queue per stream, like the registry used to:
-                // bursts are not its job.
-                run(n, options.rounds, &[], &Setup::Raw).await;
+                run(n, options.rounds, &[], &Setup::CrossInstance(redis.url())).await;
             }
         }
+        let mut bursts = Vec::new();
+        if !options.bursts.is_empty() {
+            for &n in &options.burst_clients {
+                let app = run(n, 0, &options.bursts, &Setup::Local).await;
+                let raw = match options.raw {
+                    true => Some(run(n, 0, &options.bursts, &Setup::Raw).await),
+                    false => None,
+                };
+                bursts.push((app, raw));
+                if let Some(redis) = &redis {
+                    let setup = Setup::CrossInstance(redis.url());
+                    run(n, 0, &options.bursts, &setup).await;
+                }
+            }
+        }
+        summary(&steady, &bursts);
     });
 }
 
-/// The lower bound: a tokio server that speaks just enough HTTP/1.1 for this benchmark, with
-/// no HTTP library and no framework. Each stream is a task owning its socket and a bounded
-/// channel; a greeting is encoded once and the same bytes are queued for every stream.
+/// The lower bound: a tokio server that speaks just enough HTTP/1.1 for this benchmark, with no
+/// HTTP library and no framework. Each stream is a task owning its socket; the latest note is a
+/// `watch` channel (a stream that is behind skips to the newest), ordinary events an `mpsc`
+/// queue per stream; each event is encoded once and its bytes shared by every stream.
 mod raw {
-    use std::sync::{Arc, Mutex};
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    };
 
     use bytes::Bytes;
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
         net::{TcpSocket, TcpStream},
-        sync::mpsc,
+        sync::{mpsc, watch},
     };
 
-    type Streams = Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>;
+    struct Hub {
+        /// The latest note's event, and how many notes there have been (the lock keeps the
+        /// numbering and the publishing in one order).
+        notes: Mutex<u64>,
+        latest: watch::Sender<Option<Bytes>>,
+        shouts: AtomicU64,
+        streams: Mutex<Vec<mpsc::Sender<Bytes>>>,
+    }
 
     pub async fn serve(port: u16) {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
         socket.bind(([127, 0, 0, 1], port).into()).unwrap();
         let listener = socket.listen(4096).unwrap();
-        let streams: Streams = Arc::default();
-        let greetings = Arc::new(Mutex::new(0u64));
+        let hub = Arc::new(Hub {
+            notes: Mutex::new(0),
+            latest: watch::Sender::new(None),
+            shouts: AtomicU64::new(0),
+            streams: Mutex::default(),
+        });
         loop {
             let Ok((socket, _)) = listener.accept().await else {
                 continue;
             };
             let _ = socket.set_nodelay(true);
-            tokio::spawn(connection(
-                socket,
-                Arc::clone(&streams),
-                Arc::clone(&greetings),
-            ));
+            tokio::spawn(connection(socket, Arc::clone(&hub)));
         }
     }
 
-    async fn connection(mut socket: TcpStream, streams: Streams, greetings: Arc<Mutex<u64>>) {
+    async fn connection(mut socket: TcpStream, hub: Arc<Hub>) {
         let mut request = Vec::with_capacity(1024);
         let mut buffer = [0u8; 1024];
         let head_end = loop {
@@ -746,53 +1060,73 @@ mod raw {
             }
         };
         if request.starts_with(b"GET /sse/") {
-            let (sender, mut receiver) = mpsc::channel::<Bytes>(32);
-            streams.lock().unwrap().push(sender);
+            let (sender, mut shouts) = mpsc::channel::<Bytes>(32);
+            let mut latest = hub.latest.subscribe();
+            hub.streams.lock().unwrap().push(sender);
             let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\nevent: datastar-patch-signals\ndata: signals {\"connected\":true}\n\n";
             if socket.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
-            while let Some(event) = receiver.recv().await {
-                if socket.write_all(&event).await.is_err() {
-                    return;
-                }
-            }
-        } else if request.starts_with(b"POST /notes") {
-            let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
-            let mut body = request[head_end..].to_vec();
-            while body.len() < length {
-                let Ok(n) = socket.read(&mut buffer).await else {
-                    return;
+            loop {
+                let event = tokio::select! {
+                    changed = latest.changed() => match changed {
+                        Ok(()) => latest.borrow_and_update().clone(),
+                        Err(_) => return,
+                    },
+                    shout = shouts.recv() => match shout {
+                        Some(shout) => Some(shout),
+                        None => return,
+                    },
                 };
-                if n == 0 {
+                if let Some(event) = event
+                    && socket.write_all(&event).await.is_err()
+                {
                     return;
                 }
-                body.extend_from_slice(&buffer[..n]);
             }
-            let name = String::from_utf8_lossy(&body)
-                .trim_start_matches("text=")
-                .to_owned();
-            // The same event the app sends: the same HTML, the same encoding.
-            let serial = {
-                let mut count = greetings.lock().unwrap();
-                *count += 1;
-                *count
-            };
-            let event = Bytes::from(format!(
-                "event: datastar-patch-elements\ndata: elements <p id=\"note\">Note #{serial}: <strong>{name}</strong></p>\n\n"
-            ));
-            {
-                let mut streams = streams.lock().unwrap();
-                streams.retain(|stream| stream.try_send(event.clone()).is_ok());
-            }
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
         }
+        let post_notes = request.starts_with(b"POST /notes");
+        if !post_notes && !request.starts_with(b"POST /shouts") {
+            return;
+        }
+        let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = request[head_end..].to_vec();
+        while body.len() < length {
+            let Ok(n) = socket.read(&mut buffer).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            body.extend_from_slice(&buffer[..n]);
+        }
+        let text = String::from_utf8_lossy(&body)
+            .trim_start_matches("text=")
+            .to_owned();
+        // The same events the app sends: the same HTML, the same encoding.
+        if post_notes {
+            let mut notes = hub.notes.lock().unwrap();
+            *notes += 1;
+            let event = Bytes::from(format!(
+                "event: datastar-patch-elements\ndata: elements <p id=\"note\">Note #{}: <strong>{text}</strong></p>\n\n",
+                *notes
+            ));
+            hub.latest.send_replace(Some(event));
+        } else {
+            let number = hub.shouts.fetch_add(1, Ordering::Relaxed) + 1;
+            let event = Bytes::from(format!(
+                "event: datastar-patch-elements\ndata: elements <p id=\"shout\">Shout #{number}: <strong>{text}</strong></p>\n\n"
+            ));
+            let mut streams = hub.streams.lock().unwrap();
+            streams.retain(|stream| stream.try_send(event.clone()).is_ok());
+        }
+        let _ = socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
     }
 }

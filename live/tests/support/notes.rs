@@ -1,6 +1,10 @@
 //! A small app on the kit, for the kit's tests and benchmark: one page whose stream follows a
-//! latest-state topic (the latest note), and one action that publishes a new note. It uses the
-//! kit the way an app does: `Live`, `Stream`, `publish_latest`, `actions`, `routes`, `layers`.
+//! latest-state topic (the latest note), an action that publishes a new note, and one that
+//! broadcasts an ordinary event (a shout: every one delivered, in order). It uses the kit the
+//! way an app does: `Live`, `Stream`, `publish_latest`, `broadcast`, `actions`, `routes`,
+//! `layers`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::{
     Form, Router,
@@ -47,7 +51,9 @@ pub fn live(settings: &Settings) -> Live {
 
 /// Every route of the notes app.
 pub fn router(live: Live) -> Router {
-    let actions = Router::new().route("/notes", post(publish));
+    let actions = Router::new()
+        .route("/notes", post(publish))
+        .route("/shouts", post(shout));
     let router = Router::new()
         .route("/", get(page))
         .route("/sse/notes", get(stream))
@@ -87,6 +93,26 @@ async fn stream(
 #[derive(Deserialize)]
 struct NoteForm {
     text: String,
+}
+
+/// `POST /shouts`: the text, as an ordinary event to every notes page.
+async fn shout(
+    State(live): State<Live>,
+    headers: HeaderMap,
+    Form(form): Form<NoteForm>,
+) -> Result<Response, Error> {
+    static SHOUTS: AtomicU64 = AtomicU64::new(0);
+    let number = SHOUTS.fetch_add(1, Ordering::Relaxed) + 1;
+    let patch = live.views.patch(
+        "partials/shout.html",
+        context! { number, text => form.text },
+    )?;
+    live.registry.broadcast(&pages(), &patch);
+    Ok(if sse::from_datastar(&headers) {
+        sse::reply([])
+    } else {
+        Redirect::to("/").into_response()
+    })
 }
 
 async fn publish(
