@@ -80,7 +80,7 @@ impl Live {
         }
     }
 
-    /// Quiet time after which a stream sends a keep-alive comment (`SSE_KEEP_ALIVE_SECS`).
+    /// How often quiet streams get a keep-alive comment (`SSE_KEEP_ALIVE_SECS`).
     pub fn keep_alive(&self) -> Duration {
         self.keep_alive
     }

@@ -35,7 +35,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "SSE_KEEP_ALIVE_SECS",
         "15",
-        "quiet seconds before a stream sends a keep-alive comment",
+        "how often quiet streams get a keep-alive comment (after 1–2 quiet periods)",
     ),
     (
         "ACTION_TIMEOUT_SECS",
@@ -126,7 +126,8 @@ pub struct Settings {
     /// (`sha384-…`), so a browser refuses any other file; `none` for no check. Default: the
     /// known hash when `DATASTAR_URL` is the default, none otherwise.
     pub datastar_integrity: Integrity,
-    /// `SSE_KEEP_ALIVE_SECS`: quiet time after which a stream sends a keep-alive comment.
+    /// `SSE_KEEP_ALIVE_SECS`: how often the streams that wrote nothing since the last time get a
+    /// keep-alive comment (so a quiet stream gets one 1–2 periods after its last event).
     /// Default 15 s, below the 30–60 s idle timeouts common in proxies and load balancers.
     pub keep_alive: Duration,
     /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
