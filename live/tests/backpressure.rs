@@ -154,9 +154,8 @@ async fn a_burst_of_simultaneous_updates_drops_no_reading_stream_and_all_end_on_
         tokio::spawn(reader(app.addr, index, Arc::clone(&readers)));
     }
     let start = Instant::now();
-    let counted = || {
-        readers.connected.load(Ordering::Relaxed) + readers.failed.load(Ordering::Relaxed)
-    };
+    let counted =
+        || readers.connected.load(Ordering::Relaxed) + readers.failed.load(Ordering::Relaxed);
     while counted() < STREAMS && start.elapsed() < PATIENCE * 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
