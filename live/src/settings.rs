@@ -85,7 +85,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "LISTEN_BACKLOG",
         "4096",
-        "connections the kernel queues before they are accepted (not with an inherited socket)",
+        "connections the kernel queues before they are accepted (an inherited socket's too)",
     ),
     (
         "SHUTDOWN_TIMEOUT_SECS",

@@ -56,7 +56,8 @@ impl Server {
     ///
     /// An inherited socket outlives the process: while one process stops and the next starts,
     /// connections wait in the kernel's queue instead of being refused, so a restart loses
-    /// nothing.
+    /// nothing — as long as the queue holds them all. So its queue is set to `LISTEN_BACKLOG`
+    /// too, whatever the launcher asked for (see [`from_listener`](Self::from_listener)).
     pub async fn bind(settings: &Settings, live: Live) -> io::Result<Self> {
         let mut passed = listenfd::ListenFd::from_env();
         if let Some(listener) = passed.take_tcp_listener(0)? {
@@ -71,15 +72,26 @@ impl Server {
         })
     }
 
-    /// Like [`bind`](Self::bind), on a listening socket made elsewhere (`HOST`, `PORT` and
-    /// `LISTEN_BACKLOG` are not used): a socket passed by another scheme than `LISTEN_FDS`, or
-    /// one a test keeps open across two servers, as a service manager would.
+    /// Like [`bind`](Self::bind), on a listening socket made elsewhere (`HOST` and `PORT` are
+    /// not used): a socket passed by another scheme than `LISTEN_FDS`, or one a test keeps open
+    /// across two servers, as a service manager would.
+    ///
+    /// The socket's queue of not yet accepted connections is set to `LISTEN_BACKLOG` (Linux
+    /// lets a listening socket be given a new one). Between the old process's exit and the new
+    /// one's first accept, every reconnecting tab waits in that queue; a launcher that asked for
+    /// no more than the usual 128 would let the rest overflow it, and an overflowed connection
+    /// is not refused — the kernel drops its handshake and it waits on retransmissions, 1, 3,
+    /// 7, 15 seconds and more, looking open to the client and answered by nobody.
     pub fn from_listener(
         listener: std::net::TcpListener,
         settings: &Settings,
         live: Live,
     ) -> io::Result<Self> {
         prepare(settings)?;
+        let backlog = i32::try_from(settings.listen_backlog).unwrap_or(i32::MAX);
+        if let Err(error) = socket2::SockRef::from(&listener).listen(backlog) {
+            tracing::warn!(%error, backlog, "cannot set the inherited socket's queue");
+        }
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener: TcpListener::from_std(listener)?,
