@@ -16,7 +16,7 @@ use minijinja::context;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{sse::Frame, views::Views};
+use crate::{frame::Frame, views::Views};
 
 /// `{connected: true}`: the first event on every (re)connect, turning the indicator live.
 pub fn connected() -> Frame {
@@ -46,6 +46,13 @@ pub fn disconnected() -> Frame {
 /// the app's `partials/notice.html`, which the layout includes too.
 pub fn notice(views: &Views, message: Option<&str>) -> Result<Frame, minijinja::Error> {
     views.patch("partials/notice.html", context! { notice => message })
+}
+
+/// Which server process is serving (`_devServer`): debug builds send it first on every stream,
+/// and the dev loop's markup reloads a page rendered by another process (the server
+/// restarted after a change to its code).
+pub fn serving(instance: Uuid) -> Frame {
+    PatchSignals::new(json!({ "_devServer": instance }).to_string()).into()
 }
 
 /// The last event for a stream replaced by another tab using the same session id: a fresh id,

@@ -14,8 +14,9 @@
 //! - [`registry`]: the connections — keys, patterns, broadcast, latest-state topics, cleanup —
 //!   and the [`registry::Relay`] hook other instances are reached through.
 //! - [`Stream`]: the one call a stream handler makes.
-//! - [`sse`]: encoded events ([`Frame`]) and the responses that carry them; [`signals`]: Datastar
-//!   signals read from a request; [`events`]: the events every live page understands.
+//! - [`frame`]: one encoded event ([`Frame`]), shared by every stream it goes to; [`sse`]: the
+//!   responses that carry frames; [`signals`]: Datastar signals read from a request;
+//!   [`events`]: the events every live page understands.
 //! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; [`settings`]: the
 //!   environment; [`logging`].
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
@@ -27,17 +28,22 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod assets;
+pub mod caller;
+pub mod client;
 #[cfg(debug_assertions)]
 pub mod dev;
 pub mod error;
 pub mod events;
+pub mod frame;
 mod health;
 mod live;
 pub mod logging;
+pub mod markup;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod refusals;
 pub mod registry;
+pub mod script;
 pub mod security;
 pub mod serve;
 pub mod settings;
@@ -65,13 +71,14 @@ use tracing::Level;
 
 pub use crate::{
     assets::Files,
+    caller::Caller,
     error::Error,
+    frame::Frame,
     live::{Live, Site},
     registry::{Key, Pattern, Registry, Topic},
     serve::Server,
     settings::Settings,
     signals::{Signals, Tab},
-    sse::Frame,
     stream::Stream,
 };
 

@@ -23,6 +23,21 @@ pub struct Site {
     pub static_files: Files,
 }
 
+impl Site {
+    /// The site, reading its files from the folders `dev` names, if it names any (debug
+    /// builds: a test or a tool may point the dev loop elsewhere).
+    #[cfg(debug_assertions)]
+    fn reading_from(mut self, dev: &crate::settings::DevSettings) -> Site {
+        if let Some(dir) = &dev.templates_dir {
+            self.templates = self.templates.read_from(dir);
+        }
+        if let Some(dir) = &dev.static_dir {
+            self.static_files = self.static_files.read_from(dir);
+        }
+        self
+    }
+}
+
 /// The kit's shared state: cheap to clone (everything is behind `Arc`s). An app with state of
 /// its own keeps a `Live` in it and implements `FromRef` for it.
 #[derive(Clone, Debug)]
@@ -42,7 +57,7 @@ impl Live {
     pub fn new(settings: &Settings, site: Site) -> Self {
         let instance = Uuid::new_v4();
         #[cfg(debug_assertions)]
-        let site = settings.dev.apply(site);
+        let site = site.reading_from(&settings.dev);
         let datastar = DatastarScript {
             url: settings.datastar_url.clone(),
             integrity: settings.datastar_integrity(),

@@ -33,12 +33,13 @@ use axum::{
 use uuid::Uuid;
 
 use crate::{
+    client::ClientAddr,
     error::Error,
     events,
+    frame::Frame,
     live::Live,
     registry::{ConnectError, ConnectOptions, Key, SocketControl, Topic},
-    serve::ClientAddr,
-    sse::{self, EventStream, Frame},
+    sse::{self, EventStream},
     views::Views,
 };
 
@@ -126,7 +127,7 @@ impl Stream {
                 .map(|(_, none_yet)| none_yet),
         );
         #[cfg(debug_assertions)]
-        first.push(crate::dev::hello(&live));
+        first.push(events::serving(live.instance()));
         Ok(EventStream::new(connection, first).into_response())
     }
 }

@@ -5,6 +5,11 @@
 //! template shows on the next request without a rebuild (and a broken one recovers on the next
 //! save).
 //!
+//! The kit has templates of its own (`live/templates/`: the notice, the refusal page, the
+//! markup of a page's stream, the status badge, the dev loop), embedded in the kit. A template
+//! is looked up in the app's `templates/` first, so an app overrides one of the kit's by
+//! putting a file of the same name there; without one, the kit's is used.
+//!
 //! Every `.html` template is autoescaped: whatever a user typed is escaped wherever it is
 //! printed, in full pages and in the partials that SSE patches carry alike.
 
@@ -13,29 +18,22 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use crate::script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL, DatastarScript};
 use crate::{
     assets::{Assets, Files},
-    sse::Frame,
+    frame::Frame,
+    markup,
 };
 
-/// Where pages load Datastar from unless `DATASTAR_URL` says otherwise: the 1.x release that the
-/// `datastar` crate's events are written for.
-pub const DATASTAR_CDN_URL: &str =
-    "https://cdn.jsdelivr.net/gh/starfederation/datastar@1.0.4/bundles/datastar.js";
+/// The kit's own templates (`live/templates/`), the fallback for every name the app's
+/// `templates/` lacks.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "templates/"]
+struct KitTemplates;
 
-/// The subresource-integrity hash of the file at [`DATASTAR_CDN_URL`]: a browser runs that
-/// file only if its bytes hash to this, so a compromised CDN cannot serve anything else. (The
-/// file's SHA-256 is `727844ad…cac470cf91`.)
-pub const DATASTAR_CDN_INTEGRITY: &str =
-    "sha384-twbOvafhSBQ0rJDNPzJdUw6DRvthVgAVfSIG1BQVmCiNO7Qh2zeVn7T5qstgjJ9q";
-
-/// Where the layout's `<script>` loads Datastar from, and the hash it must have.
-#[derive(Debug, Clone, Default)]
-pub struct DatastarScript {
-    /// `DATASTAR_URL`.
-    pub url: String,
-    /// `DATASTAR_INTEGRITY`, or the known hash of the URL.
-    pub integrity: Option<String>,
+/// [`KitTemplates`], read from disk in debug builds like the app's.
+fn kit_templates() -> Files {
+    Files::new::<KitTemplates>(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
 }
 
 /// What every template can use besides its own context.
@@ -77,7 +75,7 @@ impl Views {
         };
         Views {
             #[cfg(not(debug_assertions))]
-            env: environment(&globals, Some(&templates)),
+            env: environment(&globals, &templates),
             templates,
             globals,
         }
@@ -86,11 +84,7 @@ impl Views {
     /// Renders template `name` with `ctx` (anything `Serialize`, or minijinja's `context!`).
     pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, minijinja::Error> {
         #[cfg(debug_assertions)]
-        let env = {
-            let mut env = environment(&self.globals, None);
-            env.set_loader(minijinja::path_loader(self.templates.dir()));
-            env
-        };
+        let env = environment(&self.globals, &self.templates);
         #[cfg(not(debug_assertions))]
         let env = &self.env;
         env.get_template(name)?.render(ctx)
@@ -120,15 +114,15 @@ impl Views {
 
 /// The shared set-up. In debug builds this runs per render: parsing a few small templates costs
 /// well under a millisecond and leaves no stale cache to invalidate while editing.
-fn environment(globals: &Globals, embedded: Option<&Files>) -> Environment<'static> {
+fn environment(globals: &Globals, templates: &Files) -> Environment<'static> {
     let mut env = Environment::new();
-    if let Some(templates) = embedded.cloned() {
-        env.set_loader(move |name| {
-            Ok(templates
-                .get(name)
-                .and_then(|file| String::from_utf8(file.data.into_owned()).ok()))
-        });
-    }
+    let (app, kit) = (templates.clone(), kit_templates());
+    env.set_loader(move |name| {
+        Ok(app
+            .get(name)
+            .or_else(|| kit.get(name))
+            .and_then(|file| String::from_utf8(file.data.into_owned()).ok()))
+    });
     // Catch misspelt variables instead of printing nothing; `{% if x %}` on a missing `x` still
     // works.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
@@ -142,16 +136,8 @@ fn environment(globals: &Globals, embedded: Option<&Files>) -> Environment<'stat
     // Debug builds add the dev loop to every page (see `crate::dev`).
     env.add_global("dev", cfg!(debug_assertions));
     env.add_global("instance", globals.instance.to_string());
-    // The longest wait between two attempts to reopen a stream: short while developing (the
-    // server restarts often), 30 s in production (spreads out a reconnect storm).
-    env.add_global(
-        "retry_max_wait",
-        if cfg!(debug_assertions) {
-            2_000
-        } else {
-            30_000
-        },
-    );
+    // The longest wait between two attempts to reopen a stream (see `markup`).
+    env.add_global("retry_max_wait", markup::RETRY_MAX_WAIT_MS);
     // `{{ asset_url("app.css") }}`: a URL with a content hash, cacheable for a year. Safe to
     // print unescaped: a path written in a template plus a hex hash.
     let assets = globals.assets.clone();
@@ -160,6 +146,8 @@ fn environment(globals: &Globals, embedded: Option<&Files>) -> Environment<'stat
     });
     // `{{ new_id() }}`: a fresh UUID, e.g. for a tab's stream key.
     env.add_function("new_id", || Uuid::new_v4().to_string());
+    // `{{ live_stream("/sse/home") }}`, `{{ live_status() }}`, `{{ live_dev() }}`.
+    markup::add_functions(&mut env);
     env
 }
 
@@ -186,6 +174,58 @@ mod tests {
         DatastarScript {
             url: url.to_owned(),
             integrity: None,
+        }
+    }
+
+    #[test]
+    fn the_kits_templates_are_the_fallback_and_the_apps_win() {
+        // The fixture has no notice of its own: the kit's is used.
+        let views = views(from(DATASTAR_CDN_URL));
+        let kits = views
+            .render("partials/notice.html", context! { notice => "Hi" })
+            .unwrap();
+        assert_eq!(
+            kits,
+            r#"<div id="notice" class="notice" role="alert">Hi</div>"#
+        );
+
+        // An app that has one gets its own.
+        let dir = std::env::temp_dir().join(format!("views-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("partials")).unwrap();
+        std::fs::write(
+            dir.join("partials/notice.html"),
+            "<p id=\"notice\">{{ notice }}</p>",
+        )
+        .unwrap();
+        let templates = Files::new::<Fixture>(&dir);
+        let assets = Assets::new(Files::new::<Fixture>(&dir));
+        let own = Views::new(
+            from(DATASTAR_CDN_URL),
+            templates,
+            assets,
+            Uuid::new_v4(),
+            "x",
+        );
+        let html = own
+            .render("partials/notice.html", context! { notice => "Hi" })
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(html, r#"<p id="notice">Hi</p>"#);
+    }
+
+    #[test]
+    fn a_page_opens_its_stream_with_one_call_and_keeps_one_connection() {
+        let html = views(from(DATASTAR_CDN_URL))
+            .render("page.html", context! { note => () })
+            .unwrap();
+        assert_eq!(html.matches("data-init=").count(), 1, "{html}");
+        assert!(
+            html.contains("data-init=\"@get('/sse/notes', {retry: 'always'"),
+            "{html}"
+        );
+        assert!(html.contains(r#""sessionId":"#), "{html}");
+        if cfg!(debug_assertions) {
+            assert!(html.contains(r#"id="dev-reload""#), "the dev loop: {html}");
         }
     }
 

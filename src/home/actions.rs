@@ -8,10 +8,10 @@
 use axum::{
     Form,
     extract::{State, rejection::FormRejection},
-    http::{HeaderMap, StatusCode},
-    response::{Html, IntoResponse, Redirect, Response},
+    http::StatusCode,
+    response::Response,
 };
-use live::{Error, events::notice, sse};
+use live::{Caller, Error, events::notice};
 use serde::Deserialize;
 
 use super::{HOME_PAGES, events, page};
@@ -31,58 +31,43 @@ pub struct GreetForm {
 /// `POST /api/greet`: greets `name` on every open home page.
 ///
 /// - Valid name: the greeting is rendered once and pushed to every `page/home/*` stream. A
-///   Datastar caller gets a short SSE reply that clears the form (never a redirect: Datastar
-///   would follow it); a plain post gets `303 See Other` to the home page, which shows the
-///   greeting.
+///   Datastar caller gets a short reply that clears the form; a plain post is redirected to the
+///   home page, which shows the greeting.
 /// - Invalid name, or a form that cannot be read (too large, a field twice): nothing is
-///   broadcast. A Datastar caller gets a `200` patch showing the message (Datastar ignores the
-///   body of a non-200 response); a plain post gets the page again with the message and what
-///   was typed, as `422` (or `413` for too large).
+///   broadcast. The caller sees why: Datastar in the form's message, a plain post on the page
+///   again with what was typed, as `422` (or `413` for too large).
 pub async fn greet(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     form: Result<Form<GreetForm>, FormRejection>,
 ) -> Result<Response, Error> {
-    let from_datastar = sse::from_datastar(&headers);
+    let views = &state.live.views;
+    let refuse = |status, message: &str, draft: &str| {
+        caller.refuse(
+            status,
+            || events::greet_error(views, Some(message)),
+            || page::render(&state, Some(message), draft),
+        )
+    };
     let form = match form {
         Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(rejection.status(), "That is far too long to be a name.", "");
+        }
         Err(rejection) => {
             tracing::debug!(%rejection, "greet form refused");
-            return if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                let message = "That is far too long to be a name.";
-                refuse(
-                    &state,
-                    from_datastar,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    message,
-                    "",
-                )
-                .await
-            } else {
-                let message = "The form could not be read. Please reload the page and try again.";
-                refuse(
-                    &state,
-                    from_datastar,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    message,
-                    "",
-                )
-                .await
-            };
+            let message = "The form could not be read. Please reload the page and try again.";
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, message, "");
         }
     };
     let name = match Name::parse(&form.name) {
         Ok(name) => name,
         Err(error) => {
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
             return refuse(
-                &state,
-                from_datastar,
-                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 &error.to_string(),
                 &form.name,
-            )
-            .await;
+            );
         }
     };
 
@@ -93,36 +78,20 @@ pub async fn greet(
         .registry
         .publish_latest(&GREETING, &HOME_PAGES, |serial| {
             let greeting = Greeting { name, serial };
-            let patch = events::greeting(&state.live.views, Some(&greeting))?;
+            let patch = events::greeting(views, Some(&greeting))?;
             Ok::<_, Error>((greeting, patch))
         })
         .await?;
     tracing::debug!(serial = greeting.serial, "greeting pushed to home pages");
 
-    Ok(if from_datastar {
-        sse::reply([
-            events::greet_error(&state.live.views, None)?,
-            notice(&state.live.views, None)?,
-            events::clear_draft(),
-        ])
-    } else {
-        Redirect::to("/").into_response()
-    })
-}
-
-/// Tells the caller why the greet was refused: a `200` patch of the form's message for Datastar,
-/// or the home page again with the message and what was typed, as `status`.
-async fn refuse(
-    state: &AppState,
-    from_datastar: bool,
-    status: StatusCode,
-    message: &str,
-    draft: &str,
-) -> Result<Response, Error> {
-    Ok(if from_datastar {
-        sse::reply([events::greet_error(&state.live.views, Some(message))?])
-    } else {
-        let page = page::render(state, Some(message), draft)?;
-        (status, Html(page)).into_response()
-    })
+    caller.done(
+        || {
+            Ok::<_, Error>(vec![
+                events::greet_error(views, None)?,
+                notice(views, None)?,
+                events::clear_draft(),
+            ])
+        },
+        "/",
+    )
 }

@@ -7,15 +7,14 @@ use axum::{
 };
 use live::Error;
 use minijinja::context;
-use serde_json::json;
-use uuid::Uuid;
 
 use crate::{
     AppState,
     greeting::{GREETING, MAX_NAME_CHARS},
 };
 
-/// The home page, with a fresh session id for this tab's stream.
+/// The home page. Its stream (`live_stream` in the template) gets a fresh session id on every
+/// render.
 pub async fn show(State(state): State<AppState>) -> Result<impl IntoResponse, Error> {
     let html = render(&state, None, "")?;
     // Every load must get a fresh session id: never serve this page from a cache.
@@ -25,12 +24,9 @@ pub async fn show(State(state): State<AppState>) -> Result<impl IntoResponse, Er
 /// The home page, optionally showing a validation `error` and the `draft` the user typed (when
 /// a plain form post is refused).
 pub fn render(state: &AppState, error: Option<&str>, draft: &str) -> Result<String, Error> {
-    let signals =
-        json!({ "sessionId": Uuid::new_v4(), "connected": false, "_reconnecting": false });
     let html = state.live.views.render(
         "home.html",
         context! {
-            signals,
             greeting => state.live.registry.latest(&GREETING),
             error,
             draft,

@@ -47,6 +47,11 @@ async fn every_stream_says_which_instance_serves_it() {
     let mut home = app.open_home_stream(Uuid::new_v4()).await;
 
     let expected = serde_json::json!({ "_devServer": app.state.live.instance() });
+    assert_eq!(
+        signals(&dev.next_event().await)["connected"],
+        true,
+        "a stream's first event"
+    );
     assert_eq!(signals(&dev.next_event().await), expected);
     assert_eq!(
         signals(&home.read_initial_events().await.dev_server.unwrap()),
@@ -79,7 +84,8 @@ async fn a_stylesheet_change_swaps_stylesheets_and_a_template_change_reloads() {
     let app = spawn_dev_app(&workspace).await;
     let mut home = app.open_live_home_stream().await;
     let mut about = open_dev_stream(&app, Uuid::new_v4()).await;
-    about.next_event().await;
+    about.next_event().await; // connected
+    about.next_event().await; // the instance
 
     // Act: a stylesheet is saved.
     let css = workspace.asset("app.css");

@@ -199,3 +199,45 @@ async fn greetings_are_numbered() {
         assert!(patch.contains(&format!("Greeting #{expected}")), "{patch}");
     }
 }
+
+#[tokio::test]
+async fn refusals_show_through_the_kits_own_templates() {
+    // Arrange: the app has no notice or refusal template of its own; the kit's are used.
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    for kits in ["partials/notice.html", "refused.html"] {
+        assert!(!templates.join(kits).exists(), "{kits} is the kit's");
+    }
+    let app = spawn_app().await;
+    let cross_site = |request: reqwest::RequestBuilder| {
+        request
+            .header("sec-fetch-site", "cross-site")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("name=Eve")
+    };
+
+    // Act: a cross-site plain post, and the same through Datastar.
+    let plain = cross_site(app.client.post(app.url("/api/greet")))
+        .send()
+        .await
+        .unwrap();
+    let datastar = cross_site(app.client.post(app.url("/api/greet")))
+        .header("datastar-request", "true")
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: a page in the app's layout for the one, the page's notice for the other.
+    assert_eq!(plain.status(), 403);
+    let page = plain.text().await.unwrap();
+    assert!(page.contains("<h1>Refused</h1>"), "{page}");
+    assert!(page.contains(r#"<header class="site-header">"#), "{page}");
+    assert_eq!(datastar.status(), 200, "Datastar shows only a 200's events");
+    let events = reply_events(datastar).await;
+    let notice = elements(&events[0]);
+    assert!(
+        notice.starts_with(
+            r#"<div id="notice" class="notice" role="alert">This form was sent from another site"#
+        ),
+        "{notice}"
+    );
+}

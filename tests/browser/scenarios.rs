@@ -250,7 +250,7 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
     let tab = Browser::open_live("tab", &app.url("/")).await;
     let signals = tab
         .eval(
-            "return document.querySelector('#home').dataset.signals",
+            "return document.querySelector('#live-stream').dataset.signals",
             vec![],
         )
         .await;

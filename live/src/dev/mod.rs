@@ -20,7 +20,6 @@ mod error_page;
 pub mod watcher;
 
 use std::{
-    path::PathBuf,
     sync::LazyLock,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -29,7 +28,7 @@ use axum::{
     Router,
     extract::{FromRef, Query, Request, State},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
 use datastar::prelude::{PatchElements, PatchSignals};
@@ -39,52 +38,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 pub use self::watcher::watch;
+pub use crate::settings::DevSettings;
 use crate::{
-    Live, Site,
-    error::RenderFailure,
+    Live, Stream,
+    error::{Error, RenderFailure},
+    frame::Frame,
     registry::{Key, Pattern},
-    sse::{EventStream, Frame},
-    stream::refused,
     views::Views,
 };
 
 /// Every page stream: keys are `page/<page>/<tab>`.
 pub static ALL_PAGES: LazyLock<Pattern> =
     LazyLock::new(|| Pattern::new("page/*/*").expect("a valid pattern"));
-
-/// Where the dev loop looks for files, and whether it watches them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DevSettings {
-    /// Templates are read from here on every render. Default: the app's `templates/`.
-    pub templates_dir: Option<PathBuf>,
-    /// Static files are read from here on every request. Default: the app's `static/`.
-    pub static_dir: Option<PathBuf>,
-    /// Whether to watch both folders and push changes to open tabs. Default: yes.
-    pub watch: bool,
-}
-
-impl Default for DevSettings {
-    fn default() -> Self {
-        DevSettings {
-            templates_dir: None,
-            static_dir: None,
-            watch: true,
-        }
-    }
-}
-
-impl DevSettings {
-    /// `site`, reading its files from the folders these settings name, if they name any.
-    pub fn apply(&self, mut site: Site) -> Site {
-        if let Some(dir) = &self.templates_dir {
-            site.templates = site.templates.read_from(dir);
-        }
-        if let Some(dir) = &self.static_dir {
-            site.static_files = site.static_files.read_from(dir);
-        }
-        site
-    }
-}
 
 /// The dev-only routes.
 pub fn routes<S>() -> Router<S>
@@ -103,19 +68,13 @@ pub struct DevTab {
 }
 
 /// `GET /sse/dev?tab=<uuid>`: the stream of a page that has none of its own, stored under
-/// `page/dev/<tab>` so that [`ALL_PAGES`] reaches it. It carries nothing but dev events.
-pub async fn stream(State(live): State<Live>, Query(DevTab { tab }): Query<DevTab>) -> Response {
-    let key = Key::tab("dev", tab).expect("a UUID is one segment");
-    match live.registry.connect(key) {
-        Ok((connection, _replaced)) => EventStream::new(connection, [hello(&live)]).into_response(),
-        Err(refusal) => refused(&live.views, refusal).into_response(),
-    }
-}
-
-/// The first event of every stream in a debug build: which server instance is serving. A page
-/// rendered by another instance reloads itself.
-pub fn hello(live: &Live) -> Frame {
-    PatchSignals::new(json!({ "_devServer": live.instance() }).to_string()).into()
+/// `page/dev/<tab>` so that [`ALL_PAGES`] reaches it. It carries nothing but dev events (and
+/// the first events of every stream, [`events::serving`](crate::events::serving) among them).
+pub async fn stream(
+    stream: Stream,
+    Query(DevTab { tab }): Query<DevTab>,
+) -> Result<Response, Error> {
+    stream.open_key(Key::tab("dev", tab)?)
 }
 
 /// Makes every page that receives it reload.

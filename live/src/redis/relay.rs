@@ -21,6 +21,10 @@
 //! - After every (re)subscription the instance reads the newest stored version of every topic
 //!   and delivers it, so tabs that missed updates during an outage catch up at once.
 //!
+//! Long on purpose: the exactly-once bookkeeping (pending broadcasts, settling, the sweep) and
+//! the two tasks that drive it (publishing, subscribing) are one protocol, and each of its
+//! promises above is kept by code in both halves; apart, neither half could be read alone.
+//!
 //! Redis going away never takes the app down: the subscriber reconnects with backoff, pinging
 //! to notice a dead connection, and cross-instance delivery resumes by itself. Pub/sub keeps
 //! nothing, so ordinary broadcasts sent during an outage reach only the sender's streams;

@@ -31,8 +31,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::{
+    frame::Frame,
     registry::{Key, LatestState, Outgoing, Pattern, Version, is_topic_name},
-    sse::Frame,
 };
 
 const MAGIC: &str = "ascolais/2";

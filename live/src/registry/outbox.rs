@@ -30,7 +30,7 @@ use std::{
 
 use futures_util::task::AtomicWaker;
 
-use crate::sse::Frame;
+use crate::frame::Frame;
 
 /// The next place in the order of every event this process sends: ordinary frames take one
 /// when they are queued, latest-state versions when they are published. One counter for the

@@ -30,7 +30,7 @@ use super::{
     latest::Version,
     outbox::Outbox,
 };
-use crate::sse::Frame;
+use crate::frame::Frame;
 
 /// One published version of a latest-state topic: what streams write, and what pages and
 /// (re)connecting streams start from.

@@ -1,6 +1,9 @@
 //! Lifecycle tests of the registry: storing, replacing, dropping, back-pressure.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    task::{Context, Poll},
+};
 
 use datastar::prelude::PatchSignals;
 use futures_util::{FutureExt, StreamExt};

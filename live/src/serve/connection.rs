@@ -26,13 +26,10 @@ use super::{
     socket::{Activity, InFlight},
 };
 use crate::{
+    client::ClientAddr,
     registry::SocketControl,
     sse::{EventStream, Handoff},
 };
-
-/// The client's address, on every request: the TCP peer's, or what `CLIENT_IP_HEADER` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
 
 /// Serves the requests of one connection.
 #[derive(Clone, Debug)]

@@ -25,13 +25,13 @@ use tokio::{
 };
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
+use self::{connection::ConnectionService, drain::serve_until_drained, limits::Refusals};
 pub use self::{
-    connection::ClientAddr,
     drain::Draining,
     limits::{HEADROOM, connection_cap},
     socket::{Activity, DRAIN_SEND_TIMEOUT, SocketLimits, WatchedSocket},
 };
-use self::{connection::ConnectionService, drain::serve_until_drained, limits::Refusals};
+pub use crate::client::ClientAddr;
 use crate::{
     Live,
     registry::{SocketControl, WeakRegistry},

@@ -16,7 +16,6 @@ use axum::{
 use live::{Error, Files, Frame, Live, Pattern, Settings, Signals, Site, Stream, Tab, Topic, sse};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// One note: what the page shows.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,11 +72,8 @@ pub fn patch(live: &Live, note: Option<&Note>) -> Result<Frame, Error> {
 }
 
 async fn page(State(live): State<Live>) -> Result<Html<String>, Error> {
-    let signals = json!({ "sessionId": uuid::Uuid::new_v4(), "connected": false });
     let note = live.registry.latest(&NOTE);
-    Ok(Html(
-        live.views.render("page.html", context! { signals, note })?,
-    ))
+    Ok(Html(live.views.render("page.html", context! { note })?))
 }
 
 async fn stream(

@@ -6,108 +6,16 @@
 //! uses it) stops the app with a message naming the variable, rather than crash a connection
 //! at the first request.
 
-use std::{net::IpAddr, str::FromStr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use axum::http::HeaderName;
 
-use crate::views::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL};
+mod parse;
+mod variables;
 
-/// Every variable the settings are read from: its name, its default (empty: unset), and what it
-/// means in a line. `.env.example` is written from this; tests keep the three — this list, the
-/// code that reads the variables, and the example file — in step.
-pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "HOST",
-        "127.0.0.1",
-        "the address to listen on (0.0.0.0 in a container)",
-    ),
-    ("PORT", "3000", "the port to listen on; 0 picks a free one"),
-    (
-        "DATASTAR_URL",
-        DATASTAR_CDN_URL,
-        "where pages load Datastar from",
-    ),
-    (
-        "DATASTAR_INTEGRITY",
-        "",
-        "the file's sha384-… hash (default: known for the default URL); none: no check",
-    ),
-    (
-        "SSE_KEEP_ALIVE_SECS",
-        "15",
-        "how often quiet streams get a keep-alive comment (after 1–2 quiet periods)",
-    ),
-    (
-        "ACTION_TIMEOUT_SECS",
-        "10",
-        "the longest an action may run before it answers 408",
-    ),
-    (
-        "SEND_TIMEOUT_SECS",
-        "10",
-        "how long a write to a client may stay blocked before it is disconnected",
-    ),
-    (
-        "HEADER_READ_TIMEOUT_SECS",
-        "10",
-        "how long a connection may take to send a request head (also caps idle time)",
-    ),
-    (
-        "KEEP_ALIVE_TIMEOUT_SECS",
-        "5",
-        "how long a connection may sit idle between requests",
-    ),
-    (
-        "STREAM_QUEUE_LIMIT",
-        "1024",
-        "ordinary events one stream may have queued before it is cut off",
-    ),
-    (
-        "MAX_STREAMS",
-        "10000",
-        "open streams beyond which new ones are refused (and told when to retry)",
-    ),
-    (
-        "MAX_STREAMS_PER_CLIENT",
-        "256",
-        "open streams one client address may hold",
-    ),
-    (
-        "CLIENT_IP_HEADER",
-        "",
-        "behind a trusted proxy: the header with the client's address (x-forwarded-for)",
-    ),
-    (
-        "MAX_CONNECTIONS",
-        "",
-        "open connections beyond which new ones get 503 (default: the open-files limit less 512)",
-    ),
-    (
-        "LISTEN_BACKLOG",
-        "4096",
-        "connections the kernel queues before they are accepted (an inherited socket's too)",
-    ),
-    (
-        "SHUTDOWN_TIMEOUT_SECS",
-        "15",
-        "after SIGTERM, how long in-flight requests may take before the process exits",
-    ),
-    (
-        "REDIS_URL",
-        "",
-        "Redis to share broadcasts through (needs the redis feature), e.g. redis://127.0.0.1:6379",
-    ),
-    (
-        "REDIS_SECRET",
-        "",
-        "with REDIS_URL: the key messages between instances are signed with (32+ characters)",
-    ),
-    (
-        "REDIS_PREFIX",
-        "",
-        "the namespace of this app's keys and channel in Redis (default: the app's name)",
-    ),
-];
+use self::parse::{bounded, is_integrity, parse, redis_url, seconds};
+pub use self::variables::VARIABLES;
+use crate::script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL};
 
 /// The longest any of the `*_SECS` settings may be: a day. Longer would never be meant, and
 /// unbounded ones overflow timers.
@@ -187,7 +95,28 @@ pub struct Settings {
     /// Debug builds only: where templates and static files are read from, and whether changes
     /// are pushed to open tabs.
     #[cfg(debug_assertions)]
-    pub dev: crate::dev::DevSettings,
+    pub dev: DevSettings,
+}
+
+/// Where the dev loop looks for files, and whether it watches them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevSettings {
+    /// Templates are read from here on every render. Default: the app's `templates/`.
+    pub templates_dir: Option<PathBuf>,
+    /// Static files are read from here on every request. Default: the app's `static/`.
+    pub static_dir: Option<PathBuf>,
+    /// Whether to watch both folders and push changes to open tabs. Default: yes.
+    pub watch: bool,
+}
+
+impl Default for DevSettings {
+    fn default() -> Self {
+        DevSettings {
+            templates_dir: None,
+            static_dir: None,
+            watch: true,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -213,7 +142,7 @@ impl Default for Settings {
             redis_secret: None,
             redis_prefix: None,
             #[cfg(debug_assertions)]
-            dev: crate::dev::DevSettings::default(),
+            dev: DevSettings::default(),
         }
     }
 }
@@ -416,80 +345,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
-fn is_integrity(value: &str) -> bool {
-    let Some((algorithm, hash)) = value.split_once('-') else {
-        return false;
-    };
-    let length = match algorithm {
-        "sha256" => 44,
-        "sha384" => 64,
-        "sha512" => 88,
-        _ => return false,
-    };
-    hash.len() == length
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-}
-
-fn parse<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<T>, ConfigError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    let Some(value) = lookup(name) else {
-        return Ok(None);
-    };
-    value
-        .trim()
-        .parse()
-        .map(Some)
-        .map_err(|error: T::Err| ConfigError::new(name, value, error.to_string()))
-}
-
-fn redis_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(url) = lookup("REDIS_URL").filter(|url| !url.is_empty()) else {
-        return Ok(None);
-    };
-    #[cfg(feature = "redis")]
-    if let Err(error) = redis::Client::open(url.as_str()) {
-        return Err(ConfigError::new("REDIS_URL", url, error.to_string()));
-    }
-    Ok(Some(url))
-}
-
-/// An integer from `min` to `max`.
-fn bounded<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    min: T,
-    max: T,
-) -> Result<Option<T>, ConfigError>
-where
-    T: FromStr + PartialOrd + std::fmt::Display + Copy,
-    T::Err: std::fmt::Display,
-{
-    match parse::<T>(lookup, name)? {
-        Some(value) if value < min || value > max => Err(ConfigError::new(
-            name,
-            value.to_string(),
-            format!("must be from {min} to {max}"),
-        )),
-        other => Ok(other),
-    }
-}
-
-fn seconds(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<Duration>, ConfigError> {
-    Ok(bounded::<u64>(lookup, name, 1, MAX_SECS)?.map(Duration::from_secs))
 }
 
 #[cfg(test)]

@@ -1,0 +1,156 @@
+//! The stream's side of a stored connection, and the drop guard that removes it.
+
+use std::{
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use futures_util::Stream;
+
+use super::{
+    Shared,
+    index::Entry,
+    key::Key,
+    outbox::{Next, Outbox, Push, next_seq},
+    slot::{Follow, Published},
+};
+use crate::frame::Frame;
+
+/// The receiving end of a stored connection: a stream of the frames pushed to its key.
+///
+/// It is also the connection's drop guard: dropping it removes the entry from the registry
+/// (unless a newer connection has replaced it under the same key).
+pub struct Connection {
+    pub(super) outbox: Arc<Outbox>,
+    /// The latest-state topics it follows.
+    pub(super) follows: Vec<Follow>,
+    pub(super) guard: Guard,
+}
+
+impl Connection {
+    /// The key this connection is stored under.
+    pub fn key(&self) -> &Key {
+        &self.guard.key
+    }
+
+    /// Whether a version of the topic called `topic` is queued or was sent: after
+    /// [`Registry::connect`], whether the stream starts with one (or the page must show that
+    /// there is none yet).
+    pub fn has_version_of(&self, topic: &str) -> bool {
+        self.follows
+            .iter()
+            .any(|follow| &*follow.topic == topic && follow.has_version(&self.guard.key))
+    }
+}
+
+impl Stream for Connection {
+    type Item = Frame;
+
+    /// The next frame: the oldest queued ordinary frame, or the newest unsent version of a
+    /// followed topic, whichever came first in the order of events.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        let this = self.get_mut();
+        let mut registered = false;
+        loop {
+            let mut latest: Option<(usize, Arc<Published>)> = None;
+            for (at, follow) in this.follows.iter_mut().enumerate() {
+                if let Some(unsent) = follow.unsent(&this.outbox)
+                    && latest
+                        .as_ref()
+                        .is_none_or(|(_, first)| unsent.seq < first.seq)
+                {
+                    latest = Some((at, unsent));
+                }
+            }
+            match this
+                .outbox
+                .next(latest.as_ref().map(|(_, unsent)| unsent.seq))
+            {
+                Next::Frame(frame) => {
+                    if !frame.is_keep_alive() {
+                        this.outbox.wrote();
+                    }
+                    return Poll::Ready(Some(frame));
+                }
+                Next::End => return Poll::Ready(None),
+                Next::Latest => {
+                    let (at, unsent) = latest.expect("`next` offered a version");
+                    let follow = &mut this.follows[at];
+                    follow.sent(unsent.version);
+                    if follow.is_for(&unsent, &this.guard.key) {
+                        this.outbox.wrote();
+                        return Poll::Ready(Some(unsent.frame.clone()));
+                    }
+                    // Not meant for this key: look again.
+                }
+                Next::Pending if registered => return Poll::Pending,
+                Next::Pending => {
+                    // Nothing now. Say which task to wake, then look once more: a push or a
+                    // publish since the look above would otherwise wake nobody. (Registering
+                    // only here spares the usual poll, which finds a frame, the cost.)
+                    this.outbox.register(cx.waker());
+                    registered = true;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.outbox.abandon();
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("key", &self.guard.key)
+            .field("id", &self.guard.id)
+            .finish()
+    }
+}
+
+pub(super) struct Guard {
+    pub(super) shared: Arc<Shared>,
+    pub(super) key: Key,
+    pub(super) id: u64,
+    pub(super) opened: Instant,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let removed = self.shared.lock().index.remove(&self.key, Some(self.id));
+        // `removed` is `None` when the registry ended the stream (close, replacement, a queue
+        // overflow, shutdown); `Some` when the client went away first.
+        tracing::debug!(
+            key = %self.key,
+            lifetime = ?self.opened.elapsed(),
+            client_left = removed.is_some(),
+            "stream closed",
+        );
+    }
+}
+
+/// A connection that was just replaced under its key. Its stream ends when this is dropped;
+/// [`Replaced::farewell`] sends it one last frame first.
+#[derive(Debug)]
+pub struct Replaced {
+    pub(super) old: Entry,
+}
+
+impl Replaced {
+    /// The key the old connection was stored under.
+    pub fn key(&self) -> &Key {
+        &self.old.key
+    }
+
+    /// Queues a last `frame` for the old connection, then lets its stream end. Returns whether
+    /// the frame was queued.
+    pub fn farewell(self, frame: Frame) -> bool {
+        self.old.outbox.push(next_seq(), frame) == Push::Queued
+    }
+}

@@ -1,0 +1,140 @@
+//! How a frame reaches connections: to one key, to a pattern, through the relay or not, and the
+//! keep-alive comments of quiet streams. (Latest-state versions take `topics.rs`'s way.)
+
+use std::collections::HashSet;
+
+use super::{
+    Outgoing, Registry,
+    index::Entry,
+    key::{Key, Pattern},
+    outbox::{Push, next_seq},
+};
+use crate::frame::Frame;
+
+impl Registry {
+    /// Queues `frame` for the connection under `key`. Returns whether it was queued.
+    pub fn send(&self, key: &Key, frame: Frame) -> bool {
+        // Keys are instance-local, so this never goes through a relay. A key is the pattern
+        // that matches only itself: delivery and overflow are the broadcast's own.
+        let outgoing = Outgoing {
+            pattern: Pattern::from(key),
+            except: Vec::new(),
+            frame,
+            latest: None,
+        };
+        self.deliver(&outgoing) > 0
+    }
+
+    /// Queues `frame` for every connection whose key `pattern` matches. Returns how many
+    /// connections it was queued for on this instance right away. (With a relay the broadcast
+    /// may go round through the other instances first, so every instance delivers it in the
+    /// same order; it then returns 0.)
+    pub fn broadcast(&self, pattern: &Pattern, frame: &Frame) -> usize {
+        self.broadcast_except(pattern, &[], frame)
+    }
+
+    /// Like [`Registry::broadcast`], skipping the connections stored under `except` (say, the
+    /// tab that caused the event and already shows it).
+    pub fn broadcast_except(&self, pattern: &Pattern, except: &[Key], frame: &Frame) -> usize {
+        self.route(Outgoing {
+            pattern: pattern.clone(),
+            except: except.to_vec(),
+            frame: frame.clone(),
+            latest: None,
+        })
+    }
+
+    pub(super) fn route(&self, outgoing: Outgoing) -> usize {
+        match self.shared.relay.get() {
+            Some(relay) => relay.relay(self, outgoing),
+            None => self.deliver(&outgoing),
+        }
+    }
+
+    /// Delivers a broadcast to the matching connections of this instance, and returns how many
+    /// got it. For [`Relay`]s: every broadcast must reach each instance's `deliver` once.
+    ///
+    /// An ordinary broadcast is queued for every connection `pattern` matches. A latest-state
+    /// version is stored once, in its topic's slot, and wakes the streams that follow the topic
+    /// (each then writes it if `pattern` matches its key); it returns how many follow it. A
+    /// version older than (or as old as) the newest delivered here is dropped, and returns 0.
+    pub fn deliver(&self, outgoing: &Outgoing) -> usize {
+        match &outgoing.latest {
+            Some(latest) => self.deliver_latest(outgoing, latest),
+            None => self.deliver_queued(outgoing),
+        }
+    }
+
+    fn deliver_queued(&self, outgoing: &Outgoing) -> usize {
+        self.push(outgoing, Some(&outgoing.pattern), |_| true)
+    }
+
+    /// Sends [`Frame::keep_alive`] to every stream that has written nothing since the last
+    /// call, and returns how many. The server calls it every `SSE_KEEP_ALIVE_SECS`, so a quiet
+    /// stream gets a comment one to two periods after its last event: one timer for every
+    /// stream, instead of one per stream reset at each event.
+    pub fn keep_alive(&self) -> usize {
+        let outgoing = Outgoing {
+            pattern: Pattern::any(1), // not used: every connection is visited
+            except: Vec::new(),
+            frame: Frame::keep_alive(),
+            latest: None,
+        };
+        self.push(&outgoing, None, |entry| entry.outbox.was_quiet())
+    }
+
+    /// Queues `outgoing` for the connections `pattern` matches (every one, without a pattern)
+    /// that `only` accepts, and cuts off those whose queue overflows.
+    fn push(
+        &self,
+        outgoing: &Outgoing,
+        pattern: Option<&Pattern>,
+        only: impl Fn(&Entry) -> bool,
+    ) -> usize {
+        // Excluded keys are few (the sender's own tab): a list is fastest. A long list, from
+        // whoever can publish to a relay, must not make every match a linear scan.
+        let except_set: Option<HashSet<&Key>> =
+            (outgoing.except.len() > 8).then(|| outgoing.except.iter().collect());
+        let excluded = |key: &Key| match &except_set {
+            Some(set) => set.contains(key),
+            None => outgoing.except.contains(key),
+        };
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        let mut gone = Vec::new();
+        let mut state = self.shared.lock();
+        let seq = next_seq();
+        let mut visit = |entry: &Entry| {
+            if excluded(&entry.key) || !only(entry) {
+                return;
+            }
+            match entry.outbox.push(seq, outgoing.frame.clone()) {
+                Push::Queued => delivered += 1,
+                Push::Overflow => overflowed.push((entry.key.clone(), entry.id)),
+                Push::Closed => gone.push((entry.key.clone(), entry.id)),
+            }
+        };
+        match pattern {
+            Some(pattern) => state.index.for_each_match(pattern, &mut visit),
+            None => state.index.for_each(&mut visit),
+        }
+        let removed: Vec<Entry> = overflowed
+            .iter()
+            .chain(&gone)
+            .filter_map(|(key, id)| state.index.remove(key, Some(*id)))
+            .collect();
+        drop(state);
+        for entry in &removed {
+            if overflowed.iter().any(|(_, id)| *id == entry.id) {
+                tracing::warn!(
+                    key = %entry.key,
+                    limit = self.shared.queue_limit,
+                    "stream more than its queue limit of events behind: cut off"
+                );
+                entry.cut_off();
+            }
+        }
+        drop(removed); // outside the lock: ending a stream wakes its task
+        delivered
+    }
+}

@@ -1,0 +1,101 @@
+//! Every setting's variable, with its default and meaning, kept apart from the code that reads
+//! them: `.env.example` is kept in step with it (`tests/settings.rs` checks).
+
+use crate::script::DATASTAR_CDN_URL;
+
+/// Every variable the settings are read from: its name, its default (empty: unset), and what it
+/// means in a line. `.env.example` is written from this; tests keep the three — this list, the
+/// code that reads the variables, and the example file — in step.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "HOST",
+        "127.0.0.1",
+        "the address to listen on (0.0.0.0 in a container)",
+    ),
+    ("PORT", "3000", "the port to listen on; 0 picks a free one"),
+    (
+        "DATASTAR_URL",
+        DATASTAR_CDN_URL,
+        "where pages load Datastar from",
+    ),
+    (
+        "DATASTAR_INTEGRITY",
+        "",
+        "the file's sha384-… hash (default: known for the default URL); none: no check",
+    ),
+    (
+        "SSE_KEEP_ALIVE_SECS",
+        "15",
+        "how often quiet streams get a keep-alive comment (after 1–2 quiet periods)",
+    ),
+    (
+        "ACTION_TIMEOUT_SECS",
+        "10",
+        "the longest an action may run before it answers 408",
+    ),
+    (
+        "SEND_TIMEOUT_SECS",
+        "10",
+        "how long a write to a client may stay blocked before it is disconnected",
+    ),
+    (
+        "HEADER_READ_TIMEOUT_SECS",
+        "10",
+        "how long a connection may take to send a request head (also caps idle time)",
+    ),
+    (
+        "KEEP_ALIVE_TIMEOUT_SECS",
+        "5",
+        "how long a connection may sit idle between requests",
+    ),
+    (
+        "STREAM_QUEUE_LIMIT",
+        "1024",
+        "ordinary events one stream may have queued before it is cut off",
+    ),
+    (
+        "MAX_STREAMS",
+        "10000",
+        "open streams beyond which new ones are refused (and told when to retry)",
+    ),
+    (
+        "MAX_STREAMS_PER_CLIENT",
+        "256",
+        "open streams one client address may hold",
+    ),
+    (
+        "CLIENT_IP_HEADER",
+        "",
+        "behind a trusted proxy: the header with the client's address (x-forwarded-for)",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "",
+        "open connections beyond which new ones get 503 (default: the open-files limit less 512)",
+    ),
+    (
+        "LISTEN_BACKLOG",
+        "4096",
+        "connections the kernel queues before they are accepted (an inherited socket's too)",
+    ),
+    (
+        "SHUTDOWN_TIMEOUT_SECS",
+        "15",
+        "after SIGTERM, how long in-flight requests may take before the process exits",
+    ),
+    (
+        "REDIS_URL",
+        "",
+        "Redis to share broadcasts through (needs the redis feature), e.g. redis://127.0.0.1:6379",
+    ),
+    (
+        "REDIS_SECRET",
+        "",
+        "with REDIS_URL: the key messages between instances are signed with (32+ characters)",
+    ),
+    (
+        "REDIS_PREFIX",
+        "",
+        "the namespace of this app's keys and channel in Redis (default: the app's name)",
+    ),
+];

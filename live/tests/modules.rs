@@ -1,0 +1,252 @@
+//! The kit's shape: its modules point one way (no import circles), and none grows past ~500
+//! lines without saying why at its top.
+//!
+//! Reads `src/` as text: every `crate::…` path in a module (comments aside) is an edge to the
+//! top-level module it names; an item the crate root re-exports (`crate::Live`) counts as its
+//! defining module. Run with `--nocapture` to see the graph.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+const LONG_MODULE_LINES: usize = 500;
+/// What a long module's first lines must say.
+const LONG_ON_PURPOSE: &str = "Long on purpose:";
+
+fn sources() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, files: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                files.push((path, text));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&src(), &mut files);
+    files.sort();
+    files
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The top-level module a file belongs to (`registry/outbox.rs` → `registry`); `None` for the
+/// crate root.
+fn module_of(path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(src()).unwrap();
+    let first = relative.components().next()?.as_os_str().to_string_lossy();
+    let name = first.trim_end_matches(".rs").to_owned();
+    (name != "lib").then_some(name)
+}
+
+/// The text without `//` comments (doc comments mention modules in prose).
+fn code(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find("//") {
+            Some(at) => &line[..at],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first name of every entry of each `crate::` path: `crate::a::b` → `a`,
+/// `crate::{a::b, C, d::{e, f}}` → `a`, `C`, `d`.
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut entry_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        rest = &group[i..];
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => entry_start = true,
+                    c if entry_start && (c.is_alphanumeric() || c == '_') => {
+                        names.insert(identifier(&group[i..]));
+                        entry_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            names.insert(identifier(rest));
+        }
+    }
+    names.remove("");
+    names.remove("self");
+    names
+}
+
+fn identifier(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// Items the crate root re-exports, by the module that defines them (`Live` → `live`).
+fn reexports(root: &str) -> BTreeMap<String, String> {
+    let mut items = BTreeMap::new();
+    let code = code(root);
+    let Some(start) = code.find("pub use crate::{") else {
+        return items;
+    };
+    let group = &code[start + "pub use crate::{".len()..];
+    let group = &group[..group.find("};").unwrap()];
+    // `module::Item` or `module::{A, B}`, one per entry at depth 0.
+    let mut depth = 0;
+    let mut entry = String::new();
+    let mut entries = Vec::new();
+    for c in group.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => entries.push(std::mem::take(&mut entry)),
+            _ => {}
+        }
+        if !(c == ',' && depth == 0) {
+            entry.push(c);
+        }
+    }
+    entries.push(entry);
+    for entry in entries {
+        let entry = entry.trim();
+        let Some((module, items_part)) = entry.split_once("::") else {
+            continue;
+        };
+        for item in items_part
+            .trim_matches(|c| c == '{' || c == '}' || char::is_whitespace(c))
+            .split(',')
+        {
+            let item = identifier(item.trim());
+            if !item.is_empty() {
+                items.insert(item, module.trim().to_owned());
+            }
+        }
+    }
+    items
+}
+
+/// Which top-level module imports which.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let files = sources();
+    let root = &files
+        .iter()
+        .find(|(path, _)| path.ends_with("lib.rs"))
+        .expect("src/lib.rs")
+        .1;
+    let reexported = reexports(root);
+    let modules: BTreeSet<String> = files
+        .iter()
+        .filter_map(|(path, _)| module_of(path))
+        .collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, text) in &files {
+        let Some(from) = module_of(path) else {
+            continue;
+        };
+        let edges = graph.entry(from.clone()).or_default();
+        for name in crate_paths(&code(text)) {
+            let to = match reexported.get(&name) {
+                Some(module) => module.clone(),
+                None if modules.contains(&name) => name,
+                None => continue,
+            };
+            if to != from {
+                edges.insert(to);
+            }
+        }
+    }
+    graph
+}
+
+/// A circle in `graph`, if there is one.
+fn circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut circle = path[at..].to_vec();
+            circle.push(node.to_owned());
+            return Some(circle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(circle) = visit(next, graph, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_parser_reads_paths_and_groups() {
+    let names = crate_paths("use crate::{a::b, Live, d::{e, f}};\nlet x = crate::g::h();");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["Live", "a", "d", "g"]
+    );
+    let graph = BTreeMap::from([
+        ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
+        ("b".to_owned(), BTreeSet::from(["a".to_owned()])),
+    ]);
+    assert_eq!(
+        circle(&graph),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
+}
+
+#[test]
+fn the_modules_point_one_way() {
+    let graph = graph();
+    for (module, imports) in &graph {
+        let imports: Vec<&str> = imports.iter().map(String::as_str).collect();
+        eprintln!("{module} → {}", imports.join(", "));
+    }
+    assert!(graph.len() > 10, "the modules were not found: {graph:?}");
+    assert_eq!(circle(&graph), None, "an import circle");
+}
+
+#[test]
+fn no_module_is_long_without_saying_why() {
+    for (path, text) in sources() {
+        if path.ends_with("tests.rs") {
+            continue; // a module's tests, in a file of their own
+        }
+        // A module's own tests, at its end, do not count.
+        let body = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let lines = body.lines().count();
+        let head: String = text.lines().take(30).collect::<Vec<_>>().join("\n");
+        assert!(
+            lines <= LONG_MODULE_LINES || head.contains(LONG_ON_PURPOSE),
+            "{} has {lines} lines: split it, or say why at its top (\"{LONG_ON_PURPOSE} …\")",
+            path.display()
+        );
+    }
+}
