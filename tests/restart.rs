@@ -11,6 +11,9 @@
 //! SIGTERM must be answered too. For comparison the same runs with a plain restart, where each
 //! process binds its own socket. The latest greeting lives in Redis (feature `redis`), so the
 //! next process starts from it.
+//!
+//! To measure rather than test: `RESTART_TABS=1000` changes the number of tabs, and
+//! `RESTART_BINARY=target/release/<app>` runs a release build (`cargo build --release` first).
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -30,11 +33,22 @@ use tokio::{
     net::TcpStream,
 };
 
-const TABS: usize = 2_000;
+/// Tabs, unless `RESTART_TABS` says otherwise.
+const DEFAULT_TABS: usize = 2_000;
 const PATIENCE: Duration = Duration::from_secs(30);
 const SECRET: &str = "the restart test's secret, 32+ characters";
 
+fn tabs() -> usize {
+    std::env::var("RESTART_TABS")
+        .ok()
+        .and_then(|tabs| tabs.parse().ok())
+        .unwrap_or(DEFAULT_TABS)
+}
+
 fn binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("RESTART_BINARY") {
+        return PathBuf::from(binary);
+    }
     let test = std::env::current_exe().unwrap();
     let binary = test
         .parent()
@@ -195,13 +209,11 @@ async fn tab(
                     seen.failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if text.contains("\"connected\":true") {
-                if after_restart && !counted_back {
-                    counted_back = true;
-                    seen.back.fetch_add(1, Ordering::Relaxed);
-                    seen.last_back
-                        .fetch_max(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
+            if after_restart && !counted_back && text.contains("\"connected\":true") {
+                counted_back = true;
+                seen.back.fetch_add(1, Ordering::Relaxed);
+                seen.last_back
+                    .fetch_max(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             }
             for line in text.lines() {
                 if let Some(ms) = line.strip_prefix("retry: ").and_then(|ms| ms.parse().ok()) {
@@ -291,16 +303,18 @@ impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} failed requests; new process started {} ms after the SIGTERM; all {TABS} tabs \
+            "{} failed requests; new process started {} ms after the SIGTERM; all {} tabs \
              live again {} after it started; the page requested just after the SIGTERM {} \
-             after {} ms; {} of {TABS} tabs on the latest greeting",
+             after {} ms; {} of {} tabs on the latest greeting",
             self.failed,
             self.gap.as_millis(),
+            tabs(),
             self.all_back
                 .map_or("never".to_owned(), |d| format!("{} ms", d.as_millis())),
             if self.probe.0 { "answered" } else { "FAILED" },
             self.probe.1.as_millis(),
-            self.tabs_on_the_latest
+            self.tabs_on_the_latest,
+            tabs(),
         )
     }
 }
@@ -345,7 +359,7 @@ async fn restart_under_load(how: Restart, reconnect: Reconnect) -> Outcome {
     }
     let seen = Arc::new(Seen::default());
     let start = Instant::now();
-    let shown: Vec<Arc<Mutex<String>>> = (0..TABS).map(|_| Arc::default()).collect();
+    let shown: Vec<Arc<Mutex<String>>> = (0..tabs()).map(|_| Arc::default()).collect();
     for shown in &shown {
         let seen = Arc::clone(&seen);
         tokio::spawn(tab(addr, reconnect, seen, start, Arc::clone(shown)));
@@ -370,10 +384,10 @@ async fn restart_under_load(how: Restart, reconnect: Reconnect) -> Outcome {
     let second = App::start(socket(), &redis);
     let started = start.elapsed().as_millis() as u64;
     let deadline = restarted + PATIENCE;
-    while seen.back.load(Ordering::Relaxed) < TABS && Instant::now() < deadline {
+    while seen.back.load(Ordering::Relaxed) < tabs() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let all_back = (seen.back.load(Ordering::Relaxed) == TABS).then(|| {
+    let all_back = (seen.back.load(Ordering::Relaxed) == tabs()).then(|| {
         let last = seen.last_back.load(Ordering::Relaxed);
         Duration::from_millis(last.saturating_sub(started))
     });
@@ -439,7 +453,8 @@ async fn a_restart_on_an_inherited_socket_refuses_nothing_and_loses_no_greeting(
             "{name}: not every tab came back"
         );
         assert_eq!(
-            outcome.tabs_on_the_latest, TABS,
+            outcome.tabs_on_the_latest,
+            tabs(),
             "{name}: a greeting sent during the restart was lost for some tabs"
         );
     }

@@ -367,64 +367,95 @@ fn the_release_binary_serves_everything_from_an_empty_directory() {
     }
 }
 
-/// The generated README's "Add a page / stream / action" examples, pasted where it says, must
-/// compile: docs that drift from the code are worse than none.
+/// The generated README's recipes ("Add a page", "Add a live page"), every file pasted where
+/// the README says, must compile — and the live page's own test, two tabs updating, must pass:
+/// docs that drift from the code are worse than none.
 #[test]
-fn readme_examples_compile_in_a_generated_project() {
+fn readme_recipes_compile_and_the_live_page_works_in_a_generated_project() {
     let dir = TempDir::new("readme-test");
     let project = generate("readme-check", &dir);
     let readme = fs::read_to_string(project.join("README.md")).unwrap();
 
-    let mut blocks = Vec::new();
+    // Every `rust` and `html` block follows a line that names its file in backticks
+    // ("`src/board.rs`:"); the block is that file, whole.
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut previous = "";
     let mut lines = readme.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "```rust" {
+        let fence = line.trim();
+        if fence == "```rust" || fence == "```html" {
             let indent = line.len() - line.trim_start().len();
             let block: Vec<&str> = lines
                 .by_ref()
                 .take_while(|l| l.trim() != "```")
                 .map(|l| l.get(indent..).unwrap_or(""))
                 .collect();
-            blocks.push(block.join("\n"));
+            let path = previous
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|name| name.ends_with(".rs") || name.ends_with(".html"))
+                .last()
+                .unwrap_or_else(|| panic!("a README example names no file: {previous:?}"));
+            files.push((path.to_owned(), block.join("\n") + "\n"));
+        } else if !fence.is_empty() {
+            previous = line;
         }
     }
-    // Each example goes into the file the README names; the new modules are declared and
-    // routed the way the README says, so the handlers must also be valid axum handlers.
-    let target_of = |block: &str| {
-        if block.contains("fn show") && block.contains("contact.html") {
-            "src/contact.rs"
-        } else if block.contains("ANNOUNCEMENT") {
-            "src/board.rs"
-        } else {
-            panic!("a README example with no place to go:\n{block}")
-        }
-    };
-    assert!(blocks.len() >= 3, "found only {} examples", blocks.len());
-    for block in &blocks {
-        let file = project.join(target_of(block));
-        let mut source = fs::read_to_string(&file).unwrap_or_default();
-        source.push_str(block);
-        source.push('\n');
-        fs::write(&file, source).unwrap();
+    let paths: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
+    for expected in [
+        "templates/contact.html",
+        "src/contact.rs",
+        "templates/board.html",
+        "templates/partials/announcement.html",
+        "src/board.rs",
+        "tests/board.rs",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "no {expected} in the README: {paths:?}"
+        );
     }
+    for (path, text) in &files {
+        let file = project.join(path);
+        assert!(
+            !file.exists(),
+            "the README's {path} would overwrite a generated file"
+        );
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, text).unwrap();
+    }
+    // `src/lib.rs`, as the README says: the modules declared, the routes added to `router()`.
     let lib = project.join("src/lib.rs");
-    let mut source = fs::read_to_string(&lib).unwrap();
-    source.push_str(
-        "\npub mod board;\npub mod contact;\n\n\
-         pub fn readme_routes(state: AppState) -> Router {\n    \
-             let actions = Router::new().route(\"/api/announce\", post(board::announce));\n    \
-             Router::new()\n        \
-                 .route(\"/contact\", get(contact::show))\n        \
-                 .route(\"/sse/board\", get(board::stream))\n        \
-                 .merge(live::actions(actions, &state.live))\n        \
-                 .with_state(state)\n}\n",
+    let source = fs::read_to_string(&lib).unwrap();
+    let merged = ".merge(live::routes());";
+    assert!(
+        source.contains(merged),
+        "router() is not where the README says"
     );
+    let source = source
+        .replace(
+            merged,
+            &format!(
+                ".route(\"/contact\", get(contact::show))\n        \
+                 .merge(board::routes(&state.live))\n        {merged}"
+            ),
+        )
+        .replace(
+            "pub mod about;",
+            "pub mod about;\npub mod board;\npub mod contact;",
+        );
     fs::write(&lib, source).unwrap();
 
-    run(cargo()
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .args(["check", "--locked", "--all-targets"]));
+    let cargo_in_project = || {
+        let mut command = cargo();
+        command
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target_dir());
+        command
+    };
+    run(cargo_in_project().args(["check", "--locked", "--all-targets"]));
+    run(cargo_in_project().args(["test", "--locked", "--test", "board"]));
 }
 
 /// The systemd units in `deploy/`, installed under the project's name with the binary where

@@ -3,13 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use live::testing::browser::Browser;
 use serde_json::json;
-
 use tokio::sync::SemaphorePermit;
 
 use crate::{
     app, app_on, app_with,
-    harness::Browser,
     helpers::{TestApp, Workspace, spawn_app_with},
     turn,
 };
@@ -30,7 +29,7 @@ async fn an_edited_stylesheet_applies_in_place_without_a_reload() {
     tab.eval("window.__marker = 'same page'", vec![]).await;
     let field = tab
         .client
-        .find(fantoccini::Locator::Css("#name"))
+        .find(live::testing::browser::fantoccini::Locator::Css("#name"))
         .await
         .unwrap();
     field.send_keys("half-typed").await.unwrap();

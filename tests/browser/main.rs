@@ -10,9 +10,7 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
-mod bundle;
 mod dev_loop;
-mod harness;
 mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -47,11 +45,11 @@ pub async fn app_on(
     listener: Option<std::net::TcpListener>,
     customise: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let bundle = bundle::serve().await;
+    let bundle = live::testing::bundle::serve().await;
     spawn_app_on(listener, |config| {
         // Pinned by its hash, as the default CDN copy is: the browser checks it.
         config.datastar_url = format!("http://{bundle}/datastar.js");
-        config.datastar_integrity = Integrity::Hash(bundle::integrity());
+        config.datastar_integrity = Integrity::Hash(live::testing::bundle::integrity());
         customise(config);
     })
     .await

@@ -3,7 +3,9 @@ use uuid::Uuid;
 
 use app::home::HOME_PAGES;
 
-use crate::{app, harness::Browser, helpers::elements};
+use live::testing::browser::Browser;
+
+use crate::{app, helpers::elements};
 
 /// Chromium's message for a request stopped by `Browser::block_urls`.
 const BLOCKED: &str = "ERR_BLOCKED_BY_CLIENT";

@@ -1,9 +1,17 @@
 //! What tests of a live app need to talk to it as a browser does (feature `testing`, for
-//! dev-dependencies): a real SSE client, readers for Datastar's events, a wait on the
-//! registry, and — with feature `redis` — a `redis-server` of the test's own.
+//! dev-dependencies): the app served for real ([`TestServer`]), a real SSE client, readers for
+//! Datastar's events, a wait on the registry, with feature `redis` a `redis-server` of the
+//! test's own, and with feature `browser` headless Chromium ([`browser`]) and the real
+//! Datastar bundle to serve it ([`bundle`]).
 //!
 //! The kit's tests and the app's tests both use these, so a change to the wire format or to
 //! how a stream starts is followed in one place.
+
+#[cfg(feature = "browser")]
+pub mod browser;
+#[cfg(feature = "browser")]
+pub mod bundle;
+mod server;
 
 use std::{pin::Pin, time::Duration};
 
@@ -11,6 +19,7 @@ pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 
+pub use self::server::TestServer;
 use crate::registry::{Pattern, Registry};
 
 /// Long enough for a loaded CI machine, short enough that a hang fails the test quickly.

@@ -1,4 +1,5 @@
-//! The real Datastar 1.x bundle, fetched at test time and served to the pages.
+//! The real Datastar 1.x bundle, fetched at test time and served to the pages (feature
+//! `browser`).
 //!
 //! Datastar 1.x is not on npm, and the tests must not need the CDN (or any network beyond the
 //! package registry). The `rama-http` crate 0.4.0 ships Datastar v1.0.2 in its sources, so
@@ -87,6 +88,18 @@ pub fn integrity() -> String {
         "sha384-{}",
         base64::engine::general_purpose::STANDARD.encode(hash)
     )
+}
+
+/// Settings whose pages load the bundle from [`serve`]d copy, pinned by its hash as the default
+/// CDN copy is (the browser checks it).
+pub async fn settings() -> crate::Settings {
+    let at = serve().await;
+    crate::Settings {
+        port: 0,
+        datastar_url: format!("http://{at}/datastar.js"),
+        datastar_integrity: crate::settings::Integrity::Hash(integrity()),
+        ..crate::Settings::default()
+    }
 }
 
 /// Serves the bundle at `http://<addr>/datastar.js` from a server of its own, as a CDN would

@@ -1,9 +1,25 @@
-//! Headless Chromium, driven through chromedriver with `fantoccini`.
+//! Headless Chromium, driven through chromedriver with `fantoccini` (feature `browser`).
 //!
 //! Each [`Browser`] is its own chromedriver and Chromium with a fresh profile, so two of them
 //! are two independent, visible tabs (background tabs in one browser count as hidden, and
-//! Datastar closes a hidden tab's stream). The machine has no internet: every host but
-//! 127.0.0.1 resolves to nothing.
+//! Datastar closes a hidden tab's stream). Chromium reaches no host but 127.0.0.1. Pages get
+//! the real Datastar 1.x bundle from [`bundle`](super::bundle): an app's browser test is
+//! start the app with [`bundle::settings`](super::bundle::settings), open two tabs, act, and
+//! assert:
+//!
+//! ```no_run
+//! # async fn two_tabs(url: &str) {
+//! use live::testing::browser::Browser;
+//!
+//! let one = Browser::open_live("one", url).await;
+//! let two = Browser::open_live("two", url).await;
+//! one.type_and_enter("#name", "Ada").await;
+//! two.wait_for_text("#greeting", "Hello, Ada!").await;
+//! Browser::finish([one, two], &[]).await;
+//! # }
+//! ```
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (or `CHROMIUM` and `CHROMEDRIVER`).
 
 use std::{
     net::TcpListener,
@@ -16,7 +32,9 @@ use axum::http::Method;
 use fantoccini::{Client, ClientBuilder, Locator, key::Key, wd::WebDriverCompatibleCommand};
 use serde_json::{Value, json};
 
-use crate::helpers::PATIENCE;
+pub use fantoccini;
+
+use super::PATIENCE;
 
 /// Recorded in every page before its own scripts run: Datastar's fetch events (started,
 /// retrying, …), so tests can wait on what the stream did, not on time.
@@ -29,6 +47,7 @@ document.addEventListener('datastar-fetch', (event) => {
 
 /// A Chromium with JavaScript on or off.
 pub struct Browser {
+    /// The WebDriver session, for what the helpers below do not cover.
     pub client: Client,
     name: &'static str,
     driver: Child,
@@ -172,6 +191,7 @@ impl Browser {
             .await;
     }
 
+    /// Loads `url` in the tab.
     pub async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
@@ -354,7 +374,9 @@ impl Drop for Browser {
 /// One line of the browser log.
 #[derive(Debug)]
 pub struct LogEntry {
+    /// `SEVERE`, `WARNING`, `INFO`…
     pub level: String,
+    /// What was logged.
     pub message: String,
 }
 
