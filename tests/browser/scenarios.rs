@@ -382,3 +382,25 @@ async fn a_refused_stream_says_why_and_comes_back_when_there_is_room() {
         .await;
     Browser::finish([second], &[]).await;
 }
+
+#[tokio::test]
+async fn the_pages_have_no_serious_accessibility_violations() {
+    let (app, _turn) = app().await;
+    let tab = Browser::open_live("tab", &app.url("/")).await;
+    // The home page with everything it can show: a greeting (and its muted line) and a refusal.
+    tab.type_and_enter("#name", "Ada").await;
+    tab.wait_for_text("#greeting", "Hello, Ada!").await;
+    tab.type_and_enter("#name", "   ").await;
+    tab.wait_for_text("#greet-error", "Please enter a name.")
+        .await;
+    let home = tab.serious_accessibility_violations().await;
+
+    tab.goto(&app.url("/about")).await;
+    tab.wait_until("the about page", "document.querySelector('h1')")
+        .await;
+    let about = tab.serious_accessibility_violations().await;
+
+    assert!(home.is_empty(), "/: {home:#?}");
+    assert!(about.is_empty(), "/about: {about:#?}");
+    Browser::finish([tab], &[]).await;
+}

@@ -204,6 +204,28 @@ impl Browser {
             .unwrap_or_else(|error| panic!("[{}] script failed: {error}\n{script}", self.name))
     }
 
+    /// The page's serious and critical WCAG 2.1 A and AA violations, as axe-core finds them
+    /// (`rule: help [elements]`); empty when there are none. axe-core runs through WebDriver,
+    /// which the page's Content-Security-Policy does not govern.
+    pub async fn serious_accessibility_violations(&self) -> Vec<String> {
+        self.eval(super::axe::axe_js(), vec![]).await;
+        let script = r#"
+            const done = arguments[arguments.length - 1];
+            const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+            axe.run(document, { runOnly: { type: 'tag', values: tags } })
+              .then((result) => done(result.violations
+                .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                .map((v) => `${v.id}: ${v.help} ${JSON.stringify(v.nodes.map((n) => n.target))}`)))
+              .catch((error) => done([`axe-core failed: ${error}`]));
+        "#;
+        let found = self
+            .client
+            .execute_async(script, vec![])
+            .await
+            .unwrap_or_else(|error| panic!("[{}] axe-core failed: {error}", self.name));
+        serde_json::from_value(found).expect("a list of violations")
+    }
+
     /// Types `text` into the element matching `selector`, then presses Enter.
     pub async fn type_and_enter(&self, selector: &str, text: &str) {
         let field = self.client.find(Locator::Css(selector)).await.unwrap();

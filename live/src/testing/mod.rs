@@ -8,6 +8,8 @@
 //! how a stream starts is followed in one place.
 
 #[cfg(feature = "browser")]
+pub mod axe;
+#[cfg(feature = "browser")]
 pub mod browser;
 #[cfg(feature = "browser")]
 pub mod bundle;
