@@ -4,11 +4,7 @@
 //! the build), so nothing is committed and no CDN is needed; `AXE_JS=/path/to/axe.min.js` skips
 //! the download.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    sync::OnceLock,
-};
+use std::{path::PathBuf, process::Command, sync::OnceLock};
 
 /// The axe-core release the checks run with.
 pub const AXE_VERSION: &str = "4.10.3";
@@ -16,26 +12,11 @@ pub const AXE_VERSION: &str = "4.10.3";
 /// axe-core's source, fetched once per test binary.
 pub fn axe_js() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let path = match std::env::var_os("AXE_JS") {
-            Some(path) => PathBuf::from(path),
-            None => fetch(),
-        };
-        let source = std::fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("cannot read {path:?}: {error}"));
-        assert!(
-            source.starts_with("/*! axe v4."),
-            "{path:?} is not axe-core 4"
-        );
-        source
-    })
+    super::fetched(&SOURCE, "AXE_JS", fetch, "/*! axe v4.", "axe-core 4")
 }
 
 fn fetch() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join(format!("axe-core-{AXE_VERSION}"));
+    let dir = super::scratch_dir(&format!("axe-core-{AXE_VERSION}"));
     let script = dir.join("package").join("axe.min.js");
     if script.is_file() {
         return script;

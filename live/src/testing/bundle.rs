@@ -26,26 +26,17 @@ const PATH_IN_CRATE: &str = "src/service/web/endpoint/response/datastar.js";
 /// The bundle's source, read once per test binary.
 pub fn datastar_js() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let path = match std::env::var_os("DATASTAR_JS") {
-            Some(path) => PathBuf::from(path),
-            None => fetch_from_crate(),
-        };
-        let source = std::fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("cannot read {path:?}: {error}"));
-        assert!(
-            source.starts_with("// Datastar v1."),
-            "{path:?} is not a Datastar 1.x bundle"
-        );
-        source
-    })
+    super::fetched(
+        &SOURCE,
+        "DATASTAR_JS",
+        fetch_from_crate,
+        "// Datastar v1.",
+        "a Datastar 1.x bundle",
+    )
 }
 
 fn fetch_from_crate() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("datastar-bundle");
+    let dir = super::scratch_dir("datastar-bundle");
     std::fs::create_dir_all(dir.join("src")).unwrap();
     // `[workspace]` keeps cargo from looking for a parent workspace.
     std::fs::write(

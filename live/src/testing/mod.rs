@@ -23,6 +23,8 @@ use futures_util::{Stream, StreamExt};
 
 pub use self::server::TestServer;
 use crate::registry::{Pattern, Registry};
+#[cfg(feature = "browser")]
+use std::{path::PathBuf, sync::OnceLock};
 
 /// Long enough for a loaded CI machine, short enough that a hang fails the test quickly.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -133,6 +135,40 @@ pub async fn reply_events(response: reqwest::Response) -> Vec<Event> {
     .await
     .expect("a reply ends by itself");
     events.into_iter().map(|e| e.unwrap()).collect()
+}
+
+/// Where a test keeps what it fetches: `name` in the build's target directory (a test binary
+/// runs from `target/<profile>/deps/`), never in the source tree.
+#[cfg(feature = "browser")]
+fn scratch_dir(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.ancestors().nth(3)?.to_path_buf())
+        })
+        .expect("a target directory");
+    target.join(name)
+}
+
+/// The text of a file a test fetches, read once per test binary: from the path in the
+/// environment variable `var` if it is set, else from where `fetch` puts it; it must start with
+/// `start` (what `what` is).
+#[cfg(feature = "browser")]
+fn fetched(
+    cell: &'static OnceLock<String>,
+    var: &str,
+    fetch: fn() -> PathBuf,
+    start: &str,
+    what: &str,
+) -> &'static str {
+    cell.get_or_init(|| {
+        let path = std::env::var_os(var).map_or_else(fetch, PathBuf::from);
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("cannot read {path:?}: {error}"));
+        assert!(source.starts_with(start), "{path:?} is not {what}");
+        source
+    })
 }
 
 /// Waits until `registry` holds `expected` streams under `pattern`; fails the test otherwise.
