@@ -46,7 +46,6 @@ pub struct Live {
     pub registry: Registry,
     /// The template renderer.
     pub views: Arc<Views>,
-    keep_alive: Duration,
     action_timeout: Duration,
     instance: Uuid,
 }
@@ -89,15 +88,9 @@ impl Live {
         Live {
             registry,
             views: Arc::new(views),
-            keep_alive: settings.keep_alive,
             action_timeout: settings.action_timeout,
             instance,
         }
-    }
-
-    /// How often quiet streams get a keep-alive comment (`SSE_KEEP_ALIVE_SECS`).
-    pub fn keep_alive(&self) -> Duration {
-        self.keep_alive
     }
 
     /// The longest an action may take (`ACTION_TIMEOUT_SECS`).

@@ -66,7 +66,8 @@ impl Registry {
     }
 
     fn deliver_queued(&self, outgoing: &Outgoing) -> usize {
-        self.push(outgoing, Some(&outgoing.pattern), |_| true)
+        let to = Some(&outgoing.pattern);
+        self.push(to, &outgoing.except, &outgoing.frame, |_| true)
     }
 
     /// Sends [`Frame::keep_alive`] to every stream that has written nothing since the last
@@ -74,30 +75,26 @@ impl Registry {
     /// stream gets a comment one to two periods after its last event: one timer for every
     /// stream, instead of one per stream reset at each event.
     pub fn keep_alive(&self) -> usize {
-        let outgoing = Outgoing {
-            pattern: Pattern::any(1), // not used: every connection is visited
-            except: Vec::new(),
-            frame: Frame::keep_alive(),
-            latest: None,
-        };
-        self.push(&outgoing, None, |entry| entry.outbox.was_quiet())
+        self.push(None, &[], &Frame::keep_alive(), |entry| {
+            entry.outbox.was_quiet()
+        })
     }
 
-    /// Queues `outgoing` for the connections `pattern` matches (every one, without a pattern)
-    /// that `only` accepts, and cuts off those whose queue overflows.
+    /// Queues `frame` for the connections `pattern` matches (every one, without a pattern)
+    /// but those under `except`, that `only` accepts; cuts off those whose queue overflows.
     fn push(
         &self,
-        outgoing: &Outgoing,
         pattern: Option<&Pattern>,
+        except: &[Key],
+        frame: &Frame,
         only: impl Fn(&Entry) -> bool,
     ) -> usize {
         // Excluded keys are few (the sender's own tab): a list is fastest. A long list, from
         // whoever can publish to a relay, must not make every match a linear scan.
-        let except_set: Option<HashSet<&Key>> =
-            (outgoing.except.len() > 8).then(|| outgoing.except.iter().collect());
+        let except_set: Option<HashSet<&Key>> = (except.len() > 8).then(|| except.iter().collect());
         let excluded = |key: &Key| match &except_set {
             Some(set) => set.contains(key),
-            None => outgoing.except.contains(key),
+            None => except.contains(key),
         };
         let mut delivered = 0;
         let mut overflowed = Vec::new();
@@ -108,7 +105,7 @@ impl Registry {
             if excluded(&entry.key) || !only(entry) {
                 return;
             }
-            match entry.outbox.push(seq, outgoing.frame.clone()) {
+            match entry.outbox.push(seq, frame.clone()) {
                 Push::Queued => delivered += 1,
                 Push::Overflow => overflowed.push((entry.key.clone(), entry.id)),
                 Push::Closed => gone.push((entry.key.clone(), entry.id)),
