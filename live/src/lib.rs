@@ -17,7 +17,8 @@
 //! - [`frame`]: one encoded event ([`Frame`]), shared by every stream it goes to; [`sse`]: the
 //!   responses that carry frames; [`signals`]: Datastar signals read from a request;
 //!   [`events`]: the events every live page understands.
-//! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; [`settings`]: the
+//! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; `tls` (feature
+//!   `tls`): HTTPS with HTTP/2, certificates re-read on `SIGHUP`; [`settings`]: the
 //!   environment; [`logging`].
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
 //!   embedded in release builds; [`security`] headers; [`refusals`] made visible.
@@ -53,6 +54,8 @@ mod static_files;
 mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod views;
 
 use axum::{

@@ -6,7 +6,10 @@ use std::{
     future::Future,
     net::IpAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -14,7 +17,7 @@ use axum::{
     Router,
     body::Body,
     extract::Request,
-    http::{HeaderMap, HeaderName, HeaderValue, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Version, header},
     response::Response,
 };
 use bytes::Bytes;
@@ -40,6 +43,57 @@ pub(super) struct ConnectionService {
     pub(super) peer: IpAddr,
     pub(super) client_ip_header: Option<HeaderName>,
     pub(super) draining: Draining,
+    /// Whether the connection is HTTPS: its responses tell browsers to keep to HTTPS.
+    pub(super) https: bool,
+    /// HTTP/2 only: where each request leaves the watch of its stream, for the executor that
+    /// spawns the stream to pick up (see `http2.rs`).
+    pub(super) streams: Option<NextStream>,
+}
+
+/// What an HTTP/2 stream's response body and its watcher (`http2.rs`) share: the stream's own
+/// control, through which the registry may cut off this one stream and no other on its
+/// connection, and whether the body is waiting for the client's flow-control window.
+#[derive(Debug, Default)]
+pub(super) struct StreamWatch {
+    pub(super) control: SocketControl,
+    /// Set while the body has handed over a chunk that has not been sent: hyper polls the body
+    /// for its next chunk only once the last one is on its way, so a chunk still held means the
+    /// stream's window is shut — the client is not reading this stream.
+    waiting: AtomicBool,
+}
+
+// Without the `tls` feature there is no HTTP/2, and nothing asks.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+impl StreamWatch {
+    /// Whether the body's last chunk is still waiting for the client's window.
+    pub(super) fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn set_waiting(&self, waiting: bool) {
+        // A load first: most polls change nothing, and a store would dirty the line.
+        if self.waiting.load(Ordering::Relaxed) != waiting {
+            self.waiting.store(waiting, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Hands each HTTP/2 request's [`StreamWatch`] from the service, which makes it, to the executor
+/// that spawns the request's stream: hyper calls the one and then the other, for each request in
+/// turn, on the connection's task.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NextStream(Arc<Mutex<Option<Arc<StreamWatch>>>>);
+
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+impl NextStream {
+    fn put(&self, watch: Arc<StreamWatch>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(watch);
+    }
+
+    /// The watch of the request whose stream is being spawned.
+    pub(super) fn take(&self) -> Option<Arc<StreamWatch>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
@@ -51,17 +105,38 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
         let mut request: Request = request.map(Body::new);
         let client =
             client_addr(request.headers(), self.client_ip_header.as_ref()).unwrap_or(self.peer);
-        // A stream hands its connection's control to the registry (see `SocketControl`).
-        request.extensions_mut().insert(self.control.clone());
+        // A stream hands its connection's control to the registry (see `SocketControl`); on
+        // HTTP/2, its own stream's control, so that cutting it off leaves the others be.
+        let watch = self.streams.as_ref().map(|next| {
+            let watch = Arc::new(StreamWatch::default());
+            next.put(Arc::clone(&watch));
+            watch
+        });
+        let control = match &watch {
+            Some(watch) => watch.control.clone(),
+            None => self.control.clone(),
+        };
+        request.extensions_mut().insert(control);
+        let http1 = request.version() < Version::HTTP_2;
         request.extensions_mut().insert(ClientAddr(client));
         let in_flight = self.activity.start();
         let draining = self.draining.clone();
         let router = self.router.clone();
+        let https = self.https;
         Box::pin(async move {
             let mut response = router.oneshot(request).await?;
-            if draining.is_started() {
+            if https {
+                // Served over HTTPS by this server: browsers should never try plain HTTP here
+                // again (a year; no subdomains, which may be served otherwise).
+                response
+                    .headers_mut()
+                    .entry(header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(HeaderValue::from_static("max-age=31536000"));
+            }
+            if draining.is_started() && http1 {
                 // Tell the client not to send another request on this connection: it is about
                 // to close, and a request sent on it would meet the end instead of an answer.
+                // (HTTP/2 says it once for the whole connection, with a GOAWAY.)
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -78,6 +153,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
                     Some(stream) => Content::Stream(stream),
                     None => Content::Body(body),
                 },
+                watch,
                 _in_flight: in_flight,
             }))
         })
@@ -95,6 +171,8 @@ fn client_addr(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<IpAdd
 #[derive(Debug)]
 pub(super) struct Served {
     body: Content,
+    /// HTTP/2: told whether a chunk is waiting for the client's window.
+    watch: Option<Arc<StreamWatch>>,
     _in_flight: InFlight,
 }
 
@@ -114,12 +192,16 @@ impl http_body::Body for Served {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        match &mut self.body {
+        let polled = match &mut self.body {
             Content::Stream(stream) => stream
                 .poll_chunk(cx)
                 .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes)))),
             Content::Body(body) => Pin::new(body).poll_frame(cx),
+        };
+        if let Some(watch) = &self.watch {
+            watch.set_waiting(matches!(polled, Poll::Ready(Some(Ok(_)))));
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

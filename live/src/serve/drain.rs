@@ -8,7 +8,7 @@
 
 use std::{
     future::Future,
-    pin::pin,
+    pin::{Pin, pin},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,11 +17,11 @@ use std::{
     time::Duration,
 };
 
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::socket::{Activity, WatchedSocket};
+use super::socket::{Activity, DRAIN_SEND_TIMEOUT};
 
 /// Whether the server is draining. Cheap to clone; every clone shares the same state.
 #[derive(Clone, Debug, Default)]
@@ -68,21 +68,26 @@ impl Draining {
 /// client sees a failed request instead of the answer it would get a moment later. Given the
 /// window, its request is read and answered, with `Connection: close` since the server is
 /// draining, and the connection ends by itself.
-pub(super) async fn serve_until_drained<S>(
-    connection: http1::Connection<TokioIo<WatchedSocket>, S>,
+///
+/// With `idle` (HTTP/2), a connection with no request in flight for that long is also ended
+/// gracefully (a GOAWAY, which tells the client to open a new connection for its next request
+/// rather than lose it). HTTP/1 connections leave that to their socket, which ends a quiet
+/// connection by reporting the end of its input (`socket.rs`): for HTTP/1 that is the end
+/// hyper expects, while an HTTP/2 connection also needs to hear why.
+pub(super) async fn serve_until_drained<C>(
+    connection: C,
     activity: &Activity,
     draining: &Draining,
     window: Duration,
-) -> hyper::Result<()>
+    idle: Option<Duration>,
+) -> Result<(), C::Error>
 where
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: hyper::body::Body + 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    C: GracefulConnection,
 {
     let mut connection = pin!(connection);
     let mut started = pin!(draining.started());
     let mut listening = false;
+    let mut quiet: Option<Pin<Box<Sleep>>> = None;
     let ended = std::future::poll_fn(|cx| {
         if let Poll::Ready(result) = connection.as_mut().poll(cx) {
             return Poll::Ready(Some(result));
@@ -97,17 +102,53 @@ where
                 return Poll::Ready(None);
             }
         }
+        // Every request's start and end wakes this task (the connection reads the one and
+        // writes the other's last frame), so looking here sees every change.
+        if let Some(limit) = idle {
+            if activity.is_idle() {
+                let timer = quiet.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::trace!("idle connection closed (keep-alive timeout)");
+                    return Poll::Ready(None);
+                }
+            } else {
+                quiet = None;
+            }
+        }
         Poll::Pending
     })
     .await;
     if let Some(result) = ended {
         return result;
     }
-    if !activity.is_used()
+    if draining.is_started()
+        && !activity.is_used()
         && let Ok(result) = tokio::time::timeout(window, connection.as_mut()).await
     {
         return result;
     }
     connection.as_mut().graceful_shutdown();
-    connection.await
+    // A graceful HTTP/2 close waits for the client to answer a PING after the GOAWAY; a client
+    // that reads nothing (or will not answer) would hold the shutdown. Once nothing is in
+    // flight, the connection gets as long as a blocked write does while draining.
+    let mut lingering: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if !activity.is_idle() {
+            lingering = None;
+            return Poll::Pending;
+        }
+        let timer =
+            lingering.get_or_insert_with(|| Box::pin(tokio::time::sleep(DRAIN_SEND_TIMEOUT)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!("connection not closed by its client after its last answer");
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }

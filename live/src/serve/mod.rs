@@ -1,16 +1,24 @@
 //! Serving: start-up and shutdown, shared by `main` and the tests so both run the same server.
 //!
 //! - [`Server`]: binds, serves until told to stop, drains.
+//! - `accepted.rs`: one connection from accept to close: the TLS handshake (HTTPS), HTTP/2 or
+//!   HTTP/1.1, the drain.
 //! - `connection.rs`: the service behind each connection (what every request learns about its
 //!   connection, and `Connection: close` while draining).
+//! - `http2.rs` (HTTPS): each HTTP/2 stream held to the limits a connection is held to.
+//! - `redirect.rs`: the plain-HTTP port of an HTTPS server.
 //! - `drain.rs`: the draining signal, and how each connection ends once it is given.
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
 //!   beyond.
 
+mod accepted;
 mod connection;
 mod drain;
+#[cfg(feature = "tls")]
+mod http2;
 mod limits;
+mod redirect;
 mod socket;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
@@ -18,30 +26,37 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::{
-    net::{TcpListener, TcpSocket},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::Semaphore,
 };
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use self::{connection::ConnectionService, drain::serve_until_drained, limits::Refusals};
+#[cfg(feature = "tls")]
+pub use self::http2::{
+    CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, STREAM_WINDOW,
+};
+use self::{accepted::Serving, limits::Refusals};
 pub use self::{
     drain::Draining,
     limits::{HEADROOM, connection_cap},
     socket::{Activity, DRAIN_SEND_TIMEOUT, SocketLimits, WatchedSocket},
 };
 pub use crate::client::ClientAddr;
-use crate::{
-    Live,
-    registry::{SocketControl, WeakRegistry},
-    settings::Settings,
-};
+#[cfg(feature = "tls")]
+use crate::tls::Tls;
+use crate::{Live, registry::WeakRegistry, settings::Settings};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// `HTTP_REDIRECT_PORT`: the plain port that redirects to HTTPS.
+    redirect: Option<TcpListener>,
+    /// `TLS_CERT` and `TLS_KEY`: the server speaks HTTPS.
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
     live: Live,
     settings: Settings,
 }
@@ -62,11 +77,31 @@ impl Server {
         let mut passed = listenfd::ListenFd::from_env();
         if let Some(listener) = passed.take_tcp_listener(0)? {
             tracing::info!(addr = ?listener.local_addr().ok(), "serving on an inherited socket");
-            return Self::from_listener(listener, settings, live);
+            let mut server = Self::from_listener(listener, settings, live)?;
+            // A second socket passed along is the redirect port's (a socket unit with two
+            // `ListenStream=` lines, in that order).
+            if let Some(redirect) = passed.take_tcp_listener(1)? {
+                if server.settings.http_redirect_port.is_none() {
+                    tracing::warn!("a second socket was passed but HTTP_REDIRECT_PORT is unset");
+                }
+                redirect.set_nonblocking(true)?;
+                server.redirect = Some(TcpListener::from_std(redirect)?);
+            } else if let Some(port) = settings.http_redirect_port {
+                server.redirect = Some(bind(settings, port)?);
+            }
+            return Ok(server);
         }
-        prepare(settings)?;
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let prepared = prepare(settings)?;
+        let redirect = match settings.http_redirect_port {
+            Some(port) => Some(bind(settings, port)?),
+            None => None,
+        };
         Ok(Server {
-            listener: bind(settings)?,
+            listener: bind(settings, settings.port)?,
+            redirect,
+            #[cfg(feature = "tls")]
+            tls: prepared.tls,
             live,
             settings: settings.clone(),
         })
@@ -87,7 +122,8 @@ impl Server {
         settings: &Settings,
         live: Live,
     ) -> io::Result<Self> {
-        prepare(settings)?;
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let prepared = prepare(settings)?;
         let backlog = i32::try_from(settings.listen_backlog).unwrap_or(i32::MAX);
         if let Err(error) = socket2::SockRef::from(&listener).listen(backlog) {
             tracing::warn!(%error, backlog, "cannot set the inherited socket's queue");
@@ -95,6 +131,9 @@ impl Server {
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener: TcpListener::from_std(listener)?,
+            redirect: None,
+            #[cfg(feature = "tls")]
+            tls: prepared.tls,
             live,
             settings: settings.clone(),
         })
@@ -105,13 +144,37 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The address of the redirect port, if there is one.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref()?.local_addr().ok()
+    }
+
+    /// The certificate and key in use, with HTTPS (for tests, and whoever wants to reload
+    /// them without `SIGHUP`).
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// `https` or `http`: what the main port speaks.
+    pub fn scheme(&self) -> &'static str {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return "https";
+        }
+        "http"
+    }
+
     /// What `main` does: announces the address, serves `router` until Ctrl-C or SIGTERM, then
     /// shuts down gracefully.
     pub async fn serve(self, router: Router) -> anyhow::Result<()> {
         // Installed before the announcement: a SIGTERM right after start must still shut
         // down gracefully.
         let shutdown = shutdown_signal().context("cannot listen for shutdown signals")?;
-        tracing::info!("listening on http://{}", self.local_addr()?);
+        tracing::info!("listening on {}://{}", self.scheme(), self.local_addr()?);
+        if let Some(redirect) = self.redirect_addr() {
+            tracing::info!("redirecting http://{redirect} to HTTPS");
+        }
         self.run(router, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
@@ -139,17 +202,19 @@ impl Server {
     ) -> io::Result<()> {
         let registry = self.live.registry.clone();
         let grace = self.settings.shutdown_timeout;
-        let limits = SocketLimits {
-            send_timeout: self.settings.send_timeout,
-            keep_alive_timeout: self.settings.keep_alive_timeout,
-        };
-        let client_ip_header = self.settings.client_ip_header.clone();
         let draining = Draining::new();
         // One timer for the keep-alive comments of every stream.
         let _keep_alive = AbortOnDropHandle::new(tokio::spawn(keep_alive(
             registry.downgrade(),
             self.settings.keep_alive,
         )));
+        #[cfg(all(feature = "tls", unix))]
+        let _reload = match &self.tls {
+            Some(tls) => Some(AbortOnDropHandle::new(tokio::spawn(
+                crate::tls::reload_on_hangup(tls.clone())?,
+            ))),
+            None => None,
+        };
         let cap = connection_cap(&self.settings)?;
         if self.settings.max_streams > cap {
             tracing::warn!(
@@ -172,27 +237,47 @@ impl Server {
             },
             false => None,
         };
-        let app = router;
         let connections = TaskTracker::new();
-        let first_request_window = FIRST_REQUEST_WINDOW.min(self.settings.header_read_timeout);
-        let mut http = http1::Builder::new();
+        let mut http1 = http1::Builder::new();
         // Without a timer hyper's header-read timeout never fires, and a connection that
         // sends nothing (or a byte now and then) stays open for good.
-        http.timer(TokioTimer::new())
+        http1
+            .timer(TokioTimer::new())
             .header_read_timeout(self.settings.header_read_timeout);
+        let serving = |router: Router, https: bool| {
+            #[cfg(not(feature = "tls"))]
+            let _ = https;
+            Arc::new(Serving {
+                router,
+                #[cfg(feature = "tls")]
+                tls: https
+                    .then(|| self.tls.as_ref().map(|tls| tls.acceptor().clone()))
+                    .flatten(),
+                settings: self.settings.clone(),
+                draining: draining.clone(),
+                first_request_window: FIRST_REQUEST_WINDOW.min(self.settings.header_read_timeout),
+                http1: http1.clone(),
+            })
+        };
+        let app = serving(router, true);
+        let redirect = serving(redirect::router(self.local_addr()?.port()), false);
         tokio::pin!(shutdown);
         loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait, or this loop spins.
-                        tracing::error!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted.map(|(tcp, peer)| (tcp, peer, &app)),
+                accepted = accept(self.redirect.as_ref()) => {
+                    accepted.map(|(tcp, peer)| (tcp, peer, &redirect))
+                }
                 () = &mut shutdown => break,
+            };
+            let (tcp, peer, serving) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, or this loop spins.
+                    tracing::error!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             // One permit per open connection: beyond the cap, a short answer instead of
             // running into the open-files limit.
@@ -204,35 +289,13 @@ impl Server {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-            let control = SocketControl::new();
-            let activity = Arc::new(Activity::default());
-            let socket = WatchedSocket::new(
-                tcp,
-                control.clone(),
-                Arc::clone(&activity),
-                limits,
-                draining.clone(),
-            );
-            let service = ConnectionService {
-                router: app.clone(),
-                control,
-                activity: Arc::clone(&activity),
-                peer: peer.ip(),
-                client_ip_header: client_ip_header.clone(),
-                draining: draining.clone(),
-            };
-            let connection = http.serve_connection(TokioIo::new(socket), service);
-            let draining = draining.clone();
+            let serving = Arc::clone(serving);
             connections.spawn(async move {
-                let result =
-                    serve_until_drained(connection, &activity, &draining, first_request_window)
-                        .await;
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
+                serving.serve(tcp, peer).await;
                 drop(permit);
             });
         }
+        drop(self.redirect);
         drop(self.listener); // stop accepting
         // Every stream is told to come back soon: with an inherited socket, the next process
         // is already taking the connections.
@@ -281,19 +344,53 @@ async fn keep_alive(registry: WeakRegistry, period: Duration) {
     }
 }
 
-/// What serving needs before it has a socket: settings that can be used, and as many open
-/// files as the system allows.
-fn prepare(settings: &Settings) -> io::Result<()> {
-    settings
-        .validate()
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-    raise_open_files_limit();
-    Ok(())
+/// The next connection on `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// A socket of our own on `HOST:PORT`.
-fn bind(settings: &Settings) -> io::Result<TcpListener> {
-    let addr = SocketAddr::new(settings.host, settings.port);
+/// What serving needs before it has a socket.
+struct Prepared {
+    /// The certificate and key, with HTTPS.
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
+}
+
+/// Prepares to serve: settings that can be used (the certificate and key read and checked, with
+/// HTTPS), and as many open files as the system allows.
+fn prepare(settings: &Settings) -> io::Result<Prepared> {
+    let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidInput, error);
+    settings
+        .validate()
+        .map_err(|error| invalid(error.to_string()))?;
+    let prepared = match (&settings.tls_cert, &settings.tls_key) {
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => Prepared {
+            tls: Some(
+                Tls::load(cert.clone(), key.clone()).map_err(|error| invalid(error.to_string()))?,
+            ),
+        },
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "invalid TLS_CERT: HTTPS needs the `tls` cargo feature (on by default)".into(),
+            ));
+        }
+        _ => Prepared {
+            #[cfg(feature = "tls")]
+            tls: None,
+        },
+    };
+    raise_open_files_limit();
+    Ok(prepared)
+}
+
+/// A socket of our own on `HOST:port`.
+fn bind(settings: &Settings, port: u16) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(settings.host, port);
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {

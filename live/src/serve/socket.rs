@@ -76,7 +76,8 @@ impl Activity {
         self.used.load(Ordering::Acquire)
     }
 
-    fn is_idle(&self) -> bool {
+    /// Whether no request is in flight.
+    pub(super) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 }
@@ -108,15 +109,59 @@ pub struct WatchedSocket {
     idle: Option<Pin<Box<Sleep>>>,
     /// Set once the keep-alive timeout has passed: reads report the end from now on.
     timed_out_idle: bool,
+    /// Whether this socket ends the connection when it sits idle (see
+    /// [`WatchedSocket::leave_idle_to_connection`]).
+    watch_idle: bool,
     /// Set once the connection has been failed: every later call fails the same way.
     failed: Option<io::ErrorKind>,
 }
 
+/// How long a blocked write has left: the send timeout, cut to [`DRAIN_SEND_TIMEOUT`] once the
+/// server drains. Allocated only while a write is blocked. (A socket's writes, and an HTTP/2
+/// stream's — `http2.rs` — are held to the same.)
 #[derive(Debug)]
-struct Blocked {
+pub(super) struct Blocked {
     deadline: Pin<Box<Sleep>>,
     /// Completes when draining starts, to shorten the deadline; `None` once it has.
     drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl Blocked {
+    /// A write blocked from now, allowed `send_timeout`.
+    pub(super) fn new(send_timeout: Duration, draining: &Draining) -> Self {
+        let limit = if draining.is_started() {
+            send_timeout.min(DRAIN_SEND_TIMEOUT)
+        } else {
+            send_timeout
+        };
+        Blocked {
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            drain: (!draining.is_started()).then(|| Box::pin(draining.started())),
+        }
+    }
+
+    /// Ready, with why, once the write has been blocked for too long.
+    pub(super) fn poll_expired(
+        &mut self,
+        cx: &mut Context<'_>,
+        draining: &Draining,
+    ) -> Poll<&'static str> {
+        if let Some(drain) = &mut self.drain
+            && drain.as_mut().poll(cx).is_ready()
+        {
+            self.drain = None;
+            let sooner = Instant::now() + DRAIN_SEND_TIMEOUT;
+            if sooner < self.deadline.deadline() {
+                self.deadline.as_mut().reset(sooner);
+            }
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(if draining.is_started() {
+            "client not reading while the server shuts down"
+        } else {
+            "client not reading (send timeout)"
+        })
+    }
 }
 
 impl WatchedSocket {
@@ -140,7 +185,35 @@ impl WatchedSocket {
             blocked: None,
             idle: None,
             timed_out_idle: false,
+            watch_idle: true,
             failed: None,
+        }
+    }
+
+    /// Leaves idle connections to the protocol above: HTTP/2 ends one with a GOAWAY (see
+    /// `drain.rs`), which a client understands, rather than with the end of its input. From
+    /// now on only blocked writes, hang-ups and draining are watched here.
+    pub fn leave_idle_to_connection(&mut self) {
+        self.watch_idle = false;
+        self.idle = None;
+    }
+
+    /// Says the connection carries streams, as a stream's [`SocketControl::stream`] does: its
+    /// send buffer is sized for them (an HTTP/2 connection, whose streams have controls of
+    /// their own).
+    pub fn carries_streams(&mut self) {
+        self.size_for_streams();
+    }
+
+    fn size_for_streams(&mut self) {
+        if self.streaming {
+            return;
+        }
+        self.streaming = true;
+        // Linux doubles the value asked for (the rest is its bookkeeping).
+        let socket = socket2::SockRef::from(&self.stream);
+        if let Err(error) = socket.set_send_buffer_size(STREAM_SEND_BUFFER / 2) {
+            tracing::debug!(%error, "cannot size the send buffer");
         }
     }
 
@@ -175,12 +248,7 @@ impl WatchedSocket {
             return Err(self.fail(io::ErrorKind::ConnectionAborted, "stream cut off"));
         }
         if requests.stream && !self.streaming {
-            self.streaming = true;
-            // Linux doubles the value asked for (the rest is its bookkeeping).
-            let socket = socket2::SockRef::from(&self.stream);
-            if let Err(error) = socket.set_send_buffer_size(STREAM_SEND_BUFFER / 2) {
-                tracing::debug!(%error, "cannot size the send buffer");
-            }
+            self.size_for_streams();
         }
         Ok(())
     }
@@ -193,35 +261,14 @@ impl WatchedSocket {
                 self.fail(io::ErrorKind::ConnectionAborted, "stream cut off")
             ));
         }
-        let blocked = self.blocked.get_or_insert_with(|| {
-            let limit = if self.draining.is_started() {
-                self.limits.send_timeout.min(DRAIN_SEND_TIMEOUT)
-            } else {
-                self.limits.send_timeout
-            };
-            Blocked {
-                deadline: Box::pin(tokio::time::sleep(limit)),
-                drain: (!self.draining.is_started()).then(|| Box::pin(self.draining.started())),
-            }
-        });
-        if let Some(drain) = &mut blocked.drain
-            && drain.as_mut().poll(cx).is_ready()
-        {
-            blocked.drain = None;
-            let sooner = Instant::now() + DRAIN_SEND_TIMEOUT;
-            if sooner < blocked.deadline.deadline() {
-                blocked.deadline.as_mut().reset(sooner);
-            }
+        let (limit, draining) = (self.limits.send_timeout, &self.draining);
+        let blocked = self
+            .blocked
+            .get_or_insert_with(|| Blocked::new(limit, draining));
+        match blocked.poll_expired(cx, draining) {
+            Poll::Ready(why) => Poll::Ready(Err(self.fail(io::ErrorKind::TimedOut, why))),
+            Poll::Pending => Poll::Pending,
         }
-        if blocked.deadline.as_mut().poll(cx).is_ready() {
-            let why = if self.draining.is_started() {
-                "client not reading while the server shuts down"
-            } else {
-                "client not reading (send timeout)"
-            };
-            return Poll::Ready(Err(self.fail(io::ErrorKind::TimedOut, why)));
-        }
-        Poll::Pending
     }
 
     fn wrote<T>(
@@ -240,7 +287,7 @@ impl WatchedSocket {
 
     /// After a read returned `Pending`: whether the keep-alive timeout has now passed.
     fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.activity.is_idle() {
+        if !self.watch_idle || !self.activity.is_idle() {
             self.idle = None;
             return false;
         }

@@ -92,6 +92,15 @@ pub struct Settings {
     /// `REDIS_PREFIX`: the namespace of this app's keys and channel in Redis. Default (unset):
     /// the app's name, so several apps can share one Redis.
     pub redis_prefix: Option<String>,
+    /// `TLS_CERT`: the certificate chain to serve HTTPS with (PEM, the server's certificate
+    /// first: an ACME client's `fullchain.pem`). With `TLS_KEY`, the server speaks HTTPS and
+    /// offers HTTP/2 and HTTP/1.1; `SIGHUP` re-reads both files. Unset: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// `TLS_KEY`: the private key of `TLS_CERT` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// `HTTP_REDIRECT_PORT`: with HTTPS, a plain-HTTP port (usually 80) that answers every
+    /// request with a redirect to the same address over HTTPS. Unset: no such port.
+    pub http_redirect_port: Option<u16>,
     /// Debug builds only: where templates and static files are read from, and whether changes
     /// are pushed to open tabs.
     #[cfg(debug_assertions)]
@@ -141,6 +150,9 @@ impl Default for Settings {
             redis_url: None,
             redis_secret: None,
             redis_prefix: None,
+            tls_cert: None,
+            tls_key: None,
+            http_redirect_port: None,
             #[cfg(debug_assertions)]
             dev: DevSettings::default(),
         }
@@ -286,6 +298,9 @@ impl Settings {
                 Some(prefix) => Some(prefix),
                 None => defaults.redis_prefix,
             },
+            tls_cert: lookup("TLS_CERT").map(PathBuf::from),
+            tls_key: lookup("TLS_KEY").map(PathBuf::from),
+            http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
             #[cfg(debug_assertions)]
             dev: defaults.dev,
         };
@@ -320,6 +335,39 @@ impl Settings {
                     name,
                     value.as_secs().to_string(),
                     format!("must be from 1 to {MAX_SECS} seconds"),
+                ));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), None) => {
+                return Err(ConfigError::new(
+                    "TLS_CERT",
+                    cert.display().to_string(),
+                    "needs TLS_KEY too: HTTPS takes the certificate and its private key",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::new(
+                    "TLS_KEY",
+                    key.display().to_string(),
+                    "needs TLS_CERT too: HTTPS takes the certificate and its private key",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(port) = self.http_redirect_port {
+            if self.tls_cert.is_none() {
+                return Err(ConfigError::new(
+                    "HTTP_REDIRECT_PORT",
+                    port.to_string(),
+                    "redirects to HTTPS, so it needs TLS_CERT and TLS_KEY",
+                ));
+            }
+            if port == self.port {
+                return Err(ConfigError::new(
+                    "HTTP_REDIRECT_PORT",
+                    port.to_string(),
+                    "must differ from PORT, where HTTPS is served",
                 ));
             }
         }
@@ -400,6 +448,9 @@ mod tests {
             "REDIS_URL",
             "REDIS_SECRET",
             "REDIS_PREFIX",
+            "TLS_CERT",
+            "TLS_KEY",
+            "HTTP_REDIRECT_PORT",
         ] {
             assert_eq!(defaults[unset], "", "{unset} has no default value");
         }
@@ -492,12 +543,51 @@ mod tests {
             ("CLIENT_IP_HEADER", "not a header"),
             ("REDIS_PREFIX", "two words"),
             ("REDIS_PREFIX", "a*"),
+            // One of the pair alone.
+            ("TLS_CERT", "/etc/app/fullchain.pem"),
+            ("TLS_KEY", "/etc/app/privkey.pem"),
+            // Nothing to redirect to.
+            ("HTTP_REDIRECT_PORT", "80"),
+            ("HTTP_REDIRECT_PORT", "0"),
         ] {
             let error = config(&[(name, value), ("REDIS_SECRET", &secret)])
                 .unwrap_err()
                 .to_string();
             assert!(error.starts_with(&format!("invalid {name}=")), "{error}");
         }
+    }
+
+    #[test]
+    fn https_takes_both_files_and_a_redirect_port_apart_from_its_own() {
+        let pair = [("TLS_CERT", "/c.pem"), ("TLS_KEY", "/k.pem")];
+        let https = config(&pair).unwrap();
+        assert_eq!(
+            https.tls_cert.as_deref(),
+            Some(std::path::Path::new("/c.pem"))
+        );
+        assert_eq!(
+            https.tls_key.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
+        let redirect = config(&[
+            pair[0],
+            pair[1],
+            ("PORT", "443"),
+            ("HTTP_REDIRECT_PORT", "80"),
+        ])
+        .unwrap();
+        assert_eq!(redirect.http_redirect_port, Some(80));
+        let same = config(&[
+            pair[0],
+            pair[1],
+            ("PORT", "443"),
+            ("HTTP_REDIRECT_PORT", "443"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(same.starts_with("invalid HTTP_REDIRECT_PORT="), "{same}");
+        let half = config(&[pair[1]]).unwrap_err().to_string();
+        assert!(half.contains("needs TLS_CERT too"), "{half}");
     }
 
     #[cfg(feature = "redis")]

@@ -98,4 +98,19 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "the namespace of this app's keys and channel in Redis (default: the app's name)",
     ),
+    (
+        "TLS_CERT",
+        "",
+        "serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; SIGHUP re-reads it",
+    ),
+    (
+        "TLS_KEY",
+        "",
+        "with TLS_CERT: the certificate's PEM private key",
+    ),
+    (
+        "HTTP_REDIRECT_PORT",
+        "",
+        "with HTTPS: a plain-HTTP port (e.g. 80) that redirects every request to HTTPS",
+    ),
 ];

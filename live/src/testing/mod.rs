@@ -14,6 +14,8 @@ pub mod browser;
 #[cfg(feature = "browser")]
 pub mod bundle;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::{pin::Pin, time::Duration};
 

@@ -5,6 +5,10 @@
 
 #![allow(dead_code)] // each test binary uses its own share of these
 
+#[cfg(feature = "tls")]
+pub mod frames;
+#[cfg(feature = "tls")]
+pub mod https;
 pub mod notes;
 
 use std::{
@@ -36,6 +40,14 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub live: Live,
     pub client: reqwest::Client,
+    /// `http`, or `https` for an app served with a test certificate.
+    pub scheme: &'static str,
+    /// With HTTPS: the test's certificate authority, and what the server serves.
+    #[cfg(feature = "tls")]
+    pub https: Option<https::Https>,
+    /// The server's certificate and key, with HTTPS (to reload them as `SIGHUP` does).
+    #[cfg(feature = "tls")]
+    pub tls: Option<live::tls::Tls>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -63,6 +75,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("bind an ephemeral port");
     let addr = server.local_addr().unwrap();
+    #[cfg(feature = "tls")]
+    let tls = server.tls().cloned();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(server.run(notes::router(live.clone()), async {
         let _ = stop.await;
@@ -71,30 +85,54 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         addr,
         live,
         client: client(),
+        scheme: "http",
+        #[cfg(feature = "tls")]
+        https: None,
+        #[cfg(feature = "tls")]
+        tls,
         shutdown: Some(shutdown),
         server: Some(server),
     }
 }
 
+/// Starts the app over HTTPS, with a certificate from a test authority, after `customise` has
+/// adjusted the settings. Its client trusts that authority and speaks HTTP/2.
+#[cfg(feature = "tls")]
+pub async fn spawn_https_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let https = https::Https::new();
+    let (cert, key) = https.certificate.write(&https.dir);
+    let mut app = spawn_app_with(|settings| {
+        settings.tls_cert = Some(cert);
+        settings.tls_key = Some(key);
+        customise(settings);
+    })
+    .await;
+    app.client = client_builder(https.ca.client()).build().unwrap();
+    app.scheme = "https";
+    app.https = Some(https);
+    app
+}
+
+/// What every test client is set to.
+fn client_builder(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder
+        // Tests look at redirects themselves.
+        .redirect(reqwest::redirect::Policy::none())
+        // A hang fails the test instead of stalling the suite; no test holds a request,
+        // streams included, for this long.
+        .timeout(Duration::from_secs(60))
+}
+
 fn client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                // Tests look at redirects themselves.
-                .redirect(reqwest::redirect::Policy::none())
-                // A hang fails the test instead of stalling the suite; no test holds a
-                // request, streams included, for this long.
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        })
+        .get_or_init(|| client_builder(reqwest::Client::builder()).build().unwrap())
         .clone()
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

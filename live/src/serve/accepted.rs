@@ -1,0 +1,149 @@
+//! One accepted connection, from its first byte to its close: the TLS handshake (with HTTPS),
+//! the protocol — HTTP/2 when the client picks it through ALPN, HTTP/1.1 otherwise — and the
+//! drain at shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+
+use super::{
+    connection::ConnectionService,
+    drain::{Draining, serve_until_drained},
+    socket::{Activity, SocketLimits, WatchedSocket},
+};
+use crate::{registry::SocketControl, settings::Settings};
+
+/// How every connection of one listener is served.
+pub(super) struct Serving {
+    pub(super) router: Router,
+    /// Set for HTTPS: every connection starts with a handshake.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(super) settings: Settings,
+    pub(super) draining: Draining,
+    /// How long a connection accepted just before shutdown, with no request yet, may take to
+    /// send one.
+    pub(super) first_request_window: Duration,
+    pub(super) http1: http1::Builder,
+}
+
+impl Serving {
+    fn limits(&self) -> SocketLimits {
+        SocketLimits {
+            send_timeout: self.settings.send_timeout,
+            keep_alive_timeout: self.settings.keep_alive_timeout,
+        }
+    }
+
+    /// Serves the connection `tcp` from `peer` until it closes.
+    pub(super) async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let control = SocketControl::new();
+        let activity = Arc::new(Activity::default());
+        let socket = WatchedSocket::new(
+            tcp,
+            control.clone(),
+            Arc::clone(&activity),
+            self.limits(),
+            self.draining.clone(),
+        );
+        let service = ConnectionService {
+            router: self.router.clone(),
+            control,
+            activity: Arc::clone(&activity),
+            peer: peer.ip(),
+            client_ip_header: self.settings.client_ip_header.clone(),
+            draining: self.draining.clone(),
+            https: false,
+            streams: None,
+        };
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = &self.tls {
+            return self.serve_tls(acceptor, socket, service, &activity).await;
+        }
+        self.serve_http1(socket, service, &activity).await;
+    }
+
+    /// The handshake, within the header-read timeout (a client that starts one and never
+    /// finishes holds a socket and a permit like one that never finishes its headers), then
+    /// the protocol the client picked.
+    #[cfg(feature = "tls")]
+    async fn serve_tls(
+        &self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        socket: WatchedSocket,
+        service: ConnectionService,
+        activity: &Activity,
+    ) {
+        let handshake =
+            tokio::time::timeout(self.settings.header_read_timeout, acceptor.accept(socket));
+        let mut tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not finished within the header-read timeout");
+                return;
+            }
+        };
+        let service = ConnectionService {
+            https: true,
+            ..service
+        };
+        if tls.get_ref().1.alpn_protocol() != Some(crate::tls::H2) {
+            return self.serve_http1(tls, service, activity).await;
+        }
+        let socket = tls.get_mut().0;
+        socket.leave_idle_to_connection();
+        socket.carries_streams();
+        let next = super::connection::NextStream::default();
+        let executor = super::http2::StreamExecutor {
+            next: next.clone(),
+            send_timeout: self.settings.send_timeout,
+            draining: self.draining.clone(),
+        };
+        let service = ConnectionService {
+            streams: Some(next),
+            ..service
+        };
+        let connection = super::http2::builder(&self.settings, executor)
+            .serve_connection(TokioIo::new(tls), service);
+        let idle = Some(self.settings.keep_alive_timeout);
+        let result = serve_until_drained(
+            connection,
+            activity,
+            &self.draining,
+            self.first_request_window,
+            idle,
+        )
+        .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "HTTP/2 connection ended with an error");
+        }
+    }
+
+    async fn serve_http1<I>(&self, io: I, service: ConnectionService, activity: &Activity)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let connection = self.http1.serve_connection(TokioIo::new(io), service);
+        let result = serve_until_drained(
+            connection,
+            activity,
+            &self.draining,
+            self.first_request_window,
+            None,
+        )
+        .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+}
