@@ -52,6 +52,7 @@ impl RawH2 {
     pub async fn connect(app: &TestApp, settings: &[(u16, u32)]) -> RawH2 {
         let mut raw = RawH2::handshake(app).await;
         raw.tls.write_all(PREFACE).await.unwrap();
+        raw.tls.flush().await.unwrap();
         let payload: Vec<u8> = settings
             .iter()
             .flat_map(|(id, value)| {
@@ -89,7 +90,8 @@ impl RawH2 {
         frame.push(flags);
         frame.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
         frame.extend_from_slice(payload);
-        self.tls.write_all(&frame).await.is_ok()
+        // rustls holds what is written until a flush.
+        self.tls.write_all(&frame).await.is_ok() && self.tls.flush().await.is_ok()
     }
 
     /// A request's header block: `GET path` with `extra` headers, as HPACK literals.
