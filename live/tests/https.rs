@@ -573,3 +573,195 @@ mod pairs {
         );
     }
 }
+
+mod handover {
+    //! A restart on a kept socket, over HTTPS: what the socket unit does in production (the
+    //! socket outlives the process), with HTTP/2 tabs and pages requested without a pause.
+
+    use std::{
+        net::TcpListener,
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+        },
+        time::Duration,
+    };
+
+    use live::{Server, Settings, testing::SseClient};
+    use tokio::sync::oneshot;
+
+    use super::support::{PATIENCE, https::Https, notes, raise_open_files_limit};
+
+    const TABS: usize = 40;
+
+    #[derive(Default)]
+    struct Seen {
+        failed: AtomicUsize,
+        /// Tabs whose stream ended with the restart event.
+        told: AtomicUsize,
+        /// Tabs live again after the restart.
+        back: AtomicUsize,
+        /// Tabs that saw the note sent after the restart.
+        noted: AtomicUsize,
+        restarted: AtomicBool,
+        stop: AtomicBool,
+    }
+
+    /// Serves the notes app with `settings` on a clone of `socket` until told to stop.
+    fn serve(
+        socket: &TcpListener,
+        settings: &Settings,
+    ) -> (
+        live::Live,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let live = notes::live(settings);
+        let server =
+            Server::from_listener(socket.try_clone().unwrap(), settings, live.clone()).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(notes::router(live.clone()), async {
+            let _ = stopped.await;
+        }));
+        (live, stop, task)
+    }
+
+    /// A tab: holds the notes stream over HTTP/2, reconnecting when it ends.
+    async fn tab(client: reqwest::Client, url: String, seen: Arc<Seen>) {
+        let mut counted_back = false;
+        let mut counted_note = false;
+        while !seen.stop.load(Ordering::Relaxed) {
+            let after_restart = seen.restarted.load(Ordering::Relaxed);
+            let signals = serde_json::json!({ "sessionId": uuid::Uuid::new_v4() }).to_string();
+            let response = client
+                .get(&url)
+                .query(&[("datastar", signals)])
+                .header("datastar-request", "true")
+                .send()
+                .await;
+            let response = match response {
+                Ok(response) if response.status() == 200 => response,
+                _ => {
+                    seen.failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let mut events = SseClient::new(response);
+            let mut last = String::new();
+            while let Some(event) = events.try_next_event(PATIENCE).await {
+                if after_restart && !counted_back && event.data.contains("\"connected\":true") {
+                    counted_back = true;
+                    seen.back.fetch_add(1, Ordering::Relaxed);
+                }
+                if after_restart && !counted_note && event.data.contains("after the restart") {
+                    counted_note = true;
+                    seen.noted.fetch_add(1, Ordering::Relaxed);
+                }
+                last = event.data;
+            }
+            if last.contains("_reconnecting") {
+                seen.told.fetch_add(1, Ordering::Relaxed);
+            }
+            // As Datastar does: after the `retry` the restart event asked for.
+            tokio::time::sleep(live::events::RECONNECT_AFTER_RESTART).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_on_a_kept_socket_over_https_fails_no_request() {
+        // Arrange: the kept socket, the first server on it, tabs and a steady load of pages.
+        raise_open_files_limit();
+        let https = Https::new();
+        let (cert, key) = https.certificate.write(&https.dir);
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let settings = Settings {
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            ..Settings::default()
+        };
+        let (_, stop_first, first) = serve(&socket, &settings);
+        let seen = Arc::new(Seen::default());
+        let url = format!("https://{addr}/sse/notes");
+        // Four browsers, each with its tabs on one HTTP/2 connection.
+        let browsers: Vec<reqwest::Client> =
+            (0..4).map(|_| https.ca.client().build().unwrap()).collect();
+        for n in 0..TABS {
+            let client = browsers[n % browsers.len()].clone();
+            tokio::spawn(tab(client, url.clone(), Arc::clone(&seen)));
+        }
+        let pages = {
+            let seen = Arc::clone(&seen);
+            // A new connection for every page: TLS handshakes during the restart too.
+            let client = https.ca.client().pool_max_idle_per_host(0).build().unwrap();
+            let url = format!("https://{addr}/");
+            tokio::spawn(async move {
+                let mut served = 0;
+                while !seen.stop.load(Ordering::Relaxed) {
+                    match client.get(&url).send().await {
+                        Ok(page) if page.status() == 200 => served += 1,
+                        _ => {
+                            seen.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                served
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // Act: stop the first server; once it has returned, start the next on the same socket.
+        seen.restarted.store(true, Ordering::Relaxed);
+        let _ = stop_first.send(());
+        tokio::time::timeout(PATIENCE, first)
+            .await
+            .expect("the first server stops")
+            .unwrap()
+            .unwrap();
+        let (second, _stop_second, _task) = serve(&socket, &settings);
+        live::testing::wait_for_streams(&second.registry, "page/notes/*", TABS).await;
+        second
+            .registry
+            .publish_latest(&notes::NOTE, &notes::pages(), |number| {
+                let note = notes::Note {
+                    text: "after the restart".into(),
+                    number,
+                };
+                let patch = notes::patch(&second, Some(&note))?;
+                Ok::<_, live::Error>((note, patch))
+            })
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while seen.noted.load(Ordering::Relaxed) < TABS && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seen.stop.store(true, Ordering::Relaxed);
+        let served = pages.await.unwrap();
+
+        // Assert
+        let failed = seen.failed.load(Ordering::Relaxed);
+        println!(
+            "restart over HTTPS: {failed} failed requests, {served} pages served, {} of {TABS} \
+             tabs told, {} back, {} got the next note",
+            seen.told.load(Ordering::Relaxed),
+            seen.back.load(Ordering::Relaxed),
+            seen.noted.load(Ordering::Relaxed),
+        );
+        assert_eq!(failed, 0, "no request failed");
+        assert_eq!(
+            seen.told.load(Ordering::Relaxed),
+            TABS,
+            "every tab was told"
+        );
+        assert_eq!(
+            seen.back.load(Ordering::Relaxed),
+            TABS,
+            "every tab came back"
+        );
+        assert_eq!(seen.noted.load(Ordering::Relaxed), TABS, "and is live");
+    }
+}

@@ -69,6 +69,15 @@ impl SseClient {
         }
     }
 
+    /// The next event, or `None` once the stream has ended (or failed) or none came within
+    /// `patience`.
+    pub async fn try_next_event(&mut self, patience: Duration) -> Option<Event> {
+        match tokio::time::timeout(patience, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            _ => None,
+        }
+    }
+
     /// Reads what a page's stream opened with [`Stream`](crate::Stream) starts with:
     /// `{connected: true}` first, then the page's current state and, in debug builds, the dev
     /// loop's instance id, in either order.
