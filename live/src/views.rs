@@ -220,7 +220,10 @@ mod tests {
             .unwrap();
         assert_eq!(html.matches("data-init=").count(), 1, "{html}");
         assert!(
-            html.contains("data-init=\"@get('/sse/notes', {retry: 'always'"),
+            html.contains(
+                "data-init=\"document.hidden ? (el.__waitingToBeShown = true) : \
+                 @get('/sse/notes', {retry: 'always'"
+            ),
             "{html}"
         );
         assert!(html.contains(r#""sessionId":"#), "{html}");

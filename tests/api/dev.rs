@@ -20,8 +20,10 @@ async fn pages_without_a_stream_get_a_dev_stream_and_home_keeps_one_connection()
     let home = app.home_page().await;
 
     assert!(
-        about.contains(r#"data-init="@get('/sse/dev?tab="#),
-        "{about}"
+        about.contains(
+            r#"data-init="document.hidden ? (el.__waitingToBeShown = true) : @get('/sse/dev?tab="#
+        ),
+        "opened at once, unless the tab is in the background: {about}"
     );
     assert!(
         about.contains(&format!(r#""_devRendered":"{instance}""#)),

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
     pub client: reqwest::Client,
+    /// `http`, or `https` when the settings gave a certificate.
+    pub scheme: &'static str,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -67,6 +69,7 @@ pub async fn spawn_app_on(
             .expect("bind an ephemeral port"),
     };
     let addr = server.local_addr().unwrap();
+    let scheme = server.scheme();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(server.run(router(state.clone()), async {
         let _ = stop.await;
@@ -75,6 +78,7 @@ pub async fn spawn_app_on(
         addr,
         state,
         client: client(),
+        scheme,
         shutdown: Some(shutdown),
         server: Some(server),
     }
@@ -98,7 +102,7 @@ fn client() -> reqwest::Client {
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -15,7 +15,7 @@ async fn home_renders_the_layout_the_form_and_the_stream_anchor() {
     for expected in [
         r#"rel="stylesheet" href="/static/app.css?v="#,
         r#"<script type="module" src="https:"#,
-        r#"data-init="@get('/sse/home'"#,
+        r#"data-init="document.hidden ? (el.__waitingToBeShown = true) : @get('/sse/home'"#,
         r#"<form id="greet-form" method="post" action="/api/greet""#,
         r#"<input id="name" name="name""#,
         r#"data-text="$connected ? 'live' : 'offline'""#,

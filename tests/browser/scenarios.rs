@@ -404,3 +404,102 @@ async fn the_pages_have_no_serious_accessibility_violations() {
     assert!(about.is_empty(), "/about: {about:#?}");
     Browser::finish([tab], &[]).await;
 }
+
+#[tokio::test]
+async fn tabs_opened_in_the_background_over_http11_all_load_and_each_goes_live_when_shown() {
+    // Arrange: plain HTTP/1.1, where a browser keeps six connections per site.
+    let (app, _turn) = app().await;
+    let browser = Browser::launch("background tabs", true).await;
+    app.greet_with_datastar("Before").await;
+
+    // Act: eight tabs opened in the background, as middle-clicks open them.
+    let mut tabs = Vec::new();
+    for _ in 0..8 {
+        tabs.push(browser.open_in_background(&app.url("/")).await);
+    }
+
+    // Assert: every page loads, and none holds a stream while hidden: six would hold every
+    // connection the browser has for the site, and nothing more from it would load. (The
+    // pause gives a hidden tab the time to open its stream, if it would; nothing waits on it
+    // when it does not.)
+    for tab in &tabs {
+        browser.wait_for_title(tab, "Home").await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        app.streams("page/home/*"),
+        0,
+        "no hidden tab holds a stream"
+    );
+    let about = app.url("/about");
+    let front = tokio::time::timeout(live::testing::PATIENCE, browser.goto(&about));
+    assert!(
+        front.await.is_ok(),
+        "the tab in front loads a page: the background tabs leave it a connection"
+    );
+
+    // Each tab, shown in turn, goes live and shows the newest greeting.
+    for (n, tab) in tabs.iter().enumerate() {
+        let name = format!("Tab {n}");
+        assert_eq!(app.greet_with_datastar(&name).await.status(), 200);
+        browser.show(tab).await;
+        browser.wait_live().await;
+        browser
+            .wait_for_text("#greeting", &format!("Hello, {name}!"))
+            .await;
+    }
+    Browser::finish([browser], &[]).await;
+}
+
+#[tokio::test]
+async fn eight_windows_over_the_apps_own_https_all_load_go_live_and_get_a_greet() {
+    use live::{settings::Integrity, testing::tls::TestCa, tls::Tls};
+
+    // Arrange: the app over HTTPS with a certificate of the test's own, which Chromium is told
+    // to accept; Datastar served over HTTPS too (an HTTPS page loads no plain-HTTP script).
+    let _turn = crate::turn().await;
+    let ca = TestCa::new();
+    let certificate = ca.issue();
+    let dir = std::env::temp_dir().join(format!("browser-https-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = certificate.write(&dir);
+    let bundle =
+        live::testing::bundle::serve_tls(&Tls::load(cert.clone(), key.clone()).unwrap()).await;
+    let app = crate::helpers::spawn_app_on(None, |settings| {
+        settings.tls_cert = Some(cert);
+        settings.tls_key = Some(key);
+        settings.datastar_url = format!("https://{bundle}/datastar.js");
+        settings.datastar_integrity = Integrity::Hash(live::testing::bundle::integrity());
+    })
+    .await;
+    let browser = Browser::launch_trusting("HTTPS windows", certificate.spki_der()).await;
+
+    // Act: eight windows side by side, each on the home page.
+    let mut windows = Vec::new();
+    for _ in 0..8 {
+        windows.push(browser.open_window(&app.url("/")).await);
+    }
+
+    // Assert: all eight live at once over HTTP/2 (over HTTP/1.1 the browser would give them
+    // six connections between them)...
+    for window in &windows {
+        browser.show(window).await;
+        browser.wait_live().await;
+        let protocol = browser
+            .eval(
+                "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+                vec![],
+            )
+            .await;
+        assert_eq!(protocol, "h2", "the page came over HTTP/2");
+    }
+    app.wait_for_streams("page/home/*", 8).await;
+    // ... and a greet from the first reaches all eight.
+    browser.show(&windows[0]).await;
+    browser.type_and_enter("#name", "Grace").await;
+    for window in &windows {
+        browser.show(window).await;
+        browser.wait_for_text("#greeting", "Hello, Grace!").await;
+    }
+    Browser::finish([browser], &[]).await;
+}

@@ -29,7 +29,11 @@ use std::{
 };
 
 use axum::http::Method;
-use fantoccini::{Client, ClientBuilder, Locator, key::Key, wd::WebDriverCompatibleCommand};
+use fantoccini::{
+    Client, ClientBuilder, Locator,
+    key::Key,
+    wd::{WebDriverCompatibleCommand, WindowHandle},
+};
 use serde_json::{Value, json};
 
 pub use fantoccini;
@@ -65,6 +69,22 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium. `name` labels failure output.
     pub async fn launch(name: &'static str, javascript: bool) -> Browser {
+        Browser::launch_with(name, javascript, &[]).await
+    }
+
+    /// A Chromium that accepts the certificate whose public key is `spki_der` (for a server
+    /// whose certificate a test made), and no other that its own roots would not. Pages load
+    /// over HTTPS — HTTP/2, as a browser speaks to a site it reaches over TLS.
+    pub async fn launch_trusting(name: &'static str, spki_der: &[u8]) -> Browser {
+        use base64::Engine;
+        use sha2::Digest;
+        let pin = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki_der));
+        let flag = format!("--ignore-certificate-errors-spki-list={pin}");
+        Browser::launch_with(name, true, &[flag]).await
+    }
+
+    /// [`Browser::launch`], with more command-line flags for Chromium.
+    pub async fn launch_with(name: &'static str, javascript: bool, flags: &[String]) -> Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
         let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
         let port = free_port();
@@ -107,6 +127,9 @@ impl Browser {
                 format!("--user-data-dir={}", profile.display()),
             ],
         });
+        if let Some(args) = options["args"].as_array_mut() {
+            args.extend(flags.iter().map(|flag| json!(flag)));
+        }
         if !javascript {
             options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
         }
@@ -196,6 +219,50 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// Opens `url` in a new tab in the background, as a middle-click does: the tab loads,
+    /// hidden, and the one in front stays in front. Returns the tab's handle (its target id).
+    pub async fn open_in_background(&self, url: &str) -> WindowHandle {
+        let created = self
+            .cdp(
+                "Target.createTarget",
+                json!({ "url": url, "background": true }),
+            )
+            .await;
+        let id = created["targetId"]
+            .as_str()
+            .expect("a target id")
+            .to_owned();
+        WindowHandle::try_from(id).expect("a window handle")
+    }
+
+    /// Opens `url` in a new window of its own (visible, as a window beside the others is), and
+    /// makes it the one the helpers act on. Returns its handle.
+    pub async fn open_window(&self, url: &str) -> WindowHandle {
+        let window = self.client.new_window(false).await.unwrap().handle;
+        self.show(&window).await;
+        self.goto(url).await;
+        window
+    }
+
+    /// Brings the tab `handle` to the front (it becomes visible and the one in front before it
+    /// hidden, in the same window) and makes it the one the helpers act on.
+    pub async fn show(&self, handle: &WindowHandle) {
+        self.client.switch_to_window(handle.clone()).await.unwrap();
+    }
+
+    /// The title of the tab `handle`, read without bringing it to the front: a tab in the
+    /// background that has loaded its page has the page's title.
+    pub async fn title_of(&self, handle: &WindowHandle) -> Option<String> {
+        let targets = self.cdp("Target.getTargets", json!({})).await;
+        let id = String::from(handle.clone());
+        targets["targetInfos"]
+            .as_array()?
+            .iter()
+            .find(|target| target["targetId"].as_str() == Some(id.as_str()))
+            .and_then(|target| target["title"].as_str())
+            .map(str::to_owned)
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
     pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
         self.client
@@ -242,6 +309,17 @@ impl Browser {
         let script = format!("try {{ return !!({predicate}); }} catch (e) {{ return false; }}");
         self.poll(&format!("{what} ({predicate})"), async || {
             self.eval(&script, vec![]).await == json!(true)
+        })
+        .await;
+    }
+
+    /// Waits until the tab `handle` has a title containing `needle` (it has loaded its page),
+    /// without bringing it to the front.
+    pub async fn wait_for_title(&self, handle: &WindowHandle, needle: &str) {
+        self.poll(&format!("a tab titled {needle:?}"), async || {
+            self.title_of(handle)
+                .await
+                .is_some_and(|title| title.contains(needle))
         })
         .await;
     }

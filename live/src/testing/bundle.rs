@@ -96,8 +96,58 @@ pub async fn settings() -> crate::Settings {
 /// Serves the bundle at `http://<addr>/datastar.js` from a server of its own, as a CDN would
 /// (a module script from another origin needs CORS).
 pub async fn serve() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router()).await });
+    addr
+}
+
+/// Like [`serve`], over HTTPS with `tls` (at `https://<addr>/datastar.js`): a page served over
+/// HTTPS may not load a script over plain HTTP.
+#[cfg(feature = "tls")]
+pub async fn serve_tls(tls: &crate::tls::Tls) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = TlsListener {
+        tcp: listener,
+        acceptor: tls.acceptor().clone(),
+    };
+    tokio::spawn(async move { axum::serve(listener, router()).await });
+    addr
+}
+
+/// A listener whose connections have been through a TLS handshake.
+#[cfg(feature = "tls")]
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+#[cfg(feature = "tls")]
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A failed handshake is the client's problem; wait for the next one.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+fn router() -> Router {
     let source = datastar_js();
-    let app = Router::new().route(
+    Router::new().route(
         "/datastar.js",
         get(move || async move {
             (
@@ -114,9 +164,5 @@ pub async fn serve() -> SocketAddr {
                 source,
             )
         }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    )
 }
