@@ -260,6 +260,45 @@ fn invalid_settings_stop_the_start_with_the_variable_named() {
     }
 }
 
+#[cfg(feature = "tls")]
+#[test]
+fn https_settings_that_cannot_work_stop_the_start_with_the_setting_named() {
+    let ca = live::testing::tls::TestCa::new();
+    let dir = std::env::temp_dir().join(format!("tls-settings-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = ca.issue().write(&dir);
+    let other_key = dir.join("other-key.pem");
+    std::fs::write(&other_key, ca.issue().key_pem).unwrap();
+    let (cert, key, other_key) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        other_key.to_str().unwrap(),
+    );
+    for (env, expected) in [
+        (vec![("TLS_CERT", cert)], "invalid TLS_CERT="),
+        (vec![("TLS_KEY", key)], "invalid TLS_KEY="),
+        (
+            vec![("TLS_CERT", "/nonexistent/cert.pem"), ("TLS_KEY", key)],
+            "invalid TLS_CERT=",
+        ),
+        (
+            vec![("TLS_CERT", cert), ("TLS_KEY", other_key)],
+            "is not the key of the certificate",
+        ),
+        (
+            vec![("HTTP_REDIRECT_PORT", "8080")],
+            "invalid HTTP_REDIRECT_PORT=",
+        ),
+    ] {
+        let output = AppProcess::command(&env, &here()).output().unwrap();
+
+        assert!(!output.status.success(), "{env:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
     let dir = std::env::temp_dir().join(format!("dotenv-test-{}", uuid::Uuid::new_v4()));

