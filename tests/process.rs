@@ -53,13 +53,8 @@ impl AppProcess {
             lines,
             seen: Vec::new(),
         };
-        let line = process.wait_for_line(|line| line.contains("listening on http://"));
-        process.addr = line
-            .split("listening on http://")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned();
+        let line = process.wait_for_line(|line| line.contains("listening on http"));
+        process.addr = line.split("://").nth(1).unwrap().trim().to_owned();
         process
     }
 
@@ -296,6 +291,94 @@ fn https_settings_that_cannot_work_stop_the_start_with_the_setting_named() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{env:?}: {stderr}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The socket unit of an HTTPS deploy: two `ListenStream=` lines, 443 then 80, passed as file
+/// descriptors 3 and 4. The app serves HTTPS on the first and redirects to it on the second.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn two_passed_sockets_serve_https_and_redirect_plain_http_to_it() {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+
+    // Arrange: the two sockets, as systemd would hold them, and a certificate.
+    let ca = live::testing::tls::TestCa::new();
+    let dir = std::env::temp_dir().join(format!("two-sockets-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = ca.issue().write(&dir);
+    let https = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (https_port, plain_port) = (
+        https.local_addr().unwrap().port(),
+        plain.local_addr().unwrap().port(),
+    );
+    let fds = [https.as_raw_fd(), plain.as_raw_fd()];
+    let mut command = AppProcess::command(
+        &[
+            ("TLS_CERT", cert.to_str().unwrap()),
+            ("TLS_KEY", key.to_str().unwrap()),
+            ("LISTEN_FDS", "2"),
+        ],
+        &here(),
+    );
+    command.env_remove("LISTEN_PID");
+    // SAFETY: between fork and exec only async-signal-safe calls: dup2 and fcntl.
+    unsafe {
+        command.pre_exec(move || {
+            for (at, fd) in fds.into_iter().enumerate() {
+                let target = 3 + at as i32;
+                if fd != target && libc::dup2(fd, target) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::fcntl(target, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (lines, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut app = AppProcess {
+        child,
+        addr: format!("127.0.0.1:{https_port}"),
+        lines: log,
+        seen: Vec::new(),
+    };
+    app.wait_for_line(|line| line.contains("redirecting http://"));
+
+    // Act
+    let secure = ca
+        .client()
+        .build()
+        .unwrap()
+        .get(format!("https://127.0.0.1:{https_port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let mut redirect = TcpStream::connect(("127.0.0.1", plain_port)).await.unwrap();
+    let request =
+        format!("GET /about HTTP/1.1\r\nHost: 127.0.0.1:{plain_port}\r\nConnection: close\r\n\r\n");
+    redirect.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    redirect.read_to_string(&mut answer).await.unwrap();
+
+    // Assert
+    assert_eq!(secure.status(), 200);
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+    assert!(
+        answer.contains(&format!("location: https://127.0.0.1:{https_port}/about")),
+        "{answer}"
+    );
+    app.terminate();
+    let (status, _) = app.wait_exit();
+    assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

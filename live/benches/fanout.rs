@@ -62,12 +62,14 @@ use live::{
     registry::{ConnectOptions, Key, LatestState, Limits, Outgoing, Pattern, Registry, Version},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
 struct Options {
     steady: Vec<usize>,
+    /// N for the HTTPS rows (TLS with HTTP/1.1, and HTTP/2), beside plain HTTP/1.1.
+    https: Vec<usize>,
     burst_clients: Vec<usize>,
     rounds: usize,
     bursts: Vec<usize>,
@@ -105,6 +107,7 @@ fn open_files_limit() -> u64 {
 fn options() -> Options {
     let mut options = Options {
         steady: vec![2_500, 10_000, largest_n()],
+        https: vec![10_000],
         burst_clients: vec![3_000, 10_000],
         rounds: 20,
         bursts: vec![128, 1_024],
@@ -117,6 +120,9 @@ fn options() -> Options {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--clients" => options.steady = numbers(&args.next().expect("--clients N[,N…]")),
+            "--https-clients" => {
+                options.https = numbers(&args.next().expect("--https-clients N[,N…]"));
+            }
             "--burst-clients" => {
                 options.burst_clients = numbers(&args.next().expect("--burst-clients N[,N…]"));
             }
@@ -217,6 +223,21 @@ impl Shared {
     }
 }
 
+/// The command that runs this binary as a server: itself, or under `BENCH_SERVER_WRAPPER` (a
+/// profiler: `heaptrack`, `perf record -g -o perf.data --`), split on spaces.
+fn server_command() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    match std::env::var("BENCH_SERVER_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut command = Command::new(words.next().unwrap());
+            command.args(words).arg(exe);
+            command
+        }
+        _ => Command::new(exe),
+    }
+}
+
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()
@@ -267,7 +288,7 @@ impl Server {
 
     async fn start(max_streams: usize, redis_url: Option<&str>) -> Server {
         let port = free_port();
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        let mut command = server_command();
         command
             .arg("--serve-notes")
             .env("HOST", "127.0.0.1")
@@ -346,6 +367,33 @@ async fn http(addr: SocketAddr, request_line: &str, body_and_headers: &str) -> S
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Where the rounds' posts go: a fresh plain connection each, or one kept HTTPS connection (a
+/// handshake per post would be counted in the server's CPU per round).
+enum Poster {
+    Plain(SocketAddr),
+    #[cfg(feature = "tls")]
+    Https(reqwest::Client, SocketAddr),
+}
+
+impl Poster {
+    async fn publish(&self, kind: Kind, text: &str) {
+        match self {
+            Poster::Plain(addr) => publish(*addr, kind, text).await,
+            #[cfg(feature = "tls")]
+            Poster::Https(client, addr) => {
+                let response = client
+                    .post(format!("https://{addr}{}", kind.path()))
+                    .header("datastar-request", "true")
+                    .form(&[("text", text)])
+                    .send()
+                    .await
+                    .expect("publishing over HTTPS");
+                assert_eq!(response.status(), 200, "publishing over HTTPS");
+            }
+        }
+    }
+}
+
 async fn publish(addr: SocketAddr, kind: Kind, text: &str) {
     let body = format!("text={text}");
     let rest = format!(
@@ -362,44 +410,65 @@ async fn publish(addr: SocketAddr, kind: Kind, text: &str) {
 /// One SSE client: connects, counts itself live at the first event, then counts every complete
 /// event as it arrives, until the server ends the stream.
 async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
+    let Ok(stream) = TcpStream::connect(addr).await else {
         return;
     };
     let _ = stream.set_nodelay(true);
+    read_http1_stream(stream, addr, index, shared).await;
+}
+
+/// Sends a stream's request over `stream` (HTTP/1.1, plain or TLS) and reads its events.
+async fn read_http1_stream<S>(mut stream: S, addr: SocketAddr, index: usize, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let request = format!(
         "GET /sse/notes?datastar=%7B%22sessionId%22%3A%22{}%22%7D HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\ndatastar-request: true\r\n\r\n",
         uuid::Uuid::new_v4()
     );
-    if stream.write_all(request.as_bytes()).await.is_err() {
+    if stream.write_all(request.as_bytes()).await.is_err() || stream.flush().await.is_err() {
         return;
     }
-    let mut live = false;
+    let mut events = Events::default();
     let mut buffer = vec![0u8; 8192];
-    let mut pending = String::new();
     loop {
         let n = match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        pending.push_str(&String::from_utf8_lossy(&buffer[..n]));
-        if !live && pending.contains("\"connected\":true") {
-            live = true;
-            shared.live.fetch_add(1, Ordering::Relaxed);
-            shared.last_live.fetch_max(shared.now(), Ordering::Relaxed);
-        }
-        // Complete events only (an event ends with a blank line); the rest waits for the next
-        // read. Chunk-size lines between events do not matter to what is looked for.
-        let mut start = 0;
-        while let Some(end) = pending[start..].find("\n\n") {
-            shared.event(index, &pending[start..start + end]);
-            start += end + 2;
-        }
-        pending.drain(..start);
-        if pending.contains("\r\n0\r\n\r\n") {
+        events.feed(&buffer[..n], index, &shared);
+        if events.pending.contains("\r\n0\r\n\r\n") {
             break; // the server ended the stream: the response's last chunk
         }
     }
     shared.ended.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What one client has read and not yet counted.
+#[derive(Default)]
+struct Events {
+    live: bool,
+    pending: String,
+}
+
+impl Events {
+    /// Counts the complete events in what has arrived (an event ends with a blank line); the
+    /// rest waits for the next read. Chunk-size lines between events do not matter to what is
+    /// looked for.
+    fn feed(&mut self, bytes: &[u8], index: usize, shared: &Shared) {
+        self.pending.push_str(&String::from_utf8_lossy(bytes));
+        if !self.live && self.pending.contains("\"connected\":true") {
+            self.live = true;
+            shared.live.fetch_add(1, Ordering::Relaxed);
+            shared.last_live.fetch_max(shared.now(), Ordering::Relaxed);
+        }
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].find("\n\n") {
+            shared.event(index, &self.pending[start..start + end]);
+            start += end + 2;
+        }
+        self.pending.drain(..start);
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -426,6 +495,31 @@ impl Setup {
             Setup::Remote(_) => "remote server",
             Setup::CrossInstance(_) => "across instances through Redis",
             Setup::Raw => "raw tokio baseline",
+        }
+    }
+}
+
+/// How the clients reach a local app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// Plain HTTP/1.1, one stream per connection.
+    Plain,
+    /// HTTPS with HTTP/1.1, one stream per connection.
+    #[cfg(feature = "tls")]
+    TlsHttp1,
+    /// HTTPS with HTTP/2, this many streams per connection (a browser's tabs on one site).
+    #[cfg(feature = "tls")]
+    Http2(usize),
+}
+
+impl Transport {
+    fn label(self) -> String {
+        match self {
+            Transport::Plain => "plain HTTP/1.1".into(),
+            #[cfg(feature = "tls")]
+            Transport::TlsHttp1 => "HTTPS, HTTP/1.1".into(),
+            #[cfg(feature = "tls")]
+            Transport::Http2(per) => format!("HTTPS, HTTP/2 × {per} streams per connection"),
         }
     }
 }
@@ -461,7 +555,7 @@ struct Burst {
 /// What one run measured.
 struct Report {
     n: usize,
-    label: &'static str,
+    label: String,
     live: usize,
     all_live_ms: f64,
     memory_kib: Option<f64>,
@@ -477,7 +571,7 @@ async fn steady(
     kind: Kind,
     rounds: usize,
     live: usize,
-    post_to: SocketAddr,
+    post_to: &Poster,
     pid: Option<u32>,
 ) -> Steady {
     let cpu_before = pid.and_then(cpu_seconds);
@@ -486,7 +580,7 @@ async fn steady(
         let slot = &shared.rounds(kind)[round];
         let sent = shared.now();
         let text = format!("{}{}{round}", shared.run, kind.letter());
-        publish(post_to, kind, &text).await;
+        post_to.publish(kind, &text).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while slot.delivered.load(Ordering::Relaxed) < live && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -573,11 +667,21 @@ async fn burst(shared: &Arc<Shared>, greets: usize, live: usize, post_to: Socket
     }
 }
 
-async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report {
+async fn run(
+    n: usize,
+    rounds: usize,
+    bursts: &[usize],
+    setup: &Setup,
+    transport: Transport,
+) -> Report {
     let (server, sender, addr) = match setup {
         Setup::Remote(addr) => (None, None, *addr),
         Setup::Local => {
-            let server = Server::start(n + 1_000, None).await;
+            let server = match transport {
+                Transport::Plain => Server::start(n + 1_000, None).await,
+                #[cfg(feature = "tls")]
+                _ => https::start(n + 1_000).await,
+            };
             let addr = server.addr;
             (Some(server), None, addr)
         }
@@ -594,9 +698,14 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report
         }
     };
     let post_to = sender.as_ref().map_or(addr, |sender| sender.addr);
+    let post_to = match transport {
+        Transport::Plain => Poster::Plain(post_to),
+        #[cfg(feature = "tls")]
+        _ => Poster::Https(https::client(), post_to),
+    };
     let pid = server.as_ref().and_then(Server::pid);
     // Warm up (templates, allocator), then take the baseline.
-    if !matches!(setup, Setup::Raw) {
+    if !matches!(setup, Setup::Raw) && transport == Transport::Plain {
         http(addr, "GET / HTTP/1.1", "").await;
     }
     let rss_before = pid.and_then(rss_kib);
@@ -625,8 +734,33 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report
     // One burst: every client connects at once, like tabs reconnecting after a deploy.
     let start = shared.now();
     let mut tasks = Vec::with_capacity(n);
-    for index in 0..n {
-        tasks.push(tokio::spawn(client(addr, index, Arc::clone(&shared))));
+    match transport {
+        Transport::Plain => {
+            for index in 0..n {
+                tasks.push(tokio::spawn(client(addr, index, Arc::clone(&shared))));
+            }
+        }
+        #[cfg(feature = "tls")]
+        Transport::TlsHttp1 => {
+            for index in 0..n {
+                tasks.push(tokio::spawn(https::http1_client(
+                    addr,
+                    index,
+                    Arc::clone(&shared),
+                )));
+            }
+        }
+        #[cfg(feature = "tls")]
+        Transport::Http2(per) => {
+            for first in (0..n).step_by(per) {
+                let indexes = first..(first + per).min(n);
+                tasks.push(tokio::spawn(https::h2_clients(
+                    addr,
+                    indexes,
+                    Arc::clone(&shared),
+                )));
+            }
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while shared.live.load(Ordering::Relaxed) < n && Instant::now() < deadline {
@@ -641,11 +775,13 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report
     tokio::time::sleep(Duration::from_millis(300)).await; // let the server settle
     let rss_after = pid.and_then(rss_kib);
 
-    let latest = steady(&shared, Kind::Latest, rounds, live, post_to, pid).await;
-    let ordinary = steady(&shared, Kind::Ordinary, rounds, live, post_to, pid).await;
+    let latest = steady(&shared, Kind::Latest, rounds, live, &post_to, pid).await;
+    let ordinary = steady(&shared, Kind::Ordinary, rounds, live, &post_to, pid).await;
     let mut burst_results = Vec::new();
-    for &greets in bursts {
-        burst_results.push(burst(&shared, greets, live, post_to).await);
+    if let Poster::Plain(post_to) = post_to {
+        for &greets in bursts {
+            burst_results.push(burst(&shared, greets, live, post_to).await);
+        }
     }
 
     // Shutdown: SIGTERM, then time until the process exits and every stream has ended.
@@ -690,7 +826,10 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report
     };
     let report = Report {
         n,
-        label: setup.label(),
+        label: match transport {
+            Transport::Plain => setup.label().to_owned(),
+            _ => format!("{}, {}", setup.label(), transport.label()),
+        },
         live,
         all_live_ms,
         memory_kib,
@@ -706,7 +845,7 @@ async fn run(n: usize, rounds: usize, bursts: &[usize], setup: &Setup) -> Report
 
 impl Report {
     fn print(&self) {
-        let Report { n, live, .. } = *self;
+        let (n, live) = (self.n, self.live);
         println!("N = {n} ({})", self.label);
         println!(
             "  live: {live}/{n} in {:.0} ms after the first connect",
@@ -828,6 +967,36 @@ fn summary(steady: &[(Report, Option<Report>)], bursts: &[(Report, Option<Report
     }
 }
 
+/// HTTPS beside plain HTTP/1.1, same N, same run: each transport's figures and their ratio to
+/// plain's (the goals: within 1.1× on latency and CPU; memory per stream at most 1.5× for TLS
+/// with HTTP/1.1, at most plain's for HTTP/2 with 8 streams per connection).
+fn https_summary(runs: &[Vec<Report>]) {
+    for rows in runs {
+        let Some((plain, secure)) = rows.split_first() else {
+            continue;
+        };
+        println!();
+        println!("HTTPS vs plain HTTP/1.1, N = {}:", plain.n);
+        for report in secure {
+            println!("  {}:", report.label);
+            for (what, ours, theirs) in [
+                ("latest-state", &report.latest, &plain.latest),
+                ("ordinary    ", &report.ordinary, &plain.ordinary),
+            ] {
+                println!(
+                    "    {what}  median delivery {}   CPU per round {}",
+                    versus(Some(ours.median()), Some(theirs.median()), "ms"),
+                    versus(ours.cpu_per_round, theirs.cpu_per_round, "ms"),
+                );
+            }
+            println!(
+                "    memory per stream {}",
+                versus(report.memory_kib, plain.memory_kib, "KiB")
+            );
+        }
+    }
+}
+
 /// The registry alone: a broadcast's cost should follow the number of *matching* connections,
 /// and a latest-state publish's the number of streams *waiting* for it.
 fn registry_benchmark() {
@@ -892,6 +1061,161 @@ fn registry_benchmark() {
          the next 1023 (nobody waiting) take {each:?} each"
     );
     drop(held);
+}
+
+/// The HTTPS transports: a certificate authority of the benchmark's own, the app started with
+/// a certificate from it, and clients that trust it.
+#[cfg(feature = "tls")]
+mod https {
+    use std::{
+        net::SocketAddr,
+        ops::Range,
+        path::PathBuf,
+        process::Stdio,
+        sync::{Arc, LazyLock},
+        time::{Duration, Instant},
+    };
+
+    use live::testing::tls::TestCa;
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsConnector;
+
+    use super::{Events, Server, Shared, free_port, read_http1_stream};
+
+    struct Material {
+        ca: TestCa,
+        cert: PathBuf,
+        key: PathBuf,
+        http1: TlsConnector,
+        h2: TlsConnector,
+    }
+
+    static MATERIAL: LazyLock<Material> = LazyLock::new(|| {
+        let ca = TestCa::new();
+        let dir = std::env::temp_dir().join(format!("fanout-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = ca.issue().write(&dir);
+        Material {
+            http1: ca.connector(&[b"http/1.1"]),
+            h2: ca.connector(&[b"h2"]),
+            ca,
+            cert,
+            key,
+        }
+    });
+
+    /// An HTTPS client that trusts the benchmark's authority (HTTP/2, one kept connection).
+    pub(super) fn client() -> reqwest::Client {
+        MATERIAL.ca.client().build().unwrap()
+    }
+
+    /// The notes app over HTTPS, allowed `max_streams`.
+    pub(super) async fn start(max_streams: usize) -> Server {
+        let port = free_port();
+        let child = super::server_command()
+            .arg("--serve-notes")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("MAX_STREAMS", max_streams.to_string())
+            .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
+            .env("TLS_CERT", &MATERIAL.cert)
+            .env("TLS_KEY", &MATERIAL.key)
+            .env("RUST_LOG", "warn")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the app");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let server = Server {
+            child: Some(child),
+            addr,
+        };
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let health = client.get(format!("https://{addr}/healthz")).send().await;
+            if health.is_ok_and(|health| health.status() == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the app did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Warm up (templates, allocator), as the plain runs do.
+        let _ = client.get(format!("https://{addr}/")).send().await;
+        server
+    }
+
+    async fn handshake(
+        addr: SocketAddr,
+        connector: &TlsConnector,
+    ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let _ = tcp.set_nodelay(true);
+        connector
+            .connect("127.0.0.1".try_into().unwrap(), tcp)
+            .await
+            .ok()
+    }
+
+    /// One stream on a TLS connection of its own, over HTTP/1.1.
+    pub(super) async fn http1_client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
+        if let Some(tls) = handshake(addr, &MATERIAL.http1).await {
+            read_http1_stream(tls, addr, index, shared).await;
+        }
+    }
+
+    /// One HTTP/2 connection carrying a stream for each of `indexes`, with the windows a
+    /// browser asks for (Chromium: 6 MiB per stream, 15 MiB for the connection).
+    pub(super) async fn h2_clients(addr: SocketAddr, indexes: Range<usize>, shared: Arc<Shared>) {
+        let Some(tls) = handshake(addr, &MATERIAL.h2).await else {
+            return;
+        };
+        let Ok((send, connection)) = h2::client::Builder::new()
+            .initial_window_size(6 * 1024 * 1024)
+            .initial_connection_window_size(15 * 1024 * 1024)
+            .handshake::<_, bytes::Bytes>(tls)
+            .await
+        else {
+            return;
+        };
+        let driver = tokio::spawn(connection);
+        let mut streams = Vec::new();
+        for index in indexes {
+            let uri = format!(
+                "https://{addr}/sse/notes?datastar=%7B%22sessionId%22%3A%22{}%22%7D",
+                uuid::Uuid::new_v4()
+            );
+            let request = axum::http::Request::get(uri)
+                .header("datastar-request", "true")
+                .body(())
+                .unwrap();
+            let Ok(mut send) = send.clone().ready().await else {
+                break;
+            };
+            let Ok((response, _)) = send.send_request(request, true) else {
+                break;
+            };
+            let shared = Arc::clone(&shared);
+            streams.push(tokio::spawn(async move {
+                if let Ok(response) = response.await {
+                    let mut body = response.into_body();
+                    let mut events = Events::default();
+                    while let Some(Ok(chunk)) = body.data().await {
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                        events.feed(&chunk, index, &shared);
+                    }
+                }
+                shared
+                    .ended
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }));
+        }
+        for stream in streams {
+            let _ = stream.await;
+        }
+        driver.abort();
+    }
 }
 
 /// The server under test: the notes app, configured from the environment like any app.
@@ -962,39 +1286,57 @@ fn main() {
     runtime.block_on(async {
         if let Some(addr) = options.addr {
             for &n in &options.steady {
-                run(n, options.rounds, &options.bursts, &Setup::Remote(addr)).await;
+                run(
+                    n,
+                    options.rounds,
+                    &options.bursts,
+                    &Setup::Remote(addr),
+                    Transport::Plain,
+                )
+                .await;
             }
             return;
         }
         let redis = options.redis.then(RedisServer::start);
         let mut steady = Vec::new();
         for &n in &options.steady {
-            let app = run(n, options.rounds, &[], &Setup::Local).await;
+            let app = run(n, options.rounds, &[], &Setup::Local, Transport::Plain).await;
             let raw = match options.raw {
-                true => Some(run(n, options.rounds, &[], &Setup::Raw).await),
+                true => Some(run(n, options.rounds, &[], &Setup::Raw, Transport::Plain).await),
                 false => None,
             };
             steady.push((app, raw));
             if let Some(redis) = &redis {
-                run(n, options.rounds, &[], &Setup::CrossInstance(redis.url())).await;
+                let setup = Setup::CrossInstance(redis.url());
+                run(n, options.rounds, &[], &setup, Transport::Plain).await;
             }
         }
         let mut bursts = Vec::new();
         if !options.bursts.is_empty() {
             for &n in &options.burst_clients {
-                let app = run(n, 0, &options.bursts, &Setup::Local).await;
+                let app = run(n, 0, &options.bursts, &Setup::Local, Transport::Plain).await;
                 let raw = match options.raw {
-                    true => Some(run(n, 0, &options.bursts, &Setup::Raw).await),
+                    true => Some(run(n, 0, &options.bursts, &Setup::Raw, Transport::Plain).await),
                     false => None,
                 };
                 bursts.push((app, raw));
                 if let Some(redis) = &redis {
                     let setup = Setup::CrossInstance(redis.url());
-                    run(n, 0, &options.bursts, &setup).await;
+                    run(n, 0, &options.bursts, &setup, Transport::Plain).await;
                 }
             }
         }
+        let mut secure = Vec::new();
+        #[cfg(feature = "tls")]
+        for &n in &options.https {
+            let mut rows = Vec::new();
+            for transport in [Transport::Plain, Transport::TlsHttp1, Transport::Http2(8)] {
+                rows.push(run(n, options.rounds, &[], &Setup::Local, transport).await);
+            }
+            secure.push(rows);
+        }
         summary(&steady, &bursts);
+        https_summary(&secure);
     });
 }
 

@@ -62,9 +62,11 @@ impl Serving {
             https: false,
             streams: None,
         };
+        // Boxed: a task's future is as large as its largest state, and a TLS session (with
+        // HTTP/2's state on top) would make every plain connection's task that large too.
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
-            return self.serve_tls(acceptor, socket, service, &activity).await;
+            return Box::pin(self.serve_tls(acceptor, socket, service, &activity)).await;
         }
         self.serve_http1(socket, service, &activity).await;
     }
@@ -82,7 +84,7 @@ impl Serving {
     ) {
         let handshake =
             tokio::time::timeout(self.settings.header_read_timeout, acceptor.accept(socket));
-        let mut tls = match handshake.await {
+        let tls = match handshake.await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");
@@ -97,9 +99,23 @@ impl Serving {
             https: true,
             ..service
         };
-        if tls.get_ref().1.alpn_protocol() != Some(crate::tls::H2) {
-            return self.serve_http1(tls, service, activity).await;
+        if tls.get_ref().1.alpn_protocol() == Some(crate::tls::H2) {
+            // Boxed for the same reason as the TLS session: HTTP/2's state is larger than
+            // HTTP/1.1's, and a connection over HTTP/1.1 need not carry room for it.
+            Box::pin(self.serve_http2(tls, service, activity)).await;
+        } else {
+            self.serve_http1(tls, service, activity).await;
         }
+    }
+
+    /// HTTP/2 over `tls`: each stream watched (`http2.rs`), idle connections sent a GOAWAY.
+    #[cfg(feature = "tls")]
+    async fn serve_http2(
+        &self,
+        mut tls: tokio_rustls::server::TlsStream<WatchedSocket>,
+        service: ConnectionService,
+        activity: &Activity,
+    ) {
         let socket = tls.get_mut().0;
         socket.leave_idle_to_connection();
         socket.carries_streams();

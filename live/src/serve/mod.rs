@@ -81,8 +81,13 @@ impl Server {
             // A second socket passed along is the redirect port's (a socket unit with two
             // `ListenStream=` lines, in that order).
             if let Some(redirect) = passed.take_tcp_listener(1)? {
-                if server.settings.http_redirect_port.is_none() {
-                    tracing::warn!("a second socket was passed but HTTP_REDIRECT_PORT is unset");
+                // The socket unit decides the port, as it does the main one's.
+                if server.scheme() != "https" {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a second socket was passed (the HTTPS redirect port's), but TLS_CERT \
+                         and TLS_KEY are not set: there is no HTTPS to redirect to",
+                    ));
                 }
                 redirect.set_nonblocking(true)?;
                 server.redirect = Some(TcpListener::from_std(redirect)?);
@@ -260,7 +265,13 @@ impl Server {
             })
         };
         let app = serving(router, true);
-        let redirect = serving(redirect::router(self.local_addr()?.port()), false);
+        let redirect = serving(
+            redirect::router(
+                self.local_addr()?.port(),
+                self.settings.acme_challenge_dir.clone(),
+            ),
+            false,
+        );
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {

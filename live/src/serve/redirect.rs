@@ -1,17 +1,59 @@
 //! The plain-HTTP port of an HTTPS server (`HTTP_REDIRECT_PORT`, usually 80): every request is
-//! answered with a permanent redirect to the same host and path over HTTPS, and nothing else.
-//! Browsers that type a bare address land there first.
+//! answered with a permanent redirect to the same host and path over HTTPS. Browsers that type a
+//! bare address land there first.
+//!
+//! The one exception is ACME's HTTP-01 challenge (`/.well-known/acme-challenge/<token>`), served
+//! from `ACME_CHALLENGE_DIR` when it is set: an ACME client such as `certbot --webroot` then
+//! renews the certificate while the app keeps port 80, with no restart.
+
+use std::path::PathBuf;
 
 use axum::{
     Router,
-    extract::Request,
+    extract::{Path, Request},
     http::{StatusCode, header, uri::Authority},
     response::{IntoResponse, Response},
+    routing::get,
 };
 
-/// Redirects everything to `https://<host>[:https_port]<path>`.
-pub(super) fn router(https_port: u16) -> Router {
-    Router::new().fallback(move |request: Request| async move { redirect(&request, https_port) })
+/// The largest challenge file served: a token and a key thumbprint are under 200 bytes.
+const MAX_CHALLENGE: u64 = 4 * 1024;
+
+/// Redirects everything to `https://<host>[:https_port]<path>`, but ACME challenges found in
+/// `challenges`.
+pub(super) fn router(https_port: u16, challenges: Option<PathBuf>) -> Router {
+    let router = Router::new()
+        .fallback(move |request: Request| async move { redirect(&request, https_port) });
+    match challenges {
+        Some(dir) => router.route(
+            "/.well-known/acme-challenge/{token}",
+            get(move |Path(token): Path<String>| challenge(dir.clone(), token)),
+        ),
+        None => router,
+    }
+}
+
+/// The file named `token` in `dir`, if the token is one (letters, digits, `-` and `_`: base64url,
+/// so never a path) and the file is small.
+async fn challenge(dir: PathBuf, token: String) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "No such challenge.\n").into_response();
+    let is_token = !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !is_token {
+        return not_found();
+    }
+    let path = dir.join(&token);
+    match tokio::fs::metadata(&path).await {
+        Ok(meta) if meta.is_file() && meta.len() <= MAX_CHALLENGE => {}
+        _ => return not_found(),
+    }
+    match tokio::fs::read(&path).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain")], body).into_response(),
+        Err(_) => not_found(),
+    }
 }
 
 fn redirect(request: &Request, https_port: u16) -> Response {
@@ -83,6 +125,53 @@ mod tests {
             location(Some("[::1]:80"), "/x", 443).1.as_deref(),
             Some("https://[::1]/x")
         );
+    }
+
+    #[tokio::test]
+    async fn acme_challenges_are_served_from_their_folder_and_nothing_else_is() {
+        use tower::ServiceExt;
+
+        let dir = std::env::temp_dir().join(format!("acme-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tok-EN_1"), "tok-EN_1.thumbprint").unwrap();
+        std::fs::write(dir.join("big"), "x".repeat(5000)).unwrap();
+        let get = |path: &str| {
+            Request::builder()
+                .uri(path)
+                .header(header::HOST, "example.org")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let served = |path: &'static str| {
+            let router = router(443, Some(dir.clone()));
+            async move {
+                let response = router.oneshot(get(path)).await.unwrap();
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 10_000)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+
+        assert_eq!(
+            served("/.well-known/acme-challenge/tok-EN_1").await,
+            (StatusCode::OK, "tok-EN_1.thumbprint".into())
+        );
+        for refused in [
+            "/.well-known/acme-challenge/missing",
+            "/.well-known/acme-challenge/big",
+            "/.well-known/acme-challenge/..%2Fetc%2Fpasswd",
+            "/.well-known/acme-challenge/a.b",
+        ] {
+            assert_eq!(served(refused).await.0, StatusCode::NOT_FOUND, "{refused}");
+        }
+        assert_eq!(
+            served("/elsewhere").await.0,
+            StatusCode::PERMANENT_REDIRECT,
+            "everything else is redirected"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -355,7 +355,13 @@ impl AsyncWrite for WatchedSocket {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.check()?;
-        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        // Over TLS, rustls hands over one encrypted record per event this way: a plain send
+        // is cheaper than a one-part `writev`.
+        let mut parts = bufs.iter().filter(|part| !part.is_empty());
+        let result = match (parts.next(), parts.next()) {
+            (Some(only), None) => Pin::new(&mut this.stream).poll_write(cx, only),
+            _ => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
+        };
         this.wrote(result, cx)
     }
 

@@ -101,6 +101,11 @@ pub struct Settings {
     /// `HTTP_REDIRECT_PORT`: with HTTPS, a plain-HTTP port (usually 80) that answers every
     /// request with a redirect to the same address over HTTPS. Unset: no such port.
     pub http_redirect_port: Option<u16>,
+    /// `ACME_CHALLENGE_DIR`: with a redirect port, a folder whose files it serves at
+    /// `/.well-known/acme-challenge/<token>` (ACME's HTTP-01 challenge: `certbot --webroot -w
+    /// <folder>` writes them to `<folder>/.well-known/acme-challenge/`; give that inner folder),
+    /// so that renewals need port 80 but never the app stopped. Unset: none served.
+    pub acme_challenge_dir: Option<PathBuf>,
     /// Debug builds only: where templates and static files are read from, and whether changes
     /// are pushed to open tabs.
     #[cfg(debug_assertions)]
@@ -153,6 +158,7 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             http_redirect_port: None,
+            acme_challenge_dir: None,
             #[cfg(debug_assertions)]
             dev: DevSettings::default(),
         }
@@ -301,6 +307,7 @@ impl Settings {
             tls_cert: lookup("TLS_CERT").map(PathBuf::from),
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
             http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
+            acme_challenge_dir: lookup("ACME_CHALLENGE_DIR").map(PathBuf::from),
             #[cfg(debug_assertions)]
             dev: defaults.dev,
         };
@@ -451,6 +458,7 @@ mod tests {
             "TLS_CERT",
             "TLS_KEY",
             "HTTP_REDIRECT_PORT",
+            "ACME_CHALLENGE_DIR",
         ] {
             assert_eq!(defaults[unset], "", "{unset} has no default value");
         }

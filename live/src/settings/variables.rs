@@ -113,4 +113,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "with HTTPS: a plain-HTTP port (e.g. 80) that redirects every request to HTTPS",
     ),
+    (
+        "ACME_CHALLENGE_DIR",
+        "",
+        "the redirect port serves ACME HTTP-01 challenges from this folder (certbot --webroot)",
+    ),
 ];
