@@ -11,6 +11,10 @@
 mod helpers;
 
 mod dev_loop;
+#[cfg(all(unix, feature = "tls"))]
+#[allow(dead_code)]
+#[path = "../proxy/mod.rs"]
+mod proxy;
 mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};

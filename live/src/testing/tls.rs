@@ -49,8 +49,18 @@ impl TestCa {
 
     /// A new server certificate, with a new key, for `127.0.0.1` and `localhost`.
     pub fn issue(&self) -> TestCertificate {
-        let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("server parameters");
+        self.issue_for(&["127.0.0.1", "localhost"])
+    }
+
+    /// A new server certificate, with a new key, for `names` (DNS names or IP addresses): say
+    /// `example.org`, for a configuration served as it ships, its name resolved to 127.0.0.1
+    /// by the test's clients.
+    pub fn issue_for(&self, names: &[&str]) -> TestCertificate {
+        let names = names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>();
+        let params = CertificateParams::new(names).expect("server parameters");
         let key = KeyPair::generate().expect("a server key");
         let cert = params
             .signed_by(&key, &self.issuer)

@@ -20,6 +20,9 @@
 //! ```
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (or `CHROMIUM` and `CHROMEDRIVER`).
+//!
+//! `tabs.rs`: tabs opened in the background, windows, and a Chromium that reaches a site under
+//! its real name over HTTPS; `commands.rs`: the chromedriver endpoints WebDriver lacks.
 
 use std::{
     net::TcpListener,
@@ -28,15 +31,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::http::Method;
-use fantoccini::{
-    Client, ClientBuilder, Locator,
-    key::Key,
-    wd::{WebDriverCompatibleCommand, WindowHandle},
-};
+use fantoccini::{Client, ClientBuilder, Locator, key::Key};
 use serde_json::{Value, json};
 
 pub use fantoccini;
+
+use self::commands::{BrowserLog, Cdp};
+
+mod commands;
+mod tabs;
 
 use super::PATIENCE;
 
@@ -70,17 +73,6 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium. `name` labels failure output.
     pub async fn launch(name: &'static str, javascript: bool) -> Browser {
         Browser::launch_with(name, javascript, &[]).await
-    }
-
-    /// A Chromium that accepts the certificate whose public key is `spki_der` (for a server
-    /// whose certificate a test made), and no other that its own roots would not. Pages load
-    /// over HTTPS — HTTP/2, as a browser speaks to a site it reaches over TLS.
-    pub async fn launch_trusting(name: &'static str, spki_der: &[u8]) -> Browser {
-        use base64::Engine;
-        use sha2::Digest;
-        let pin = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki_der));
-        let flag = format!("--ignore-certificate-errors-spki-list={pin}");
-        Browser::launch_with(name, true, &[flag]).await
     }
 
     /// [`Browser::launch`], with more command-line flags for Chromium.
@@ -128,6 +120,16 @@ impl Browser {
             ],
         });
         if let Some(args) = options["args"].as_array_mut() {
+            // A flag given twice counts once in Chromium: a rule set here replaces the default.
+            if flags
+                .iter()
+                .any(|flag| flag.starts_with("--host-resolver-rules="))
+            {
+                args.retain(|arg| {
+                    !arg.as_str()
+                        .is_some_and(|arg| arg.starts_with("--host-resolver-rules="))
+                });
+            }
             args.extend(flags.iter().map(|flag| json!(flag)));
         }
         if !javascript {
@@ -219,50 +221,6 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    /// Opens `url` in a new tab in the background, as a middle-click does: the tab loads,
-    /// hidden, and the one in front stays in front. Returns the tab's handle (its target id).
-    pub async fn open_in_background(&self, url: &str) -> WindowHandle {
-        let created = self
-            .cdp(
-                "Target.createTarget",
-                json!({ "url": url, "background": true }),
-            )
-            .await;
-        let id = created["targetId"]
-            .as_str()
-            .expect("a target id")
-            .to_owned();
-        WindowHandle::try_from(id).expect("a window handle")
-    }
-
-    /// Opens `url` in a new window of its own (visible, as a window beside the others is), and
-    /// makes it the one the helpers act on. Returns its handle.
-    pub async fn open_window(&self, url: &str) -> WindowHandle {
-        let window = self.client.new_window(false).await.unwrap().handle;
-        self.show(&window).await;
-        self.goto(url).await;
-        window
-    }
-
-    /// Brings the tab `handle` to the front (it becomes visible and the one in front before it
-    /// hidden, in the same window) and makes it the one the helpers act on.
-    pub async fn show(&self, handle: &WindowHandle) {
-        self.client.switch_to_window(handle.clone()).await.unwrap();
-    }
-
-    /// The title of the tab `handle`, read without bringing it to the front: a tab in the
-    /// background that has loaded its page has the page's title.
-    pub async fn title_of(&self, handle: &WindowHandle) -> Option<String> {
-        let targets = self.cdp("Target.getTargets", json!({})).await;
-        let id = String::from(handle.clone());
-        targets["targetInfos"]
-            .as_array()?
-            .iter()
-            .find(|target| target["targetId"].as_str() == Some(id.as_str()))
-            .and_then(|target| target["title"].as_str())
-            .map(str::to_owned)
-    }
-
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
     pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
         self.client
@@ -313,17 +271,6 @@ impl Browser {
         .await;
     }
 
-    /// Waits until the tab `handle` has a title containing `needle` (it has loaded its page),
-    /// without bringing it to the front.
-    pub async fn wait_for_title(&self, handle: &WindowHandle, needle: &str) {
-        self.poll(&format!("a tab titled {needle:?}"), async || {
-            self.title_of(handle)
-                .await
-                .is_some_and(|title| title.contains(needle))
-        })
-        .await;
-    }
-
     /// Waits until the element matching `selector` has text containing `needle`. Works with
     /// JavaScript off too (it reads the DOM through WebDriver, not through a page script).
     pub async fn wait_for_text(&self, selector: &str, needle: &str) {
@@ -340,7 +287,7 @@ impl Browser {
 
     /// Checks `ready` every 25 ms until it says yes; after [`PATIENCE`], fails the test with
     /// `what` and everything the page showed.
-    async fn poll(&self, what: &str, ready: impl AsyncFnMut() -> bool) {
+    pub(crate) async fn poll(&self, what: &str, ready: impl AsyncFnMut() -> bool) {
         self.poll_within(PATIENCE, what, ready).await;
     }
 
@@ -478,47 +425,4 @@ pub struct LogEntry {
     pub level: String,
     /// What was logged.
     pub message: String,
-}
-
-/// chromedriver's `goog/cdp/execute` endpoint.
-#[derive(Debug)]
-struct Cdp {
-    cmd: String,
-    params: Value,
-}
-
-impl WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
-        let body = json!({ "cmd": self.cmd, "params": self.params });
-        (Method::POST, Some(body.to_string()))
-    }
-}
-
-/// chromedriver's (pre-W3C, still supported) log endpoint.
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
-        (Method::POST, Some(json!({ "type": "browser" }).to_string()))
-    }
 }

@@ -1,0 +1,267 @@
+//! The app behind the proxies the project ships configurations for (`tests/proxy/`: the real
+//! `caddy` and `nginx` with the shipped `deploy/Caddyfile` and `deploy/nginx.conf`).
+//!
+//! Each proxy is checked for what an app behind it needs: the page and its stream, a greet
+//! reaching the stream, CSRF (same-origin posts pass, cross-site ones get a visible 403), the
+//! client's address (`MAX_STREAMS_PER_CLIENT` counts browsers, not the proxy), a quiet stream
+//! outliving the proxy's default read timeout, and a restart on a kept socket failing nothing.
+//! Without `caddy` or `nginx` on the PATH a test says so and passes (`.ci/run` installs both).
+
+#![cfg(all(unix, feature = "tls"))]
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+#[allow(dead_code)]
+mod proxy;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use live::testing::{PATIENCE, SseClient};
+
+use crate::{
+    helpers::{TestApp, spawn_app_on},
+    proxy::{Kind, Proxy},
+};
+
+/// The app behind a proxy: the client's address from `X-Forwarded-For`, two streams per client.
+async fn app_behind_a_proxy(listener: Option<std::net::TcpListener>) -> TestApp {
+    spawn_app_on(listener, |settings| {
+        settings.client_ip_header = Some(axum::http::HeaderName::from_static("x-forwarded-for"));
+        settings.max_streams_per_client = 2;
+    })
+    .await
+}
+
+/// The page, its stream, a greet, CSRF and the client's address, through `kind`.
+async fn what_an_app_needs_passes_through(kind: Kind) {
+    if !kind.available() {
+        return;
+    }
+    // Arrange
+    let app = app_behind_a_proxy(None).await;
+    let proxy = Proxy::start(kind, app.addr).await;
+    let browser = proxy.client(None);
+
+    // The page, over HTTP/2, and its stream, live.
+    let page = browser.get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{kind:?}");
+    assert_eq!(page.version(), reqwest::Version::HTTP_2, "{kind:?}");
+    let mut tab = SseClient::new(proxy.open_tab(&browser).await);
+    tab.read_initial_events().await;
+
+    // A greet reaches the stream.
+    let greeted = proxy.greet(&browser, "Ada").await;
+    assert_eq!(greeted.status(), 200, "{kind:?}: a same-origin post passes");
+    let greeting = tab.next_event().await;
+    assert!(greeting.data.contains("Ada"), "{kind:?}: {greeting:?}");
+
+    // A cross-site post is refused, visibly, and changes nothing.
+    let forged = browser
+        .post(proxy.url("/api/greet"))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("name", "Mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "{kind:?}");
+    let page = forged.text().await.unwrap();
+    assert!(
+        page.to_lowercase().contains("another site"),
+        "{kind:?}: {page}"
+    );
+    let page = browser
+        .get(proxy.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("Mallory") && page.contains("Ada"),
+        "{kind:?}"
+    );
+
+    // Two browsers (two client addresses) each get their own two streams.
+    let (one, two) = (
+        proxy.client(Some([127, 0, 0, 2].into())),
+        proxy.client(Some([127, 0, 0, 3].into())),
+    );
+    let mut held = Vec::new();
+    for browser in [&one, &two] {
+        for _ in 0..2 {
+            let mut tab = SseClient::new(proxy.open_tab(browser).await);
+            tab.read_initial_events().await;
+            held.push(tab);
+        }
+    }
+    let third = proxy.open_tab(&one).await.text().await.unwrap();
+    assert!(
+        third.contains("too many open streams from your address"),
+        "{kind:?}: the third stream of one browser is refused: {third}"
+    );
+    app.wait_for_streams("page/home/*", 5).await;
+}
+
+#[tokio::test]
+async fn through_caddy_the_page_its_stream_csrf_and_client_addresses_work() {
+    what_an_app_needs_passes_through(Kind::Caddy).await;
+}
+
+#[tokio::test]
+async fn through_nginx_the_page_its_stream_csrf_and_client_addresses_work() {
+    what_an_app_needs_passes_through(Kind::Nginx).await;
+}
+
+/// A stream with nothing to say for longer than the proxy's default read timeout (nginx's
+/// 60 s) is still open, and still gets what comes next: the app's keep-alive comments and the
+/// shipped timeouts keep it.
+async fn a_quiet_stream_outlives_the_default_read_timeout(kind: Kind) {
+    if !kind.available() {
+        return;
+    }
+    let app = app_behind_a_proxy(None).await;
+    let proxy = Proxy::start(kind, app.addr).await;
+    let browser = proxy.client(None);
+    let mut tab = SseClient::new(proxy.open_tab(&browser).await);
+    tab.read_initial_events().await;
+
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    proxy.greet(&browser, "Later").await;
+
+    let mut seen = Vec::new();
+    while !seen.iter().any(|data: &String| data.contains("Later")) {
+        let event = tab
+            .try_next_event(PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("{kind:?}: the stream ended or went silent: {seen:?}"));
+        seen.push(event.data);
+    }
+}
+
+#[tokio::test]
+async fn through_caddy_a_quiet_stream_outlives_the_default_read_timeout() {
+    a_quiet_stream_outlives_the_default_read_timeout(Kind::Caddy).await;
+}
+
+#[tokio::test]
+async fn through_nginx_a_quiet_stream_outlives_the_default_read_timeout() {
+    a_quiet_stream_outlives_the_default_read_timeout(Kind::Nginx).await;
+}
+
+/// A restart on a kept socket, behind the proxy: pages, greets and tabs through the proxy
+/// without a pause, the app stopped and the next one started on the same socket. Nothing
+/// fails, and every tab comes back.
+async fn a_restart_behind_the_proxy_fails_no_request(kind: Kind) {
+    if !kind.available() {
+        return;
+    }
+    // Arrange
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = socket.local_addr().unwrap();
+    let mut first = app_behind_a_proxy(Some(socket.try_clone().unwrap())).await;
+    let proxy = Arc::new(Proxy::start(kind, upstream).await);
+    let failed = Arc::new(AtomicUsize::new(0));
+    let back = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let restarted = Arc::new(AtomicBool::new(false));
+    const TABS: usize = 20;
+    let mut tasks = Vec::new();
+    for n in 0..TABS {
+        // Ten browsers (client addresses), two tabs each.
+        let browser = proxy.client(Some([127, 0, 1, (n / 2) as u8 + 1].into()));
+        let (proxy, failed, back, stop, restarted) = (
+            Arc::clone(&proxy),
+            Arc::clone(&failed),
+            Arc::clone(&back),
+            Arc::clone(&stop),
+            Arc::clone(&restarted),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut counted = false;
+            while !stop.load(Ordering::Relaxed) {
+                let after = restarted.load(Ordering::Relaxed);
+                let response = proxy.open_tab(&browser).await;
+                if response.status() != 200 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                let mut tab = SseClient::new(response);
+                while let Some(event) = tab.try_next_event(Duration::from_secs(60)).await {
+                    if after && !counted && event.data.contains("\"connected\":true") {
+                        counted = true;
+                        back.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(live::events::RECONNECT_AFTER_RESTART).await;
+            }
+        }));
+    }
+    let load = {
+        let (proxy, failed, stop) = (Arc::clone(&proxy), Arc::clone(&failed), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let browser = proxy.client(None);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let ok = match n % 5 {
+                    0 => proxy.greet(&browser, &format!("g{n}")).await.status() == 200,
+                    _ => browser
+                        .get(proxy.url("/"))
+                        .send()
+                        .await
+                        .is_ok_and(|page| page.status() == 200),
+                };
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            n
+        })
+    };
+    first.wait_for_streams("page/home/*", TABS).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Act: stop the app; once it has, the next on the same socket.
+    restarted.store(true, Ordering::Relaxed);
+    first.shut_down().await.unwrap();
+    let second = app_behind_a_proxy(Some(socket.try_clone().unwrap())).await;
+    let deadline = Instant::now() + PATIENCE;
+    while back.load(Ordering::Relaxed) < TABS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let requests = load.await.unwrap();
+
+    // Assert
+    let failed = failed.load(Ordering::Relaxed);
+    let back = back.load(Ordering::Relaxed);
+    println!(
+        "{kind:?}: restart behind the proxy: {failed} failed of {requests} requests; {back} of {TABS} tabs back"
+    );
+    assert_eq!(failed, 0, "{kind:?}: no request failed");
+    assert_eq!(back, TABS, "{kind:?}: every tab came back");
+    drop(second);
+}
+
+#[tokio::test]
+async fn through_caddy_a_restart_on_a_kept_socket_fails_no_request() {
+    a_restart_behind_the_proxy_fails_no_request(Kind::Caddy).await;
+}
+
+#[tokio::test]
+async fn through_nginx_a_restart_on_a_kept_socket_fails_no_request() {
+    a_restart_behind_the_proxy_fails_no_request(Kind::Nginx).await;
+}
