@@ -736,3 +736,41 @@ impl Drop for Kill {
             .status();
     }
 }
+
+/// The proxy configurations the project ships are accepted as shipped by the real `caddy` and
+/// `nginx` (Debian's packages; the HTTPS tests in `tests/proxies.rs` run them), and the
+/// Caddyfile is laid out as `caddy fmt` lays it out.
+#[test]
+fn the_proxy_configurations_are_accepted_as_shipped() {
+    let deploy = Path::new(REPO).join("deploy");
+    run(Command::new("caddy")
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(deploy.join("Caddyfile"))
+        .env("HOME", std::env::temp_dir()));
+    let formatted = run(Command::new("caddy")
+        .arg("fmt")
+        .arg(deploy.join("Caddyfile")));
+    assert_eq!(
+        formatted,
+        read("deploy/Caddyfile"),
+        "caddy fmt would change it"
+    );
+    let nginx = Command::new("nginx")
+        .arg("-t")
+        .arg("-c")
+        .arg(deploy.join("nginx.conf"))
+        .arg("-g")
+        .arg(format!(
+            "pid {};",
+            std::env::temp_dir()
+                .join("nginx-template-test.pid")
+                .display()
+        ))
+        .output()
+        .expect("nginx (Debian: nginx) checks the configuration");
+    let said = String::from_utf8_lossy(&nginx.stderr);
+    assert!(
+        nginx.status.success() && said.contains("test is successful"),
+        "{said}"
+    );
+}
