@@ -260,7 +260,14 @@ async fn a_zero_window_on_every_stream() {
 #[tokio::test]
 async fn oversized_header_lists() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = app().await;
+    // A refused request never reaches the app, so a connection that sends only those is idle:
+    // a keep-alive timeout longer than the whole loop, or the GOAWAY for idleness ends it.
+    let app = spawn_https_app_with(|settings| {
+        settings.send_timeout = Duration::from_secs(1);
+        settings.header_read_timeout = Duration::from_secs(60);
+        settings.keep_alive_timeout = Duration::from_secs(60);
+    })
+    .await;
     let mut tab = healthy(&app).await;
     let before = resident();
 

@@ -99,6 +99,13 @@ impl Serving {
             https: true,
             ..service
         };
+        // ACME's TLS-ALPN-01 validation: the handshake (with its challenge certificate) was
+        // all it came for.
+        #[cfg(feature = "acme")]
+        if tls.get_ref().1.alpn_protocol() == Some(crate::tls::acme::CHALLENGE_ALPN) {
+            tracing::debug!("ACME challenge handshake answered");
+            return;
+        }
         if tls.get_ref().1.alpn_protocol() == Some(crate::tls::H2) {
             // Boxed for the same reason as the TLS session: HTTP/2's state is larger than
             // HTTP/1.1's, and a connection over HTTP/1.1 need not carry room for it.

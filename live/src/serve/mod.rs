@@ -54,9 +54,12 @@ pub struct Server {
     listener: TcpListener,
     /// `HTTP_REDIRECT_PORT`: the plain port that redirects to HTTPS.
     redirect: Option<TcpListener>,
-    /// `TLS_CERT` and `TLS_KEY`: the server speaks HTTPS.
+    /// `TLS_CERT` and `TLS_KEY`, or ACME: the server speaks HTTPS.
     #[cfg(feature = "tls")]
     tls: Option<Tls>,
+    /// With ACME: the task that gets and renews the certificate, run while serving.
+    #[cfg(feature = "acme")]
+    acme: Option<Background>,
     live: Live,
     settings: Settings,
 }
@@ -107,6 +110,8 @@ impl Server {
             redirect,
             #[cfg(feature = "tls")]
             tls: prepared.tls,
+            #[cfg(feature = "acme")]
+            acme: prepared.acme,
             live,
             settings: settings.clone(),
         })
@@ -139,6 +144,8 @@ impl Server {
             redirect: None,
             #[cfg(feature = "tls")]
             tls: prepared.tls,
+            #[cfg(feature = "acme")]
+            acme: prepared.acme,
             live,
             settings: settings.clone(),
         })
@@ -201,7 +208,7 @@ impl Server {
     /// connection is enough. Measured with `benches/fanout.rs` at 10 000 streams: 22.1 KiB
     /// per stream with `axum::serve`, 16.2 KiB with this loop.
     pub async fn run(
-        self,
+        #[cfg_attr(not(feature = "acme"), allow(unused_mut))] mut self,
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
@@ -213,6 +220,11 @@ impl Server {
             registry.downgrade(),
             self.settings.keep_alive,
         )));
+        #[cfg(feature = "acme")]
+        let _acme = self
+            .acme
+            .take()
+            .map(|driver| AbortOnDropHandle::new(tokio::spawn(driver.0)));
         #[cfg(all(feature = "tls", unix))]
         let _reload = match &self.tls {
             Some(tls) => Some(AbortOnDropHandle::new(tokio::spawn(
@@ -264,14 +276,28 @@ impl Server {
                 http1: http1.clone(),
             })
         };
-        let app = serving(router, true);
+        // Until HTTPS has a certificate (ACME, before its first), the plain port serves the
+        // app rather than send browsers where nothing can answer them.
+        #[cfg(feature = "tls")]
+        let https_ready: redirect::Ready = match &self.tls {
+            Some(tls) => {
+                let tls = tls.clone();
+                Arc::new(move || tls.is_ready())
+            }
+            None => Arc::new(|| true),
+        };
+        #[cfg(not(feature = "tls"))]
+        let https_ready: redirect::Ready = Arc::new(|| true);
         let redirect = serving(
             redirect::router(
                 self.local_addr()?.port(),
                 self.settings.acme_challenge_dir.clone(),
+                router.clone(),
+                https_ready,
             ),
             false,
         );
+        let app = serving(router, true);
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -368,6 +394,20 @@ struct Prepared {
     /// The certificate and key, with HTTPS.
     #[cfg(feature = "tls")]
     tls: Option<Tls>,
+    /// With ACME: the task that gets and renews the certificate.
+    #[cfg(feature = "acme")]
+    acme: Option<Background>,
+}
+
+/// A task the server runs for as long as it serves.
+#[cfg(feature = "acme")]
+struct Background(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>);
+
+#[cfg(feature = "acme")]
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Background")
+    }
 }
 
 /// Prepares to serve: settings that can be used (the certificate and key read and checked, with
@@ -377,12 +417,15 @@ fn prepare(settings: &Settings) -> io::Result<Prepared> {
     settings
         .validate()
         .map_err(|error| invalid(error.to_string()))?;
-    let prepared = match (&settings.tls_cert, &settings.tls_key) {
+    #[allow(unused_mut)]
+    let mut prepared = match (&settings.tls_cert, &settings.tls_key) {
         #[cfg(feature = "tls")]
         (Some(cert), Some(key)) => Prepared {
             tls: Some(
                 Tls::load(cert.clone(), key.clone()).map_err(|error| invalid(error.to_string()))?,
             ),
+            #[cfg(feature = "acme")]
+            acme: None,
         },
         #[cfg(not(feature = "tls"))]
         (Some(_), Some(_)) => {
@@ -393,8 +436,16 @@ fn prepare(settings: &Settings) -> io::Result<Prepared> {
         _ => Prepared {
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "acme")]
+            acme: None,
         },
     };
+    #[cfg(feature = "acme")]
+    if let Some(acme) = &settings.acme {
+        let (tls, driver) = Tls::acme(acme).map_err(|error| invalid(error.to_string()))?;
+        prepared.tls = Some(tls);
+        prepared.acme = Some(Background(Box::pin(driver)));
+    }
     raise_open_files_limit();
     Ok(prepared)
 }

@@ -6,7 +6,7 @@
 //! from `ACME_CHALLENGE_DIR` when it is set: an ACME client such as `certbot --webroot` then
 //! renews the certificate while the app keeps port 80, with no restart.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     Router,
@@ -15,15 +15,35 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use tower::ServiceExt;
 
 /// The largest challenge file served: a token and a key thumbprint are under 200 bytes.
 const MAX_CHALLENGE: u64 = 4 * 1024;
 
-/// Redirects everything to `https://<host>[:https_port]<path>`, but ACME challenges found in
-/// `challenges`.
-pub(super) fn router(https_port: u16, challenges: Option<PathBuf>) -> Router {
-    let router = Router::new()
-        .fallback(move |request: Request| async move { redirect(&request, https_port) });
+/// Whether HTTPS can answer yet.
+pub(super) type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Redirects everything to `https://<host>[:https_port]<path>` — but ACME challenges found in
+/// `challenges`, and, until HTTPS is `ready`, serves `app` instead (ACME has not got the first
+/// certificate yet: there is nothing to redirect to).
+pub(super) fn router(
+    https_port: u16,
+    challenges: Option<PathBuf>,
+    app: Router,
+    ready: Ready,
+) -> Router {
+    let router = Router::new().fallback(move |request: Request| {
+        let (app, ready) = (app.clone(), Arc::clone(&ready));
+        async move {
+            if ready() {
+                return redirect(&request, https_port);
+            }
+            match app.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    });
     match challenges {
         Some(dir) => router.route(
             "/.well-known/acme-challenge/{token}",
@@ -129,8 +149,6 @@ mod tests {
 
     #[tokio::test]
     async fn acme_challenges_are_served_from_their_folder_and_nothing_else_is() {
-        use tower::ServiceExt;
-
         let dir = std::env::temp_dir().join(format!("acme-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tok-EN_1"), "tok-EN_1.thumbprint").unwrap();
@@ -143,7 +161,7 @@ mod tests {
                 .unwrap()
         };
         let served = |path: &'static str| {
-            let router = router(443, Some(dir.clone()));
+            let router = router(443, Some(dir.clone()), Router::new(), Arc::new(|| true));
             async move {
                 let response = router.oneshot(get(path)).await.unwrap();
                 let status = response.status();

@@ -13,7 +13,7 @@ use axum::http::HeaderName;
 mod parse;
 mod variables;
 
-use self::parse::{bounded, is_integrity, parse, redis_url, seconds};
+use self::parse::{acme, bounded, is_integrity, parse, redis_url, seconds};
 pub use self::variables::VARIABLES;
 use crate::script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL};
 
@@ -106,11 +106,38 @@ pub struct Settings {
     /// <folder>` writes them to `<folder>/.well-known/acme-challenge/`; give that inner folder),
     /// so that renewals need port 80 but never the app stopped. Unset: none served.
     pub acme_challenge_dir: Option<PathBuf>,
+    /// `ACME_DOMAINS` and the rest of `ACME_*`: certificates from ACME (Let's Encrypt), got and
+    /// renewed by the server itself (feature `acme`). Unset: none.
+    pub acme: Option<AcmeSettings>,
     /// Debug builds only: where templates and static files are read from, and whether changes
     /// are pushed to open tabs.
     #[cfg(debug_assertions)]
     pub dev: DevSettings,
 }
+
+/// Certificates from ACME, got and renewed by the server (see [`crate::tls`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeSettings {
+    /// `ACME_DOMAINS`: the names to get a certificate for, comma-separated (`example.org,
+    /// www.example.org`); their DNS must point at this server, and port 443 reach it (the
+    /// TLS-ALPN-01 challenge is answered there).
+    pub domains: Vec<String>,
+    /// `ACME_CONTACT`: the account's email address (`ops@example.org`, or `mailto:…`).
+    pub contact: String,
+    /// `ACME_CACHE_DIR`: where the account and certificates are kept between runs, so that a
+    /// restart asks nothing again. Default `acme-cache` (the systemd unit sets its
+    /// `StateDirectory=`).
+    pub cache_dir: PathBuf,
+    /// `ACME_DIRECTORY`: the ACME server. Default Let's Encrypt's production directory; its
+    /// staging one (`https://acme-staging-v02.api.letsencrypt.org/directory`) for trials.
+    pub directory: String,
+    /// `ACME_DIRECTORY_CA`: **for testing or a private CA only** — a PEM file of the CA that the
+    /// ACME server's own HTTPS certificate chains to, trusted instead of the public roots.
+    pub directory_ca: Option<PathBuf>,
+}
+
+/// Let's Encrypt's production ACME directory, the default `ACME_DIRECTORY`.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// Where the dev loop looks for files, and whether it watches them.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +186,7 @@ impl Default for Settings {
             tls_key: None,
             http_redirect_port: None,
             acme_challenge_dir: None,
+            acme: None,
             #[cfg(debug_assertions)]
             dev: DevSettings::default(),
         }
@@ -308,6 +336,7 @@ impl Settings {
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
             http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
             acme_challenge_dir: lookup("ACME_CHALLENGE_DIR").map(PathBuf::from),
+            acme: acme(&lookup)?,
             #[cfg(debug_assertions)]
             dev: defaults.dev,
         };
@@ -362,12 +391,29 @@ impl Settings {
             }
             _ => {}
         }
+        if let Some(acme) = &self.acme {
+            if self.tls_cert.is_some() {
+                return Err(ConfigError::new(
+                    "ACME_DOMAINS",
+                    acme.domains.join(","),
+                    "cannot go with TLS_CERT: the certificate comes from ACME or from files, \
+                     not both",
+                ));
+            }
+            if !cfg!(feature = "acme") {
+                return Err(ConfigError::new(
+                    "ACME_DOMAINS",
+                    acme.domains.join(","),
+                    "needs the `acme` cargo feature (cargo build --release --features acme)",
+                ));
+            }
+        }
         if let Some(port) = self.http_redirect_port {
-            if self.tls_cert.is_none() {
+            if self.tls_cert.is_none() && self.acme.is_none() {
                 return Err(ConfigError::new(
                     "HTTP_REDIRECT_PORT",
                     port.to_string(),
-                    "redirects to HTTPS, so it needs TLS_CERT and TLS_KEY",
+                    "redirects to HTTPS, so it needs TLS_CERT and TLS_KEY (or ACME_DOMAINS)",
                 ));
             }
             if port == self.port {
@@ -459,6 +505,9 @@ mod tests {
             "TLS_KEY",
             "HTTP_REDIRECT_PORT",
             "ACME_CHALLENGE_DIR",
+            "ACME_DOMAINS",
+            "ACME_CONTACT",
+            "ACME_DIRECTORY_CA",
         ] {
             assert_eq!(defaults[unset], "", "{unset} has no default value");
         }

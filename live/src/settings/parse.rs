@@ -2,7 +2,9 @@
 
 use std::{str::FromStr, time::Duration};
 
-use super::{ConfigError, MAX_SECS};
+use std::path::PathBuf;
+
+use super::{AcmeSettings, ConfigError, LETS_ENCRYPT, MAX_SECS};
 
 /// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
 pub(super) fn is_integrity(value: &str) -> bool {
@@ -78,4 +80,78 @@ pub(super) fn seconds(
     name: &'static str,
 ) -> Result<Option<Duration>, ConfigError> {
     Ok(bounded::<u64>(lookup, name, 1, MAX_SECS)?.map(Duration::from_secs))
+}
+
+/// `ACME_DOMAINS` and the settings that go with it; `None` without it.
+pub(super) fn acme(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AcmeSettings>, ConfigError> {
+    // All read, whether or not they are used: a setting given without ACME_DOMAINS is not
+    // one the code never looks at.
+    let (list, contact, cache_dir, directory, directory_ca) = (
+        lookup("ACME_DOMAINS"),
+        lookup("ACME_CONTACT"),
+        lookup("ACME_CACHE_DIR"),
+        lookup("ACME_DIRECTORY"),
+        lookup("ACME_DIRECTORY_CA"),
+    );
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let domains: Vec<String> = list
+        .split(',')
+        .map(|domain| domain.trim().to_ascii_lowercase())
+        .filter(|domain| !domain.is_empty())
+        .collect();
+    let is_name = |name: &str| {
+        name.contains('.')
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if domains.is_empty() || !domains.iter().all(|domain| is_name(domain)) {
+        return Err(ConfigError::new(
+            "ACME_DOMAINS",
+            list,
+            "must be DNS names, comma-separated (example.org,www.example.org)",
+        ));
+    }
+    let contact = match contact {
+        Some(contact) if contact.trim_start_matches("mailto:").contains('@') => contact,
+        Some(contact) => {
+            return Err(ConfigError::new(
+                "ACME_CONTACT",
+                contact,
+                "must be an email address",
+            ));
+        }
+        None => {
+            return Err(ConfigError::new(
+                "ACME_CONTACT",
+                "",
+                "must be set with ACME_DOMAINS: the ACME account's email address",
+            ));
+        }
+    };
+    let directory = directory.unwrap_or_else(|| LETS_ENCRYPT.to_owned());
+    if !directory.starts_with("https://") {
+        return Err(ConfigError::new(
+            "ACME_DIRECTORY",
+            directory,
+            "must be an https:// URL",
+        ));
+    }
+    Ok(Some(AcmeSettings {
+        domains,
+        contact,
+        cache_dir: cache_dir.map_or_else(|| PathBuf::from("acme-cache"), PathBuf::from),
+        directory,
+        directory_ca: directory_ca.map(PathBuf::from),
+    }))
 }

@@ -118,4 +118,29 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "the redirect port serves ACME HTTP-01 challenges from this folder (certbot --webroot)",
     ),
+    (
+        "ACME_DOMAINS",
+        "",
+        "get and renew HTTPS certificates for these names by ACME, comma-separated (feature acme)",
+    ),
+    (
+        "ACME_CONTACT",
+        "",
+        "with ACME_DOMAINS: the ACME account's email address",
+    ),
+    (
+        "ACME_CACHE_DIR",
+        "acme-cache",
+        "where the ACME account and certificates are kept between runs",
+    ),
+    (
+        "ACME_DIRECTORY",
+        crate::settings::LETS_ENCRYPT,
+        "the ACME server (Let's Encrypt; its staging directory for trials)",
+    ),
+    (
+        "ACME_DIRECTORY_CA",
+        "",
+        "testing or a private CA only: trust this PEM CA for the ACME server, not the public roots",
+    ),
 ];

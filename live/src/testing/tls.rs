@@ -73,6 +73,33 @@ impl TestCa {
         }
     }
 
+    /// A server certificate for `names` valid from a second ago for `lifetime` only: one that
+    /// a renewal must replace soon.
+    pub fn issue_short_lived(
+        &self,
+        names: &[&str],
+        lifetime: std::time::Duration,
+    ) -> TestCertificate {
+        let names = names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).expect("server parameters");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::seconds(1);
+        params.not_after = now + lifetime;
+        let key = KeyPair::generate().expect("a server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("a server certificate");
+        TestCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            spki: key.subject_public_key_info(),
+        }
+    }
+
     /// A rustls client configuration that trusts this authority only, offering `alpn`.
     pub fn client_config(&self, alpn: &[&[u8]]) -> ClientConfig {
         let mut roots = RootCertStore::empty();

@@ -8,6 +8,7 @@
 //!
 //! - `certs.rs`: reading and checking a certificate and key pair, and the resolver every
 //!   handshake asks for the pair in use.
+//! - `acme.rs` (feature `acme`): a certificate the binary gets and renews itself.
 //!
 //! The crypto provider is *ring*: it builds in about half the time of aws-lc-rs (the rustls
 //! default) and adds less to the binary. Both are well-reviewed, constant-time implementations
@@ -15,11 +16,14 @@
 //! (X25519MLKEM768) that aws-lc-rs offers, so a session recorded today is protected by X25519
 //! alone.
 
+#[cfg(feature = "acme")]
+pub mod acme;
 mod certs;
 
 use std::{path::PathBuf, sync::Arc};
 
 use rustls::{ServerConfig, crypto::CryptoProvider};
+
 use tokio_rustls::TlsAcceptor;
 
 pub use self::certs::{CertificatePair, TlsError};
@@ -34,20 +38,47 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// What the server needs to speak TLS: the acceptor, and the pair it presents (which `SIGHUP`
-/// replaces, for the connections that come after).
+/// What the server needs to speak TLS: the acceptor, and where its certificate comes from.
 #[derive(Clone)]
 pub struct Tls {
     acceptor: TlsAcceptor,
-    pair: Arc<CertificatePair>,
+    source: Source,
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    /// `TLS_CERT` and `TLS_KEY`, which `SIGHUP` replaces for the connections that come after.
+    Files(Arc<CertificatePair>),
+    /// ACME (`ACME_DOMAINS`): got and renewed by the server itself.
+    #[cfg(feature = "acme")]
+    Acme(acme::Readiness),
 }
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls")
-            .field("pair", &self.pair)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
+}
+
+/// A TLS configuration offering HTTP/2 and HTTP/1.1 (and `more` ALPN names), with the
+/// certificate `resolver` picks.
+fn config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    more: &[&[u8]],
+) -> Result<TlsAcceptor, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    // HTTP/2 first: every tab of a browser then shares one connection.
+    config.alpn_protocols = vec![H2.to_vec(), HTTP11.to_vec()];
+    config
+        .alpn_protocols
+        .extend(more.iter().map(|name| name.to_vec()));
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 impl Tls {
@@ -55,19 +86,25 @@ impl Tls {
     /// that they belong together. Errors name the setting (`TLS_CERT` or `TLS_KEY`) and say
     /// what is wrong.
     pub fn load(cert: PathBuf, key: PathBuf) -> Result<Self, TlsError> {
-        let provider = provider();
-        let pair = Arc::new(CertificatePair::load(cert, key, Arc::clone(&provider))?);
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Config)?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&pair) as _);
-        // HTTP/2 first: every tab of a browser then shares one connection.
-        config.alpn_protocols = vec![H2.to_vec(), HTTP11.to_vec()];
+        let pair = Arc::new(CertificatePair::load(cert, key, provider())?);
         Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-            pair,
+            acceptor: config(Arc::clone(&pair) as _, &[])?,
+            source: Source::Files(pair),
         })
+    }
+
+    /// Certificates from ACME for `settings` (feature `acme`). The returned future gets and
+    /// renews them: run it for as long as the server serves.
+    #[cfg(feature = "acme")]
+    pub fn acme(
+        settings: &crate::settings::AcmeSettings,
+    ) -> Result<(Self, impl std::future::Future<Output = ()> + Send + 'static), TlsError> {
+        let started = acme::start(settings)?;
+        let tls = Tls {
+            acceptor: config(started.resolver, &[acme::CHALLENGE_ALPN])?,
+            source: Source::Acme(started.readiness),
+        };
+        Ok((tls, started.driver))
     }
 
     /// Takes each new connection through its handshake.
@@ -77,14 +114,32 @@ impl Tls {
 
     /// Reads the files again (a renewed certificate): new connections get the new pair, open
     /// ones keep theirs. A pair that cannot be read or does not match is refused, and the one in
-    /// use stays.
+    /// use stays. (ACME renews by itself: nothing to do then.)
     pub fn reload(&self) -> Result<(), TlsError> {
-        self.pair.reload()
+        match &self.source {
+            Source::Files(pair) => pair.reload(),
+            #[cfg(feature = "acme")]
+            Source::Acme(_) => Ok(()),
+        }
     }
 
-    /// The pair in use.
-    pub fn pair(&self) -> &CertificatePair {
-        &self.pair
+    /// The pair in use, when it comes from files.
+    pub fn pair(&self) -> Option<&CertificatePair> {
+        match &self.source {
+            Source::Files(pair) => Some(pair),
+            #[cfg(feature = "acme")]
+            Source::Acme(_) => None,
+        }
+    }
+
+    /// Whether there is a certificate to present: always with files; with ACME, once the
+    /// first one is deployed (cached or new).
+    pub fn is_ready(&self) -> bool {
+        match &self.source {
+            Source::Files(_) => true,
+            #[cfg(feature = "acme")]
+            Source::Acme(readiness) => readiness.is_ready(),
+        }
     }
 }
 
@@ -99,9 +154,13 @@ pub fn reload_on_hangup(
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(async move {
         while hangups.recv().await.is_some() {
+            let Some(pair) = tls.pair() else {
+                tracing::info!("SIGHUP: certificates come from ACME and renew by themselves");
+                continue;
+            };
             match tls.reload() {
                 Ok(()) => tracing::info!(
-                    cert = %tls.pair().cert_path().display(),
+                    cert = %pair.cert_path().display(),
                     "SIGHUP: certificate and key reloaded; new connections get them"
                 ),
                 Err(error) => tracing::error!(
