@@ -11,6 +11,7 @@
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
 //!   beyond.
+//! - `prepare.rs`: before serving — settings checked, certificates read, sockets bound.
 
 mod accepted;
 mod connection;
@@ -18,6 +19,7 @@ mod drain;
 #[cfg(feature = "tls")]
 mod http2;
 mod limits;
+mod prepare;
 mod redirect;
 mod socket;
 
@@ -28,7 +30,7 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::{
-    net::{TcpListener, TcpSocket, TcpStream},
+    net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -37,7 +39,14 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 pub use self::http2::{
     CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, STREAM_WINDOW,
 };
-use self::{accepted::Serving, limits::Refusals};
+#[cfg(feature = "acme")]
+use self::prepare::Background;
+pub use self::prepare::raise_open_files_limit;
+use self::{
+    accepted::Serving,
+    limits::Refusals,
+    prepare::{bind, prepare},
+};
 pub use self::{
     drain::Draining,
     limits::{HEADROOM, connection_cap},
@@ -386,92 +395,6 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
     match listener {
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,
-    }
-}
-
-/// What serving needs before it has a socket.
-struct Prepared {
-    /// The certificate and key, with HTTPS.
-    #[cfg(feature = "tls")]
-    tls: Option<Tls>,
-    /// With ACME: the task that gets and renews the certificate.
-    #[cfg(feature = "acme")]
-    acme: Option<Background>,
-}
-
-/// A task the server runs for as long as it serves.
-#[cfg(feature = "acme")]
-struct Background(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>);
-
-#[cfg(feature = "acme")]
-impl std::fmt::Debug for Background {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Background")
-    }
-}
-
-/// Prepares to serve: settings that can be used (the certificate and key read and checked, with
-/// HTTPS), and as many open files as the system allows.
-fn prepare(settings: &Settings) -> io::Result<Prepared> {
-    let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidInput, error);
-    settings
-        .validate()
-        .map_err(|error| invalid(error.to_string()))?;
-    #[allow(unused_mut)]
-    let mut prepared = match (&settings.tls_cert, &settings.tls_key) {
-        #[cfg(feature = "tls")]
-        (Some(cert), Some(key)) => Prepared {
-            tls: Some(
-                Tls::load(cert.clone(), key.clone()).map_err(|error| invalid(error.to_string()))?,
-            ),
-            #[cfg(feature = "acme")]
-            acme: None,
-        },
-        #[cfg(not(feature = "tls"))]
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "invalid TLS_CERT: HTTPS needs the `tls` cargo feature (on by default)".into(),
-            ));
-        }
-        _ => Prepared {
-            #[cfg(feature = "tls")]
-            tls: None,
-            #[cfg(feature = "acme")]
-            acme: None,
-        },
-    };
-    #[cfg(feature = "acme")]
-    if let Some(acme) = &settings.acme {
-        let (tls, driver) = Tls::acme(acme).map_err(|error| invalid(error.to_string()))?;
-        prepared.tls = Some(tls);
-        prepared.acme = Some(Background(Box::pin(driver)));
-    }
-    raise_open_files_limit();
-    Ok(prepared)
-}
-
-/// A socket of our own on `HOST:port`.
-fn bind(settings: &Settings, port: u16) -> io::Result<TcpListener> {
-    let addr = SocketAddr::new(settings.host, port);
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // Restarting must not wait for the old process's sockets to leave TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
-    // then waits seconds on SYN retries.
-    socket.listen(settings.listen_backlog)
-}
-
-/// Raises the open-files limit to the hard limit the system allows.
-pub fn raise_open_files_limit() {
-    #[cfg(unix)]
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open files limit"),
-        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
     }
 }
 

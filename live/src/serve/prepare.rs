@@ -1,0 +1,98 @@
+//! Before serving: settings that can be used (the certificate read and checked, or ACME set up),
+//! the open-files limit raised, and the sockets of our own bound.
+
+use std::{io, net::SocketAddr};
+
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::settings::Settings;
+#[cfg(feature = "tls")]
+use crate::tls::Tls;
+
+/// What serving needs before it has a socket.
+pub(super) struct Prepared {
+    /// The certificate and key, with HTTPS.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Tls>,
+    /// With ACME: the task that gets and renews the certificate.
+    #[cfg(feature = "acme")]
+    pub(super) acme: Option<Background>,
+}
+
+/// A task the server runs for as long as it serves.
+#[cfg(feature = "acme")]
+pub(super) struct Background(
+    pub(super) std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+);
+
+#[cfg(feature = "acme")]
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Background")
+    }
+}
+
+/// Prepares to serve: settings that can be used (the certificate and key read and checked, with
+/// HTTPS), and as many open files as the system allows.
+pub(super) fn prepare(settings: &Settings) -> io::Result<Prepared> {
+    let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidInput, error);
+    settings
+        .validate()
+        .map_err(|error| invalid(error.to_string()))?;
+    #[allow(unused_mut)]
+    let mut prepared = match (&settings.tls_cert, &settings.tls_key) {
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => Prepared {
+            tls: Some(
+                Tls::load(cert.clone(), key.clone()).map_err(|error| invalid(error.to_string()))?,
+            ),
+            #[cfg(feature = "acme")]
+            acme: None,
+        },
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "invalid TLS_CERT: HTTPS needs the `tls` cargo feature (on by default)".into(),
+            ));
+        }
+        _ => Prepared {
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "acme")]
+            acme: None,
+        },
+    };
+    #[cfg(feature = "acme")]
+    if let Some(acme) = &settings.acme {
+        let (tls, driver) = Tls::acme(acme).map_err(|error| invalid(error.to_string()))?;
+        prepared.tls = Some(tls);
+        prepared.acme = Some(Background(Box::pin(driver)));
+    }
+    raise_open_files_limit();
+    Ok(prepared)
+}
+
+/// A socket of our own on `HOST:port`.
+pub(super) fn bind(settings: &Settings, port: u16) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(settings.host, port);
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Restarting must not wait for the old process's sockets to leave TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
+    // then waits seconds on SYN retries.
+    socket.listen(settings.listen_backlog)
+}
+
+/// Raises the open-files limit to the hard limit the system allows.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
+}
