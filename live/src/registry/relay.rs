@@ -31,7 +31,8 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// Whether broadcasts from other instances are arriving (for health checks).
     fn is_connected(&self) -> bool;
 
-    /// Messages from other instances refused so far (unsigned, forged, too large, malformed).
+    /// Messages from other instances refused so far (unsigned, forged, too large, malformed,
+    /// for another app, too old, copies), and shared state found not to be trusted.
     fn rejected(&self) -> u64;
 
     /// Completes once every broadcast taken so far has been sent on (or given up on): the
