@@ -511,23 +511,23 @@ async fn no_session_id_password_or_secret_is_logged_at_any_level() {
     // A running app, with a Redis that wants a password when the feature is on: a stream
     // opened, opened again by the same tab (replacing the first), and a greeting.
     #[cfg(feature = "redis")]
-    let redis = {
+    let (_redis, redis_env) = {
         let redis = live::testing::RedisServer::start().await;
         let _: () = redis
             .command(&["CONFIG", "SET", "requirepass", password])
             .await;
-        redis
-    };
-    let mut env = vec![("RUST_LOG", "trace".to_owned())];
-    #[cfg(feature = "redis")]
-    env.extend([
+        let url = format!("redis://:{password}@127.0.0.1:{}", redis.port);
         (
-            "REDIS_URL",
-            format!("redis://:{password}@127.0.0.1:{}", redis.port),
-        ),
-        ("REDIS_SECRET", secret.to_owned()),
-    ]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            redis,
+            vec![("REDIS_URL", url), ("REDIS_SECRET", secret.to_owned())],
+        )
+    };
+    #[cfg(not(feature = "redis"))]
+    let redis_env: Vec<(&str, String)> = Vec::new();
+    let env: Vec<(&str, &str)> = [("RUST_LOG", "trace")]
+        .into_iter()
+        .chain(redis_env.iter().map(|(n, v)| (*n, v.as_str())))
+        .collect();
     let mut app = AppProcess::start(&env, &here());
     let connected = |line: &str| line.contains("redis relay connected");
     if cfg!(feature = "redis") && !app.seen.iter().any(|line| connected(line)) {
