@@ -139,7 +139,12 @@ fn here() -> PathBuf {
 
 /// Opens a home stream over raw TCP and reads until its first event has arrived.
 async fn open_stream(addr: &str) -> TcpStream {
-    let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", uuid::Uuid::new_v4());
+    open_stream_as(addr, uuid::Uuid::new_v4()).await
+}
+
+/// Opens the home stream of the tab with `session_id`, as [`open_stream`] does.
+async fn open_stream_as(addr: &str, session_id: uuid::Uuid) -> TcpStream {
+    let signals = format!("%7B%22sessionId%22%3A%22{session_id}%22%7D");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET /sse/home?datastar={signals} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
@@ -405,6 +410,175 @@ async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains(".env"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `command` until it exits, which must be soon: a process still running after
+/// [`PATIENCE`] started when it should not have, and is killed.
+fn exit_of(mut command: Command, what: &str) -> std::process::Output {
+    let mut child = command.spawn().expect("start the app");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: the app started and kept running; it logged:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn settings_that_are_not_utf8_stop_the_start_with_the_variable_named() {
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
+
+    // Before, each of these was read as unset: the default cap of 256, or no relay at all,
+    // without a word.
+    let mut invalid: Vec<(&str, &[u8])> = vec![
+        ("MAX_STREAMS_PER_CLIENT", b"1\xff"),
+        ("DATASTAR_URL", b"/static/datastar\xff.js"),
+    ];
+    if cfg!(feature = "redis") {
+        invalid.push(("REDIS_URL", b"redis://127.0.0.1:1/\xff"));
+    }
+    for (name, value) in invalid {
+        let mut command = AppProcess::command(&[("REDIS_SECRET", &"s".repeat(32))], &here());
+        command.env(name, OsStr::from_bytes(value));
+
+        let output = exit_of(command, name);
+
+        assert!(!output.status.success(), "{name} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("invalid {name}=")), "{stderr}");
+        assert!(stderr.contains("UTF-8"), "{stderr}");
+    }
+}
+
+/// Everything a process wrote, once it has exited.
+fn all_output(app: &mut AppProcess) -> String {
+    let mut text = app.seen.join("\n");
+    while let Ok(line) = app.lines.recv_timeout(Duration::from_secs(2)) {
+        text.push('\n');
+        text.push_str(&line);
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = app.child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    text.push('\n');
+    text.push_str(&stderr);
+    text
+}
+
+#[tokio::test]
+async fn no_session_id_password_or_secret_is_logged_at_any_level() {
+    let password = "pw-of-the-log-test-61a9";
+    let secret = "the log test's REDIS_SECRET, 32+ characters";
+    let mut logs = String::new();
+
+    // A failed start: settings that cannot be used, with credentials in them.
+    let mut failing: Vec<Vec<(&str, String)>> = vec![vec![
+        ("MAX_STREAMS", "0".into()),
+        ("REDIS_SECRET", secret.into()),
+    ]];
+    if cfg!(feature = "redis") {
+        failing.push(vec![
+            (
+                "REDIS_URL",
+                format!("redis2://user:{password}@127.0.0.1:1/"),
+            ),
+            ("REDIS_SECRET", secret.into()),
+        ]);
+        failing.push(vec![
+            ("REDIS_URL", format!("redis://:{password}@127.0.0.1:1/")),
+            ("REDIS_SECRET", format!("{password}-short")),
+        ]);
+    }
+    for env in &failing {
+        let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let mut command = AppProcess::command(&env, &here());
+        command.env("RUST_LOG", "trace");
+        let output = exit_of(command, &format!("{env:?}"));
+        assert!(!output.status.success());
+        logs.push_str(&String::from_utf8_lossy(&output.stdout));
+        logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+
+    // A running app, with a Redis that wants a password when the feature is on: a stream
+    // opened, opened again by the same tab (replacing the first), and a greeting.
+    #[cfg(feature = "redis")]
+    let (_redis, redis_env) = {
+        let redis = live::testing::RedisServer::start().await;
+        let _: () = redis
+            .command(&["CONFIG", "SET", "requirepass", password])
+            .await;
+        let url = format!("redis://:{password}@127.0.0.1:{}", redis.port);
+        (
+            redis,
+            vec![("REDIS_URL", url), ("REDIS_SECRET", secret.to_owned())],
+        )
+    };
+    #[cfg(not(feature = "redis"))]
+    let redis_env: Vec<(&str, String)> = Vec::new();
+    let env: Vec<(&str, &str)> = [("RUST_LOG", "trace")]
+        .into_iter()
+        .chain(redis_env.iter().map(|(n, v)| (*n, v.as_str())))
+        .collect();
+    let mut app = AppProcess::start(&env, &here());
+    let connected = |line: &str| line.contains("redis relay connected");
+    if cfg!(feature = "redis") && !app.seen.iter().any(|line| connected(line)) {
+        app.wait_for_line(connected);
+    }
+    let session = uuid::Uuid::new_v4();
+    let first = open_stream_as(&app.addr, session).await;
+    let second = open_stream_as(&app.addr, session).await;
+    let mut greet = TcpStream::connect(&app.addr).await.unwrap();
+    let body = "name=Ada";
+    let request = format!(
+        "POST /api/greet HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        app.addr,
+        body.len()
+    );
+    greet.write_all(request.as_bytes()).await.unwrap();
+    let answer = String::from_utf8(read_to_end(greet).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    app.wait_for_line(|line| line.contains("/api/greet") && line.contains("status=303"));
+    drop((first, second));
+    app.terminate();
+    app.wait_exit();
+    logs.push_str(&all_output(&mut app));
+
+    // The logs say what happened...
+    for expected in [
+        "uri=/sse/home?datastar=",
+        "stream opened",
+        "stream closed",
+        "invalid MAX_STREAMS=",
+    ] {
+        assert!(logs.contains(expected), "{expected:?} not logged:\n{logs}");
+    }
+    if cfg!(feature = "redis") {
+        assert!(logs.contains("invalid REDIS_URL="), "{logs}");
+        assert!(logs.contains("invalid REDIS_SECRET="), "{logs}");
+    }
+    // ...and nothing that would let the reader in.
+    for (what, needle) in [
+        ("session id", session.to_string()),
+        ("session id", session.simple().to_string()),
+        ("Redis password", password.to_owned()),
+        ("REDIS_SECRET", secret.to_owned()),
+    ] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&needle)).collect();
+        assert!(
+            lines.is_empty(),
+            "the {what} was logged:\n{}",
+            lines.join("\n")
+        );
+    }
 }
 
 #[tokio::test]

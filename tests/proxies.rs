@@ -34,7 +34,7 @@ use crate::{
 /// The app behind a proxy: the client's address from `X-Forwarded-For`, two streams per client.
 async fn app_behind_a_proxy(listener: Option<std::net::TcpListener>) -> TestApp {
     spawn_app_on(listener, |settings| {
-        settings.client_ip_header = Some(axum::http::HeaderName::from_static("x-forwarded-for"));
+        settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
         settings.max_streams_per_client = 2;
     })
     .await

@@ -11,8 +11,9 @@ use crate::{Live, logging};
 /// Also: `log_lines_dropped`, the log lines a slow reader of stdout made the app drop (it never
 /// waits for one). With a relay to other instances, `"redis": "connected"` or
 /// `"disconnected"` — the app keeps serving either way, so that does not change the status —
-/// and `redis_rejected`, the messages from the channel it refused (unsigned, forged, too
-/// large, malformed).
+/// and `redis_rejected`: what it did not trust in Redis — messages unsigned, forged, too large,
+/// malformed, for another app or channel, too old, or copies, and stored entries or counters it
+/// had to put right.
 pub(crate) async fn healthz(State(live): State<Live>) -> (StatusCode, Json<Value>) {
     let draining = live.registry.is_shut_down();
     let mut body = json!({

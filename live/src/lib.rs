@@ -40,6 +40,7 @@ mod health;
 mod live;
 pub mod logging;
 pub mod markup;
+mod redact;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod refusals;
@@ -68,7 +69,7 @@ use tower_http::{
     compression::CompressionLayer,
     csrf::CsrfLayer,
     timeout::TimeoutLayer,
-    trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
+    trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
 
@@ -142,9 +143,10 @@ where
         router = router.layer(header);
     }
     router.layer(CompressionLayer::new()).layer(
-        // Outermost: one line per request at INFO with method, path, status, latency.
+        // Outermost: one line per request at INFO with method, path, status, latency — and
+        // never a tab's signals (`logging::RequestSpan`).
         TraceLayer::new_for_http()
-            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+            .make_span_with(logging::RequestSpan)
             .on_response(DefaultOnResponse::new().level(Level::INFO)),
     )
 }

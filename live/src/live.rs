@@ -75,6 +75,7 @@ impl Live {
                 let secret = settings.redis_secret.as_deref().unwrap_or_default();
                 let prefix = settings.redis_prefix.as_deref().unwrap_or(site.name);
                 if let Err(error) = crate::redis::attach(&registry, url, prefix, secret) {
+                    let error = crate::redact::credentials(&error.to_string()).into_owned();
                     tracing::error!(%error, "invalid REDIS_URL: staying local");
                 }
             }

@@ -5,6 +5,11 @@
 //! server stops answering. Lines go through a bounded in-memory buffer instead, written out by
 //! a thread of their own; when the buffer is full, a line is dropped and counted rather than
 //! waited for. [`dropped_lines`] reports the count (on `/healthz`).
+//!
+//! And logs that let nobody in, at any level: the line of each request ([`RequestSpan`]) shows
+//! its query without the signals Datastar sends there (a tab's session id among them), and the
+//! kit logs a stream's key with its last segment hidden
+//! ([`Key::redacted`](crate::registry::Key::redacted)).
 
 use std::{
     io::IsTerminal,
@@ -12,6 +17,9 @@ use std::{
     time::Duration,
 };
 
+use axum::http::Request;
+use tower_http::trace::MakeSpan;
+use tracing::Span;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -66,4 +74,24 @@ pub fn dropped_lines() -> u64 {
     DROPPED
         .get()
         .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// The span of each request, at INFO, which its log lines carry (`request{method=GET
+/// uri=/sse/home?datastar=[68B] version=HTTP/1.1}`): tower-http's default, but with the
+/// `datastar` query parameter — the signals of a Datastar `GET`, which hold the tab's session id
+/// — reduced to its size. Whoever can read the logs could otherwise open a stream in any tab's
+/// place.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let uri = crate::redact::path_and_query(request.uri().path(), request.uri().query());
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            uri = %uri,
+            version = ?request.version(),
+        )
+    }
 }

@@ -114,7 +114,7 @@ impl Stream {
             Err(refusal) => return refused(&live.views, refusal),
         };
         if let Some(replaced) = replaced {
-            tracing::debug!(key = %replaced.key(), "stream replaced by a newer one");
+            tracing::debug!(key = %replaced.key().redacted(), "stream replaced by a newer one");
             if tab {
                 replaced.farewell(events::new_session());
             }

@@ -528,8 +528,7 @@ async fn eight_windows_through_each_proxy_over_http2_all_go_live_and_get_a_greet
         )
         .await;
         let app = crate::helpers::spawn_app_on(None, |settings| {
-            settings.client_ip_header =
-                Some(axum::http::HeaderName::from_static("x-forwarded-for"));
+            settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
             settings.datastar_url = format!("https://{bundle}/datastar.js");
             settings.datastar_integrity = Integrity::Hash(live::testing::bundle::integrity());
         })

@@ -3,12 +3,25 @@
 //!
 //! - [`conn`]: one lazily (re)connected command connection, failing fast while Redis is down.
 //! - [`relay`]: the registry's [`Relay`](crate::registry::Relay) over pub/sub.
-//! - [`wire`]: the message format on the channel.
+//! - [`wire`]: the message format on the channel, signed with `REDIS_SECRET`.
+//! - `admission.rs`: which signed messages a receiver takes (this app's, recent, new).
+//! - `clock.rs`: Redis's clock, which dates every message.
+//! - `store.rs`: the newest version of each latest-state topic, and the counter that numbers
+//!   them, in Redis — checked before they are obeyed.
 //!
 //! The registry knows nothing of Redis: [`attach`] plugs a relay into it at start.
+//!
+//! What the relay trusts: only what is signed with the secret, and only for what the signature
+//! covers. Someone who can write to Redis without the secret can stop the relay (delete keys,
+//! drop messages, flood the channel with refused ones), which is logged and counted
+//! (`redis_rejected` on `/healthz`); they cannot make a tab show anything an instance did not
+//! send, show it twice, or keep a greeting from reaching tabs.
 
+mod admission;
+mod clock;
 pub mod conn;
 pub mod relay;
+mod store;
 pub mod wire;
 
 use std::sync::Arc;

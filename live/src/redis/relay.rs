@@ -16,10 +16,16 @@
 //!   still published for the other instances.
 //! - Every latest-state broadcast carries its topic and version; the registry refuses a version
 //!   older than one it has seen, wherever each came from.
-//! - Versions are numbered in Redis together with an epoch (see `NEXT_VERSION`), so a Redis
-//!   that restarts empty starts a later epoch instead of numbering from 1 below what tabs have.
+//! - Versions are numbered in Redis together with an epoch (`store.rs`), so a Redis that
+//!   restarts empty starts a later epoch instead of numbering from 1 below what tabs have.
 //! - After every (re)subscription the instance reads the newest stored version of every topic
 //!   and delivers it, so tabs that missed updates during an outage catch up at once.
+//!
+//! Only what is signed is trusted, and only as far as it says: a message is delivered if it is
+//! signed (`wire.rs`), for this app and channel, recent by Redis's clock (`clock.rs`), and newer
+//! than the last from its sender (`admission.rs`); what is stored in Redis is checked the same
+//! way before it is delivered or replaced (`store.rs`). Everything refused or put right is
+//! counted (`redis_rejected` on `/healthz`) and logged, a line per burst.
 //!
 //! Long on purpose: the exactly-once bookkeeping (pending broadcasts, settling, the sweep) and
 //! the two tasks that drive it (publishing, subscribing) are one protocol, and each of its
@@ -33,20 +39,23 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use futures_util::{StreamExt, future::BoxFuture};
-use redis::{AsyncCommands, Script, aio::PubSub};
+use redis::{AsyncCommands, RedisError, aio::PubSub};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
+    admission::Admission,
+    clock::RedisClock,
     conn::{FIRST_BACKOFF, RedisConn, TIMEOUT, next_backoff},
+    store::{Store, Stored},
     wire::{Signer, WireBroadcast},
 };
 use crate::registry::{Outgoing, Registry, Relay, Version, WeakRegistry, is_topic_name};
@@ -66,38 +75,9 @@ const REMEMBER: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_millis(200);
 /// The most topics caught up on at resubscription (protects against a flood of forged ones).
 const MAX_TOPICS: usize = 1000;
-
-/// Gives out the next version of a topic, with an epoch that starts when the counter does. The
-/// count never falls below what the asking instance has seen (`ARGV[1]`), so a Redis that lost
-/// its data goes on from where the instances were.
-const NEXT_VERSION: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  local now = redis.call('TIME')
-  epoch = tostring(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-local number = redis.call('HINCRBY', KEYS[1], 'number', 1)
-local seen = tonumber(ARGV[1])
-if number <= seen then
-  number = seen + 1
-  redis.call('HSET', KEYS[1], 'number', number)
-end
-return {epoch, number}
-";
-
-/// Publishes a latest-state broadcast only if its version is newer than the one stored for its
-/// topic, and stores it (for instances that catch up later). Versions are fixed-width hex, so
-/// comparing them as strings compares them as versions.
-const PUBLISH_IF_NEWER: &str = r"
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and ARGV[1] <= current then
-  return -1
-end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'message', ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[4])
-return redis.call('PUBLISH', ARGV[2], ARGV[3])
-";
+/// At most one line about refused messages per this long: a flood of forged messages is a line
+/// per burst, with the count, not a line per message.
+const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(5);
 
 /// The registry's link to Redis.
 #[derive(Debug)]
@@ -107,26 +87,65 @@ pub struct RedisRelay {
 
 #[derive(Debug)]
 struct Inner {
-    instance: Uuid,
-    channel: String,
-    prefix: String,
-    redis: Arc<RedisConn>,
+    link: Arc<Link>,
     queue: mpsc::Sender<Publish>,
     next_seq: AtomicU64,
     pending: Mutex<Pending>,
     /// Mirrors `Pending::subscribed`, readable without the lock.
     subscribed: AtomicBool,
-    /// Signs what this instance publishes, and checks what it receives.
-    signer: Signer,
-    /// Messages refused so far (unsigned, forged, too large, malformed).
-    rejected: AtomicU64,
-    /// When a refusal was last logged: a flood of forged messages is one line per few
-    /// seconds, not one per message.
-    rejection_logged: Mutex<Option<Instant>>,
     /// Cancelled when the relay is dropped: its tasks end and let go of their connections.
     stop: CancellationToken,
     /// Broadcasts queued or being published, for [`Relay::flush`].
     unpublished: Unpublished,
+}
+
+/// What the relay's two tasks share with it, apart from the bookkeeping: holding it never keeps
+/// the relay alive.
+#[derive(Debug)]
+struct Link {
+    instance: Uuid,
+    prefix: String,
+    channel: String,
+    redis: Arc<RedisConn>,
+    /// Signs what this instance publishes, and checks what it receives.
+    signer: Signer,
+    /// Redis's time, which every message is dated by.
+    clock: RedisClock,
+    /// Which signed messages are delivered here.
+    admission: Admission,
+    /// The newest version of each topic, and the counter, in Redis.
+    store: Store,
+    /// When this instance started numbering its broadcasts (Redis's clock, at the first one).
+    epoch: OnceLock<u64>,
+    /// Messages refused and entries put right so far.
+    rejected: AtomicU64,
+    /// When a refusal was last logged.
+    rejection_logged: Mutex<Option<Instant>>,
+}
+
+impl Link {
+    /// Counts a refused message (or an entry put right), and logs it — at most one line per
+    /// [`LOG_REFUSALS_EVERY`], with the count so far.
+    fn refused(&self, reason: &str) {
+        let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logged = self
+            .rejection_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() > LOG_REFUSALS_EVERY) {
+            *logged = Some(Instant::now());
+            tracing::warn!(rejected, %reason, "from redis, not trusted: skipped");
+        }
+    }
+
+    /// Reads Redis's clock on the command connection.
+    async fn read_clock(&self) -> redis::RedisResult<u64> {
+        let mut connection = self.redis.get().await?;
+        self.clock
+            .read(&mut connection)
+            .await
+            .inspect_err(|error| self.redis.failed(error))
+    }
 }
 
 /// Counts the broadcasts queued for publishing and not yet done with.
@@ -188,12 +207,11 @@ struct Item {
     created: Instant,
 }
 
+/// A broadcast to publish: it is signed when it is sent, dated by Redis's clock then.
 #[derive(Debug)]
 struct Publish {
     seq: u64,
-    message: Vec<u8>,
-    /// Topic and version, for latest-state broadcasts.
-    latest: Option<(String, Version)>,
+    outgoing: Outgoing,
 }
 
 impl RedisRelay {
@@ -206,31 +224,40 @@ impl RedisRelay {
         signer: Signer,
     ) -> Arc<Self> {
         let (queue, outgoing) = mpsc::channel(QUEUE);
-        let inner = Arc::new(Inner {
+        let channel = format!("{prefix}:broadcast");
+        let link = Arc::new(Link {
             instance: Uuid::new_v4(),
-            channel: format!("{prefix}:broadcast"),
             prefix: prefix.to_owned(),
+            admission: Admission::new(prefix, &channel),
+            store: Store::new(prefix, &channel, signer.clone()),
+            channel,
             redis,
+            signer,
+            clock: RedisClock::default(),
+            epoch: OnceLock::new(),
+            rejected: AtomicU64::new(0),
+            rejection_logged: Mutex::new(None),
+        });
+        let inner = Arc::new(Inner {
+            link: Arc::clone(&link),
             queue,
             next_seq: AtomicU64::new(1),
             pending: Mutex::default(),
             subscribed: AtomicBool::new(false),
-            signer,
-            rejected: AtomicU64::new(0),
-            rejection_logged: Mutex::new(None),
             unpublished: Unpublished::default(),
             stop: CancellationToken::new(),
         });
         tokio::spawn(publish(
             Arc::downgrade(&inner),
             registry.downgrade(),
-            Arc::clone(&inner.redis),
+            link,
             inner.stop.clone(),
             outgoing,
         ));
         tokio::spawn(subscribe(
             Arc::downgrade(&inner),
             registry.downgrade(),
+            Arc::clone(&inner.link),
             inner.stop.clone(),
         ));
         Arc::new(RedisRelay { inner })
@@ -240,20 +267,21 @@ impl RedisRelay {
 impl Relay for RedisRelay {
     fn relay(&self, registry: &Registry, outgoing: Outgoing) -> usize {
         let inner = &self.inner;
-        let publish = inner.publication(&outgoing);
-        let seq = publish.seq;
         let mut delivered = 0;
-        {
+        let (seq, queued) = {
             let mut pending = inner.lock();
             let now = Instant::now();
             pending.forget_older_than(now);
             let undelivered = if pending.subscribed {
-                Some(outgoing)
+                Some(outgoing.clone())
             } else {
                 // Our own subscription is down: serve our streams now, still tell the others.
                 delivered = registry.deliver(&outgoing);
                 None
             };
+            // Numbered and queued under one lock, so that broadcasts are published in the order
+            // of their numbers: receivers refuse a number below one they have delivered.
+            let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
             pending.items.insert(
                 seq,
                 Item {
@@ -262,35 +290,41 @@ impl Relay for RedisRelay {
                     created: now,
                 },
             );
-        }
-        if inner.unpublished.queue(&inner.queue, publish).is_err() {
+            let publish = Publish { seq, outgoing };
+            (seq, inner.unpublished.queue(&inner.queue, publish))
+        };
+        if queued.is_err() {
             tracing::warn!("redis publishing is backed up: delivering locally only");
             delivered += inner.settle(seq, registry, Settle::DeliverHere);
         }
         delivered
     }
 
-    fn next_version<'a>(&'a self, topic: &'a str, seen: u64) -> BoxFuture<'a, Option<Version>> {
+    fn next_version<'a>(
+        &'a self,
+        topic: &'a str,
+        newest: Option<Version>,
+    ) -> BoxFuture<'a, Option<Version>> {
         Box::pin(async move {
-            let inner = &self.inner;
+            let link = &self.inner.link;
             let result = async {
-                let mut connection = inner.redis.get().await?;
-                Script::new(NEXT_VERSION)
-                    .key(format!("{}:version:{topic}", inner.prefix))
-                    .arg(seen)
-                    .invoke_async::<(String, u64)>(&mut connection)
-                    .await
-                    .inspect_err(|error| inner.redis.failed(error))
+                let mut connection = link.redis.get().await?;
+                (link
+                    .store
+                    .next_version(&mut connection, topic, newest)
+                    .await)
+                    .inspect_err(|error| link.redis.failed(error))
             }
             .await;
             match result {
-                Ok((epoch, number)) => match epoch.parse() {
-                    Ok(epoch) => Some(Version::new(epoch, number)),
-                    Err(_) => {
-                        tracing::warn!(%topic, epoch, "redis holds a malformed epoch");
-                        None
+                Ok((version, repaired)) => {
+                    if repaired {
+                        link.refused(&format!(
+                            "the counter of {topic} held values that cannot be right: put right"
+                        ));
                     }
-                },
+                    Some(version)
+                }
                 Err(error) => {
                     tracing::debug!(%error, %topic, "cannot number in redis: numbering locally");
                     None
@@ -304,7 +338,7 @@ impl Relay for RedisRelay {
     }
 
     fn rejected(&self) -> u64 {
-        self.inner.rejected.load(Ordering::Relaxed)
+        self.inner.link.rejected.load(Ordering::Relaxed)
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {
@@ -390,50 +424,24 @@ impl Inner {
         }
     }
 
-    /// Counts a refused message, and logs it (at most one line per few seconds).
-    fn refused(&self, reason: &str) {
-        let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut logged = self
-            .rejection_logged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if logged.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
-            *logged = Some(Instant::now());
-            tracing::warn!(rejected, %reason, "message from redis refused: skipped");
-        }
-    }
-
-    /// `outgoing` numbered as this instance's next broadcast, ready to publish.
-    fn publication(&self, outgoing: &Outgoing) -> Publish {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        Publish {
-            seq,
-            message: WireBroadcast {
-                origin: self.instance,
-                seq,
-                outgoing: outgoing.clone(),
-            }
-            .encode(&self.signer),
-            latest: outgoing
-                .latest
-                .as_ref()
-                .map(|latest| (latest.topic.to_string(), latest.version)),
-        }
-    }
-
     /// Publishes a broadcast this instance has delivered already (its echo is skipped).
     fn republish(&self, outgoing: Outgoing) {
-        let publish = self.publication(&outgoing);
         let now = Instant::now();
-        self.lock().items.insert(
-            publish.seq,
-            Item {
-                undelivered: None,
-                published: None,
-                created: now,
-            },
-        );
-        if self.unpublished.queue(&self.queue, publish).is_err() {
+        let queued = {
+            let mut pending = self.lock();
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            pending.items.insert(
+                seq,
+                Item {
+                    undelivered: None,
+                    published: None,
+                    created: now,
+                },
+            );
+            self.unpublished
+                .queue(&self.queue, Publish { seq, outgoing })
+        };
+        if queued.is_err() {
             tracing::warn!("redis publishing is backed up: not sharing a latest state");
         }
     }
@@ -464,15 +472,10 @@ impl Pending {
 async fn publish(
     inner: Weak<Inner>,
     registry: WeakRegistry,
-    redis: Arc<RedisConn>,
+    link: Arc<Link>,
     stop: CancellationToken,
     mut queue: mpsc::Receiver<Publish>,
 ) {
-    let publish_if_newer = Script::new(PUBLISH_IF_NEWER);
-    let (channel, prefix) = match inner.upgrade() {
-        Some(inner) => (inner.channel.clone(), inner.prefix.clone()),
-        None => return,
-    };
     loop {
         let item = tokio::select! {
             item = queue.recv() => match item {
@@ -482,24 +485,38 @@ async fn publish(
             () = stop.cancelled() => return,
         };
         let result = async {
-            let mut connection = redis.get().await?;
-            match &item.latest {
-                None => {
-                    redis::cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(&item.message)
-                        .query_async::<i64>(&mut connection)
-                        .await
-                }
-                Some((topic, version)) => {
-                    publish_if_newer
-                        .key(format!("{prefix}:latest:{topic}"))
-                        .key(format!("{prefix}:topics"))
-                        .arg(version.to_hex())
-                        .arg(&channel)
-                        .arg(&item.message)
-                        .arg(topic)
-                        .invoke_async::<i64>(&mut connection)
+            let mut connection = link.redis.get().await?;
+            if link.clock.is_stale() {
+                link.clock.read(&mut connection).await?;
+            }
+            let now = link.clock.now().unwrap_or_default();
+            let message = WireBroadcast {
+                prefix: link.prefix.clone(),
+                channel: link.channel.clone(),
+                origin: link.instance,
+                epoch: *link.epoch.get_or_init(|| now),
+                seq: item.seq,
+                sent_at: now,
+                outgoing: item.outgoing.clone(),
+            }
+            .encode(&link.signer);
+            match &item.outgoing.latest {
+                None => redis::cmd("PUBLISH")
+                    .arg(&link.channel)
+                    .arg(&message)
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .map(Stored::Published),
+                Some(latest) => {
+                    let distrusted = |reason: String| link.refused(&reason);
+                    (link.store)
+                        .publish_latest(
+                            &mut connection,
+                            &latest.topic,
+                            latest.version,
+                            &message,
+                            distrusted,
+                        )
                         .await
                 }
             }
@@ -509,16 +526,23 @@ async fn publish(
             return;
         };
         match result {
-            Ok(-1) => {
-                tracing::debug!("broadcast superseded by a newer one: not published");
-                inner.settle(item.seq, &registry, Settle::Superseded);
-            }
-            Ok(receivers) => {
+            Ok(Stored::Published(receivers)) => {
                 tracing::trace!(receivers, "broadcast published");
                 inner.published(item.seq);
             }
+            Ok(Stored::Superseded(newer)) => {
+                tracing::debug!("broadcast superseded by a newer one: not published");
+                inner.settle(item.seq, &registry, Settle::Superseded);
+                // The newer one is stored, checked: if it never reached this instance (it was
+                // published while this one was not listening), its tabs get it now.
+                registry.deliver(&newer);
+            }
+            Ok(Stored::Contended) => {
+                tracing::warn!("the stored latest state kept changing: delivering locally");
+                inner.settle(item.seq, &registry, Settle::DeliverHere);
+            }
             Err(error) => {
-                redis.failed(&error);
+                link.redis.failed(&error);
                 tracing::debug!(%error, "cannot publish: delivering locally");
                 inner.settle(item.seq, &registry, Settle::DeliverHere);
             }
@@ -529,32 +553,33 @@ async fn publish(
 
 /// Keeps a subscription to the broadcast channel and delivers what arrives, reconnecting with
 /// backoff until the relay is dropped.
-async fn subscribe(inner: Weak<Inner>, registry: WeakRegistry, stop: CancellationToken) {
+async fn subscribe(
+    inner: Weak<Inner>,
+    registry: WeakRegistry,
+    link: Arc<Link>,
+    stop: CancellationToken,
+) {
     let mut backoff = FIRST_BACKOFF;
     let mut reported = false;
     loop {
-        let Some(relay) = inner.upgrade() else { return };
-        let redis = Arc::clone(&relay.redis);
-        let channel = relay.channel.clone();
-        drop(relay);
         let connected = tokio::select! {
-            connected = connect(&redis, &channel) => connected,
+            connected = connect(&link) => connected,
             () = stop.cancelled() => return,
         };
         match connected {
             Ok(pubsub) => {
                 backoff = FIRST_BACKOFF;
                 reported = false;
-                redis.answering();
+                link.redis.answering();
                 let (Some(relay), Some(live)) = (inner.upgrade(), registry.upgrade()) else {
                     return;
                 };
                 relay.set_subscribed(true, &live);
-                tracing::info!(%channel, "redis relay connected");
+                tracing::info!(channel = %link.channel, "redis relay connected");
                 catch_up(&relay, &live).await;
                 drop((relay, live));
                 let end = tokio::select! {
-                    end = receive(&inner, &registry, pubsub) => end,
+                    end = receive(&inner, &registry, &link, pubsub) => end,
                     () = stop.cancelled() => End::RelayGone,
                 };
                 if let (Some(relay), Some(live)) = (inner.upgrade(), registry.upgrade()) {
@@ -579,10 +604,17 @@ async fn subscribe(inner: Weak<Inner>, registry: WeakRegistry, stop: Cancellatio
     }
 }
 
-async fn connect(redis: &RedisConn, channel: &str) -> redis::RedisResult<PubSub> {
+/// Subscribes to the channel, and reads Redis's clock: a message's age cannot be told without
+/// it. (A clock read before will do if Redis cannot be asked now.)
+async fn connect(link: &Link) -> redis::RedisResult<PubSub> {
     let connecting = async {
-        let mut pubsub = redis.client().get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
+        let mut pubsub = link.redis.client().get_async_pubsub().await?;
+        pubsub.subscribe(&link.channel).await?;
+        match link.read_clock().await {
+            Ok(now) => link.admission.listening(now),
+            Err(error) if link.clock.now().is_none() => return Err(error),
+            Err(error) => tracing::debug!(%error, "cannot read redis's clock: counting on"),
+        }
         Ok(pubsub)
     };
     tokio::time::timeout(TIMEOUT * 2, connecting)
@@ -595,30 +627,56 @@ async fn connect(redis: &RedisConn, channel: &str) -> redis::RedisResult<PubSub>
         })
 }
 
+/// Whether `error` is Redis saying a key holds another type than the command works on.
+fn is_wrong_type(error: &RedisError) -> bool {
+    error.code() == Some("WRONGTYPE")
+}
+
 /// Delivers the newest stored version of every topic: whatever this instance missed while it
 /// was not subscribed, its tabs see now. (Versions make this harmless when nothing was missed.)
+/// A stored version that fails the checks is counted and removed, never delivered.
 async fn catch_up(relay: &Inner, registry: &Registry) {
+    let link = &relay.link;
+    let store = &link.store;
     let result = async {
-        let mut connection = relay.redis.get().await?;
-        let topics: Vec<String> = connection
-            .smembers(format!("{}:topics", relay.prefix))
-            .await?;
+        let mut connection = link.redis.get().await?;
+        let topics: Vec<String> = match connection.smembers(store.topics_key()).await {
+            Ok(topics) => topics,
+            Err(error) if is_wrong_type(&error) => {
+                store.repair_topics(&mut connection).await?;
+                link.refused("the set of topics is not a set: deleted");
+                Vec::new()
+            }
+            Err(error) => return Err(error),
+        };
         let mut caught_up = 0;
         let mut stored = HashMap::new();
         for topic in topics.iter().filter(|t| is_topic_name(t)).take(MAX_TOPICS) {
-            let message: Option<Vec<u8>> = connection
-                .hget(format!("{}:latest:{topic}", relay.prefix), "message")
-                .await?;
-            let Some(message) = message else { continue };
-            match WireBroadcast::decode(&message, &relay.signer) {
-                Ok(broadcast) => match &broadcast.outgoing.latest {
-                    Some(latest) if *latest.topic == **topic => {
-                        stored.insert(topic.clone(), latest.version);
-                        caught_up += registry.deliver(&broadcast.outgoing);
+            let message: Option<Vec<u8>> =
+                match connection.hget(store.latest_key(topic), "message").await {
+                    Ok(message) => message,
+                    Err(error) if is_wrong_type(&error) => {
+                        store.remove_latest(&mut connection, topic, b"").await?;
+                        link.refused(&format!("the entry of {topic} is not a hash: deleted"));
+                        continue;
                     }
-                    _ => tracing::warn!(%topic, "stored message is not this topic's"),
-                },
-                Err(reason) => relay.refused(&reason),
+                    Err(error) => return Err(error),
+                };
+            let Some(message) = message else { continue };
+            match store.check(&message, topic) {
+                Ok(broadcast) => {
+                    if let Some(latest) = &broadcast.outgoing.latest {
+                        stored.insert(topic.clone(), latest.version);
+                    }
+                    store.saw(topic, &message);
+                    caught_up += registry.deliver(&broadcast.outgoing);
+                }
+                Err(reason) => {
+                    store
+                        .remove_latest(&mut connection, topic, &message)
+                        .await?;
+                    link.refused(&format!("the stored version of {topic}: {reason}: removed"));
+                }
             }
         }
         // The other way round: what this instance has that Redis does not (updates made here
@@ -644,7 +702,7 @@ async fn catch_up(relay: &Inner, registry: &Registry) {
             tracing::debug!(caught_up, shared, "caught up on latest-state topics");
         }
         Err(error) => {
-            relay.redis.failed(&error);
+            link.redis.failed(&error);
             tracing::warn!(%error, "cannot catch up on latest-state topics");
         }
     }
@@ -656,7 +714,7 @@ enum End {
     RelayGone,
 }
 
-async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, pubsub: PubSub) -> End {
+async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, link: &Link, pubsub: PubSub) -> End {
     let (mut sink, mut messages) = pubsub.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -668,14 +726,24 @@ async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, pubsub: PubSub) -
                 let (Some(relay), Some(registry)) = (inner.upgrade(), registry.upgrade()) else {
                     return End::RelayGone;
                 };
-                match WireBroadcast::decode(message.get_payload_bytes(), &relay.signer) {
-                    Ok(broadcast) if broadcast.origin == relay.instance => {
-                        relay.settle(broadcast.seq, &registry, Settle::Echoed);
-                    }
+                let payload = message.get_payload_bytes();
+                let admitted = WireBroadcast::decode(payload, &link.signer).and_then(|broadcast| {
+                    // The clock has been read: subscribing does that first.
+                    let now = link.clock.now().unwrap_or_default();
+                    link.admission.admit(&broadcast, now).map(|()| broadcast)
+                });
+                match admitted {
                     Ok(broadcast) => {
-                        registry.deliver(&broadcast.outgoing);
+                        if let Some(latest) = &broadcast.outgoing.latest {
+                            link.store.saw(&latest.topic, payload);
+                        }
+                        if broadcast.origin == link.instance {
+                            relay.settle(broadcast.seq, &registry, Settle::Echoed);
+                        } else {
+                            registry.deliver(&broadcast.outgoing);
+                        }
                     }
-                    Err(reason) => relay.refused(&reason),
+                    Err(reason) => link.refused(&reason),
                 }
             }
             _ = sweep.tick() => {
@@ -694,6 +762,11 @@ async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, pubsub: PubSub) -
                 .await;
                 if !matches!(answered, Ok(Ok(_))) {
                     return End::ConnectionLost;
+                }
+                if link.clock.is_stale()
+                    && let Err(error) = link.read_clock().await
+                {
+                    tracing::debug!(%error, "cannot read redis's clock: counting on");
                 }
             }
         }

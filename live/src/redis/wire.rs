@@ -3,8 +3,9 @@
 //! One message per broadcast, on the channel `<prefix>:broadcast`:
 //!
 //! ```text
-//! ascolais/2 <signature>\n
-//! <origin instance uuid> <sequence number>\n
+//! ascolais/3 <signature>\n
+//! <prefix> <channel>\n          (whom it is for: the app's REDIS_PREFIX and the channel)
+//! <origin> <epoch> <sequence number> <sent at>\n
 //! <pattern>\n
 //! <excluded keys, separated by spaces; empty line if none>\n
 //! <topic> <version>\n           (latest-state events; an empty line for ordinary ones)
@@ -12,18 +13,24 @@
 //! <the encoded SSE event, exactly as streams send it>
 //! ```
 //!
-//! The signature is an HMAC-SHA256 of everything after the first line, made with the secret
-//! every instance shares (`REDIS_SECRET`). Whoever can publish on the channel could otherwise
-//! send a well-formed patch — with `data-*` expressions, which Datastar runs — to every open
-//! tab; a message that is not signed with the secret is refused before anything of it is
-//! read. So are messages over [`MAX_MESSAGE_BYTES`], and lists of excluded keys over
-//! [`MAX_EXCLUDED`].
+//! The signature is an HMAC-SHA256 of the format's name and everything after the first line,
+//! made with the secret every instance shares (`REDIS_SECRET`). Whoever can publish on the
+//! channel could otherwise send a well-formed patch — with `data-*` expressions, which Datastar
+//! runs — to every open tab; a message that is not signed with the secret is refused before
+//! anything of it is read. So are messages over [`MAX_MESSAGE_BYTES`], and lists of excluded
+//! keys over [`MAX_EXCLUDED`].
 //!
-//! The origin and its sequence number let the sender recognise its own broadcasts when they
-//! come back, and deliver each to its own streams exactly once. The topic and version let every
-//! receiver refuse a version older than one it has seen. Keys, patterns, topics and versions
-//! never contain whitespace, and compact JSON never contains a raw line break, which is what
-//! makes the line-based layout unambiguous.
+//! A valid signature only says that an instance made the message, once, for some app: whoever
+//! can read the channel can publish the same bytes again, on any channel, or store them
+//! anywhere. So the signature covers everything a receiver relies on, and the receiver checks
+//! it (`admission.rs`): whom the message is for (another app sharing the secret and the Redis,
+//! or another channel, is refused), who sent it — the instance (a random id), the epoch it
+//! started numbering in and the message's number among its own, which only goes up — and when,
+//! in milliseconds by Redis's clock (`TIME`), not the sender's own.
+//!
+//! The topic and version let every receiver refuse a version older than one it has seen. Keys,
+//! patterns, prefixes, channels, topics and versions never contain whitespace, and compact JSON
+//! never contains a raw line break, which is what makes the line-based layout unambiguous.
 
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
@@ -35,7 +42,7 @@ use crate::{
     registry::{Key, LatestState, Outgoing, Pattern, Version, is_topic_name},
 };
 
-const MAGIC: &str = "ascolais/2";
+const MAGIC: &str = "ascolais/3";
 
 /// The largest message accepted. A greeting is under a kilobyte; a 10 MB message held up
 /// every request while it was parsed.
@@ -64,10 +71,19 @@ impl Signer {
         }
     }
 
-    fn sign(&self, body: &[u8]) -> String {
+    /// The MAC of `body` under this format's name, so that no other format's signed bytes can
+    /// pass for this one's.
+    fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
+        mac.update(MAGIC.as_bytes());
+        mac.update(b"\n");
         mac.update(body);
-        mac.finalize()
+        mac
+    }
+
+    fn sign(&self, body: &[u8]) -> String {
+        self.mac(body)
+            .finalize()
             .into_bytes()
             .iter()
             .map(|byte| format!("{byte:02x}"))
@@ -79,9 +95,7 @@ impl Signer {
         let Some(bytes) = from_hex(signature) else {
             return false;
         };
-        let mut mac = self.mac.clone();
-        mac.update(body);
-        mac.verify_slice(&bytes).is_ok()
+        self.mac(body).verify_slice(&bytes).is_ok()
     }
 }
 
@@ -95,13 +109,27 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Whether `word` can stand in a message's address line: printable, no space (the
+/// `REDIS_PREFIX` rule, which channels built from it follow too).
+fn is_word(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// One broadcast as it travels between instances.
 #[derive(Debug, Clone)]
 pub struct WireBroadcast {
+    /// The app it is for (its `REDIS_PREFIX`).
+    pub prefix: String,
+    /// The channel it is for.
+    pub channel: String,
     /// The instance that published it.
     pub origin: Uuid,
-    /// Its number among the origin's broadcasts.
+    /// When the origin started numbering its broadcasts (milliseconds, Redis's clock).
+    pub epoch: u64,
+    /// Its number among the origin's broadcasts of that epoch.
     pub seq: u64,
+    /// When it was sent (milliseconds since the Unix epoch, Redis's clock).
+    pub sent_at: u64,
     /// The broadcast itself.
     pub outgoing: Outgoing,
 }
@@ -119,9 +147,13 @@ impl WireBroadcast {
             None => (String::new(), ""),
         };
         let mut body = format!(
-            "{} {}\n{}\n{}\n{latest}\n{value}\n",
+            "{} {}\n{} {} {} {}\n{}\n{}\n{latest}\n{value}\n",
+            self.prefix,
+            self.channel,
             self.origin,
+            self.epoch,
             self.seq,
+            self.sent_at,
             outgoing.pattern,
             except.join(" "),
         )
@@ -132,7 +164,8 @@ impl WireBroadcast {
         message
     }
 
-    /// Parses a message signed with `signer`, saying what is wrong with a refused one.
+    /// Parses a message signed with `signer`, saying what is wrong with a refused one. (Whether
+    /// it is meant for this app, fresh, and new comes after: see `admission.rs`.)
     pub fn decode(message: &[u8], signer: &Signer) -> Result<WireBroadcast, String> {
         if message.len() > MAX_MESSAGE_BYTES {
             return Err(format!("{} bytes, over the limit", message.len()));
@@ -149,25 +182,29 @@ impl WireBroadcast {
         if !signer.verify(body, signature) {
             return Err("bad signature (not signed with this app's REDIS_SECRET)".into());
         }
-        let mut parts = body.splitn(6, |&b| b == b'\n');
+        let mut parts = body.splitn(7, |&b| b == b'\n');
         let mut line = |what: &str| {
             parts
                 .next()
                 .map(|part| std::str::from_utf8(part).map_err(|_| format!("{what} is not UTF-8")))
                 .unwrap_or_else(|| Err(format!("no {what}")))
         };
-        let mut id = line("origin")?.split(' ');
-        let origin = id
-            .next()
-            .and_then(|origin| origin.parse().ok())
-            .ok_or("no origin instance id")?;
-        let seq = id
-            .next()
-            .and_then(|seq| seq.parse().ok())
-            .ok_or("no sequence number")?;
-        if id.next().is_some() {
-            return Err("an origin line with extra fields".into());
-        }
+        let (prefix, channel) = match line("address")?.split(' ').collect::<Vec<_>>()[..] {
+            [prefix, channel] if is_word(prefix) && is_word(channel) => (prefix, channel),
+            _ => return Err("no prefix and channel".into()),
+        };
+        let (prefix, channel) = (prefix.to_owned(), channel.to_owned());
+        let sender: Vec<&str> = line("sender")?.split(' ').collect();
+        let [origin, epoch, seq, sent_at] = sender[..] else {
+            return Err("not a sender line (origin, epoch, sequence number, time)".into());
+        };
+        let origin = origin.parse().map_err(|_| "no origin instance id")?;
+        let number = |field: &str, what: &str| -> Result<u64, String> {
+            field.parse().map_err(|_| format!("no {what}"))
+        };
+        let epoch = number(epoch, "epoch")?;
+        let seq = number(seq, "sequence number")?;
+        let sent_at = number(sent_at, "time sent")?;
         let pattern = Pattern::new(line("pattern")?).map_err(|e| format!("bad pattern: {e}"))?;
         let except = line("excluded keys")?
             .split(' ')
@@ -204,8 +241,12 @@ impl WireBroadcast {
         let frame = Frame::from_wire(Bytes::copy_from_slice(frame))
             .ok_or("the event is not a complete SSE event")?;
         Ok(WireBroadcast {
+            prefix,
+            channel,
             origin,
+            epoch,
             seq,
+            sent_at,
             outgoing: Outgoing {
                 pattern,
                 except,
@@ -228,8 +269,12 @@ mod tests {
 
     fn sample() -> WireBroadcast {
         WireBroadcast {
+            prefix: "app".into(),
+            channel: "app:broadcast".into(),
             origin: Uuid::new_v4(),
+            epoch: 1_764_000_000_000,
             seq: 42,
+            sent_at: 1_764_000_123_456,
             outgoing: Outgoing {
                 pattern: Pattern::new("page/home/*").unwrap(),
                 except: vec![
@@ -264,8 +309,15 @@ mod tests {
         for message in [sample(), latest()] {
             let decoded = WireBroadcast::decode(&message.encode(&signer), &signer).unwrap();
             assert_eq!(decoded.encode(&signer), message.encode(&signer));
-            assert_eq!(decoded.seq, 42);
+            assert_eq!(
+                (decoded.prefix.as_str(), decoded.channel.as_str()),
+                ("app", "app:broadcast")
+            );
             assert_eq!(decoded.origin, message.origin);
+            assert_eq!(
+                (decoded.epoch, decoded.seq, decoded.sent_at),
+                (1_764_000_000_000, 42, 1_764_000_123_456)
+            );
         }
         let decoded = WireBroadcast::decode(&latest().encode(&signer), &signer).unwrap();
         let state = decoded.outgoing.latest.unwrap();
@@ -283,13 +335,14 @@ mod tests {
         let text = String::from_utf8(message.encode(&signer())).unwrap();
         let (header, body) = text.split_once('\n').unwrap();
         assert!(
-            header.starts_with("ascolais/2 ") && header.len() == 11 + 64,
+            header.starts_with("ascolais/3 ") && header.len() == 11 + 64,
             "{header}"
         );
         assert_eq!(
             body,
             format!(
-                "{} 42\npage/home/*\n\ngreeting {}\n{}\n{}",
+                "app app:broadcast\n{} 1764000000000 42 1764000123456\npage/home/*\n\n\
+                 greeting {}\n{}\n{}",
                 message.origin,
                 Version::new(1_764_000_000_000, 7),
                 r#"{"name":"Ada\nLovelace","serial":7}"#,
@@ -305,10 +358,18 @@ mod tests {
         let error = WireBroadcast::decode(&message, &other).unwrap_err();
         assert!(error.contains("bad signature"), "{error}");
 
-        // A forged patch with a changed body, or no signature at all.
+        // A forged patch with a changed body, a changed address or sender, or no signature.
         let text = String::from_utf8(message).unwrap();
-        let tampered = text.replace("Ada", "Eve");
-        assert!(WireBroadcast::decode(tampered.as_bytes(), &signer()).is_err());
+        for tampered in [
+            text.replace("Ada", "Eve"),
+            text.replace("app app:broadcast", "other other:broadcast"),
+            text.replace(" 42 ", " 43 "),
+            text.replace("1764000123456", "1764000999999"),
+        ] {
+            assert_ne!(tampered, text);
+            let error = WireBroadcast::decode(tampered.as_bytes(), &signer()).unwrap_err();
+            assert!(error.contains("bad signature"), "{error}");
+        }
         let (_, body) = text.split_once('\n').unwrap();
         for unsigned in [
             format!("{MAGIC}\n{body}"),
@@ -321,6 +382,24 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn an_older_formats_signed_body_does_not_pass_for_this_one() {
+        // The same body, signed the way `ascolais/2` signed (the body alone).
+        let message = String::from_utf8(sample().encode(&signer())).unwrap();
+        let (_, body) = message.split_once('\n').unwrap();
+        let mut mac = signer().mac.clone();
+        mac.update(body.as_bytes());
+        let old: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let relabelled = format!("{MAGIC} {old}\n{body}");
+        let error = WireBroadcast::decode(relabelled.as_bytes(), &signer()).unwrap_err();
+        assert!(error.contains("bad signature"), "{error}");
     }
 
     #[test]
@@ -345,6 +424,8 @@ mod tests {
     fn malformed_messages_are_refused_with_a_reason() {
         let signer = signer();
         let origin = Uuid::new_v4();
+        let to = "app app:broadcast";
+        let from = format!("{origin} 1 1 1");
         let version = Version::new(1, 1);
         let event = "event: x\ndata: y\n\n";
         assert!(
@@ -357,48 +438,65 @@ mod tests {
                 .unwrap_err()
                 .contains("not an")
         );
-        let old = format!("ascolais/1 {origin} R\npage/*\n\n{event}");
+        let old = format!("ascolais/2 {origin} R\npage/*\n\n{event}");
         assert!(
             WireBroadcast::decode(old.as_bytes(), &signer)
                 .unwrap_err()
                 .contains("not an")
         );
         for (body, reason) in [
-            (format!("{origin} 1\npage/home/*\n\n\n\n"), "SSE event"),
-            (format!("nope 1\npage/*\n\n\n\n{event}"), "origin"),
-            (format!("{origin} x\npage/*\n\n\n\n{event}"), "sequence"),
-            (format!("{origin} 1 2\npage/*\n\n\n\n{event}"), "extra"),
-            (format!("{origin} 1\npage//*\n\n\n\n{event}"), "pattern"),
+            (format!("{to}\n{from}\npage/home/*\n\n\n\n"), "SSE event"),
+            (format!("app\n{from}\npage/*\n\n\n\n{event}"), "prefix"),
+            (format!("app a b\n{from}\npage/*\n\n\n\n{event}"), "prefix"),
+            (format!("{to}\nnope 1 1 1\npage/*\n\n\n\n{event}"), "origin"),
             (
-                format!("{origin} 1\npage/*\npage/*\n\n\n{event}"),
+                format!("{to}\n{origin} 1 x 1\npage/*\n\n\n\n{event}"),
+                "sequence",
+            ),
+            (
+                format!("{to}\n{origin} x 1 1\npage/*\n\n\n\n{event}"),
+                "epoch",
+            ),
+            (
+                format!("{to}\n{origin} 1 1 -1\npage/*\n\n\n\n{event}"),
+                "time",
+            ),
+            (
+                format!("{to}\n{origin} 1 1\npage/*\n\n\n\n{event}"),
+                "sender",
+            ),
+            (format!("{to}\n{from} 2\npage/*\n\n\n\n{event}"), "sender"),
+            (format!("{to}\n{from}\npage//*\n\n\n\n{event}"), "pattern"),
+            (
+                format!("{to}\n{from}\npage/*\npage/*\n\n\n{event}"),
                 "excluded",
             ),
             (
-                format!("{origin} 1\npage/*\n\ngreeting\n1\n{event}"),
+                format!("{to}\n{from}\npage/*\n\ngreeting\n1\n{event}"),
                 "version",
             ),
             (
-                format!("{origin} 1\npage/*\n\ngreeting 12\n1\n{event}"),
+                format!("{to}\n{from}\npage/*\n\ngreeting 12\n1\n{event}"),
                 "version",
             ),
             (
-                format!("{origin} 1\npage/*\n\nx/y {version}\n1\n{event}"),
+                format!("{to}\n{from}\npage/*\n\nx/y {version}\n1\n{event}"),
                 "topic",
             ),
             (
-                format!("{origin} 1\npage/*\n\ngreeting {version}\n{{nope\n{event}"),
+                format!("{to}\n{from}\npage/*\n\ngreeting {version}\n{{nope\n{event}"),
                 "JSON",
             ),
             (
-                format!("{origin} 1\npage/*\n\n\n1\n{event}"),
+                format!("{to}\n{from}\npage/*\n\n\n1\n{event}"),
                 "without a topic",
             ),
             (
-                format!("{origin} 1\npage/*\n\n\n\nevent: x\ndata: y"),
+                format!("{to}\n{from}\npage/*\n\n\n\nevent: x\ndata: y"),
                 "SSE event",
             ),
             (
-                format!("{origin} 1\npage/*\n\n\n\nretry: 1\n\n"),
+                format!("{to}\n{from}\npage/*\n\n\n\nretry: 1\n\n"),
                 "SSE event",
             ),
         ] {

@@ -127,7 +127,7 @@ impl Drop for Guard {
         // `removed` is `None` when the registry ended the stream (close, replacement, a queue
         // overflow, shutdown); `Some` when the client went away first.
         tracing::debug!(
-            key = %self.key,
+            key = %self.key.redacted(),
             lifetime = ?self.opened.elapsed(),
             client_left = removed.is_some(),
             "stream closed",

@@ -124,7 +124,7 @@ impl Registry {
         for entry in &removed {
             if overflowed.iter().any(|(_, id)| *id == entry.id) {
                 tracing::warn!(
-                    key = %entry.key,
+                    key = %entry.key.redacted(),
                     limit = self.shared.queue_limit,
                     "stream more than its queue limit of events behind: cut off"
                 );

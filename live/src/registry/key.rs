@@ -80,6 +80,31 @@ impl Key {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key as logs show it: its last segment — a tab's session id, in the keys of page
+    /// streams, which lets whoever knows it open a stream in that tab's place — as a short
+    /// digest: `page/home/#1a2b3c4d`. Lines about the same stream still match.
+    pub fn redacted(&self) -> RedactedKey<'_> {
+        RedactedKey(self)
+    }
+}
+
+/// A [`Key`] with its last segment hidden: see [`Key::redacted`].
+#[derive(Clone, Copy, Debug)]
+pub struct RedactedKey<'a>(&'a Key);
+
+impl fmt::Display for RedactedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.as_str();
+        let (kept, hidden) = match text.rsplit_once('/') {
+            Some((kept, hidden)) => (Some(kept), hidden),
+            None => (None, text),
+        };
+        if let Some(kept) = kept {
+            write!(f, "{kept}/")?;
+        }
+        write!(f, "#{}", crate::redact::digest(hidden))
+    }
 }
 
 /// A set of keys: `*` segments match anything, other segments match themselves.
@@ -204,6 +229,21 @@ mod tests {
 
     fn pattern(text: &str) -> Pattern {
         Pattern::new(text).unwrap()
+    }
+
+    #[test]
+    fn logs_show_a_key_without_its_last_segment() {
+        let id = "425c97bd-d7af-458a-81e3-e50efe5e6330";
+        let shown = key(&format!("page/home/{id}")).redacted().to_string();
+        assert!(shown.starts_with("page/home/#"), "{shown}");
+        assert!(!shown.contains(id), "{shown}");
+        assert_eq!(
+            shown,
+            key(&format!("page/home/{id}")).redacted().to_string()
+        );
+        assert_ne!(shown, key("page/home/other").redacted().to_string());
+        let alone = key(id).redacted().to_string();
+        assert!(alone.starts_with('#') && !alone.contains(id), "{alone}");
     }
 
     #[test]

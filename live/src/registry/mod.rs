@@ -69,7 +69,7 @@ use self::{
 };
 pub use self::{
     connection::{Connection, Replaced},
-    key::{Key, KeyError, Pattern, WILDCARD},
+    key::{Key, KeyError, Pattern, RedactedKey, WILDCARD},
     latest::{Topic, Version, VersionError, is_topic_name},
     relay::Relay,
     socket::{Requests, STREAM_SEND_BUFFER, SocketControl},
@@ -309,7 +309,7 @@ impl Registry {
             }
             state.index.insert(entry)
         };
-        tracing::debug!(%key, "stream opened");
+        tracing::debug!(key = %key.redacted(), "stream opened");
         let connection = Connection {
             outbox,
             follows,

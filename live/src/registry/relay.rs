@@ -20,14 +20,19 @@ pub trait Relay: Send + Sync + fmt::Debug {
     fn relay(&self, registry: &Registry, outgoing: Outgoing) -> usize;
 
     /// The next version of the latest-state topic called `topic`, from the numbering every
-    /// instance shares, kept above `seen` (the highest number this instance knows). `None`
-    /// when the numbering cannot be reached now; the registry then numbers locally.
-    fn next_version<'a>(&'a self, topic: &'a str, seen: u64) -> BoxFuture<'a, Option<Version>>;
+    /// instance shares, kept above `newest` (the newest version this instance knows, if any).
+    /// `None` when the numbering cannot be reached now; the registry then numbers locally.
+    fn next_version<'a>(
+        &'a self,
+        topic: &'a str,
+        newest: Option<Version>,
+    ) -> BoxFuture<'a, Option<Version>>;
 
     /// Whether broadcasts from other instances are arriving (for health checks).
     fn is_connected(&self) -> bool;
 
-    /// Messages from other instances refused so far (unsigned, forged, too large, malformed).
+    /// Messages from other instances refused so far (unsigned, forged, too large, malformed,
+    /// for another app, too old, copies), and shared state found not to be trusted.
     fn rejected(&self) -> u64;
 
     /// Completes once every broadcast taken so far has been sent on (or given up on): the

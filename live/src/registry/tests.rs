@@ -537,7 +537,7 @@ impl Relay for HoldingRelay {
     fn next_version<'a>(
         &'a self,
         _: &'a str,
-        _: u64,
+        _: Option<Version>,
     ) -> futures_util::future::BoxFuture<'a, Option<Version>> {
         Box::pin(async { None })
     }

@@ -176,8 +176,7 @@ impl Registry {
                 Version::new(epoch, newest.map_or(0, |v| v.display_number()) + 1)
             });
         };
-        let seen = self.newest_known(topic).map_or(0, |v| v.display_number());
-        match relay.next_version(topic, seen).await {
+        match relay.next_version(topic, self.newest_known(topic)).await {
             Some(version) => self.assign(topic, |_| version),
             None => {
                 // The shared numbering is out of reach: number after the newest we know.

@@ -17,7 +17,7 @@ use axum::{
     Router,
     body::Body,
     extract::Request,
-    http::{HeaderMap, HeaderName, HeaderValue, Version, header},
+    http::{HeaderValue, Version, header},
     response::Response,
 };
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use super::{
     socket::{Activity, InFlight},
 };
 use crate::{
-    client::ClientAddr,
+    client::{ClientAddr, ClientIpHeader},
     registry::SocketControl,
     sse::{EventStream, Handoff},
 };
@@ -41,7 +41,7 @@ pub(super) struct ConnectionService {
     pub(super) control: SocketControl,
     pub(super) activity: Arc<Activity>,
     pub(super) peer: IpAddr,
-    pub(super) client_ip_header: Option<HeaderName>,
+    pub(super) client_ip_header: Option<ClientIpHeader>,
     pub(super) draining: Draining,
     /// Whether the connection is HTTPS: its responses tell browsers to keep to HTTPS.
     pub(super) https: bool,
@@ -103,8 +103,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let mut request: Request = request.map(Body::new);
-        let client =
-            client_addr(request.headers(), self.client_ip_header.as_ref()).unwrap_or(self.peer);
+        let client = (self.client_ip_header.as_ref())
+            .and_then(|header| header.client(request.headers()))
+            .unwrap_or(self.peer);
         // A stream hands its connection's control to the registry (see `SocketControl`); on
         // HTTP/2, its own stream's control, so that cutting it off leaves the others be.
         let watch = self.streams.as_ref().map(|next| {
@@ -160,13 +161,6 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
     }
 }
 
-/// The client address `header` names: the last address in it, which is the one the nearest
-/// proxy added (anything before it came from the client and cannot be trusted).
-fn client_addr(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<IpAddr> {
-    let value = headers.get(header?)?.to_str().ok()?;
-    value.rsplit(',').next()?.trim().parse().ok()
-}
-
 /// What the server writes for one response, keeping its request in flight until it is dropped.
 #[derive(Debug)]
 pub(super) struct Served {
@@ -216,24 +210,5 @@ impl http_body::Body for Served {
             Content::Stream(_) => SizeHint::default(),
             Content::Body(body) => body.size_hint(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_client_is_the_last_address_the_proxy_added() {
-        let name = HeaderName::from_static("x-forwarded-for");
-        let mut headers = HeaderMap::new();
-        headers.insert(&name, HeaderValue::from_static("6.6.6.6, 10.0.0.7"));
-        assert_eq!(
-            client_addr(&headers, Some(&name)),
-            Some(IpAddr::from([10, 0, 0, 7]))
-        );
-        assert_eq!(client_addr(&headers, None), None, "no header configured");
-        headers.insert(&name, HeaderValue::from_static("garbage"));
-        assert_eq!(client_addr(&headers, Some(&name)), None);
     }
 }

@@ -6,16 +6,17 @@
 //! uses it) stops the app with a message naming the variable, rather than crash a connection
 //! at the first request.
 
-use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
-
-use axum::http::HeaderName;
+use std::{ffi::OsString, net::IpAddr, path::PathBuf, time::Duration};
 
 mod parse;
 mod variables;
 
-use self::parse::{acme, bounded, is_integrity, parse, redis_url, seconds};
+use self::parse::{acme, bounded, client_ip_header, is_integrity, parse, redis_url, seconds};
 pub use self::variables::VARIABLES;
-use crate::script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL};
+use crate::{
+    client::ClientIpHeader,
+    script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL},
+};
 
 /// The longest any of the `*_SECS` settings may be: a day. Longer would never be meant, and
 /// unbounded ones overflow timers.
@@ -65,10 +66,13 @@ pub struct Settings {
     /// cannot take them all. Default 256. The address is the TCP peer's unless
     /// `CLIENT_IP_HEADER` says otherwise: behind a proxy every client has the proxy's address.
     pub max_streams_per_client: usize,
-    /// `CLIENT_IP_HEADER`: the request header a trusted proxy puts the client's address in
-    /// (`x-forwarded-for`: the last address in it; `x-real-ip`). Unset: the TCP peer's address.
-    /// Set it only behind a proxy that overwrites the header: clients can send any value.
-    pub client_ip_header: Option<HeaderName>,
+    /// `CLIENT_IP_HEADER`: the request header the proxies in front of the app add the client's
+    /// address to (`x-forwarded-for`, `x-real-ip`), and `CLIENT_IP_HOPS`: how many proxies
+    /// there are, each adding the address it sees (default 1). The client's address is the one
+    /// that many from the end, across every line of the header (see [`ClientIpHeader`]).
+    /// Unset: the TCP peer's address. Set it only behind proxies: without one, clients can send
+    /// any value.
+    pub client_ip_header: Option<ClientIpHeader>,
     /// `MAX_CONNECTIONS`: open connections beyond which a new one gets a `503` at once. Default
     /// (unset): what the open-files limit allows, less 512 kept for files, Redis and the
     /// refusals themselves, so the server never reaches "too many open files".
@@ -228,14 +232,25 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// The message shows the value, but never a secret in it: `REDIS_SECRET` not at all, and
+    /// the password of any URL (`REDIS_URL`) as `***`. Errors end up in logs.
     fn new(name: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        let value = value.into();
+        let value = if SECRET_VARIABLES.contains(&name) && !value.is_empty() {
+            "(hidden)".to_owned()
+        } else {
+            crate::redact::credentials(&value).into_owned()
+        };
         ConfigError {
             name,
-            value: value.into(),
-            reason: reason.into(),
+            value,
+            reason: crate::redact::credentials(&reason.into()).into_owned(),
         }
     }
 }
+
+/// Settings whose whole value is a secret, never shown.
+const SECRET_VARIABLES: &[&str] = &["REDIS_SECRET"];
 
 impl Settings {
     /// Reads a `.env` file in the working directory, if there is one, into the environment
@@ -249,9 +264,27 @@ impl Settings {
         Ok(Settings::from_env()?)
     }
 
-    /// Reads the process environment.
+    /// Reads the process environment. A variable that is not valid UTF-8 is refused like any
+    /// other unusable value (it is not taken for unset).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Settings::from_lookup(|name| std::env::var(name).ok())
+        Settings::from_os_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads settings through `lookup`, refusing a value that is not valid UTF-8 with its
+    /// variable named.
+    fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
+        for (name, ..) in VARIABLES {
+            if let Some(value) = lookup(name)
+                && value.to_str().is_none()
+            {
+                return Err(ConfigError::new(
+                    name,
+                    value.to_string_lossy(),
+                    "is not valid UTF-8",
+                ));
+            }
+        }
+        Settings::from_lookup(|name| lookup(name).and_then(|value| value.into_string().ok()))
     }
 
     /// Reads settings through `lookup` (the environment, or a map in tests).
@@ -305,12 +338,7 @@ impl Settings {
                 .unwrap_or(defaults.max_streams),
             max_streams_per_client: bounded(&lookup, "MAX_STREAMS_PER_CLIENT", 1, 10_000_000)?
                 .unwrap_or(defaults.max_streams_per_client),
-            client_ip_header: match lookup("CLIENT_IP_HEADER") {
-                Some(name) => Some(HeaderName::from_str(&name.to_ascii_lowercase()).map_err(
-                    |_| ConfigError::new("CLIENT_IP_HEADER", name, "must be a header name"),
-                )?),
-                None => None,
-            },
+            client_ip_header: client_ip_header(&lookup)?,
             max_connections: bounded(&lookup, "MAX_CONNECTIONS", 1, 10_000_000)?,
             listen_backlog: bounded(&lookup, "LISTEN_BACKLOG", 1, 65_535)?
                 .unwrap_or(defaults.listen_backlog),
@@ -539,6 +567,7 @@ mod tests {
             ("KEEP_ALIVE_TIMEOUT_SECS", "30"),
             ("MAX_CONNECTIONS", "60000"),
             ("CLIENT_IP_HEADER", "X-Forwarded-For"),
+            ("CLIENT_IP_HOPS", "2"),
         ])
         .unwrap();
         assert_eq!(config.host.to_string(), "0.0.0.0");
@@ -554,7 +583,9 @@ mod tests {
         assert_eq!(config.listen_backlog, 1024);
         assert_eq!(config.keep_alive_timeout, Duration::from_secs(30));
         assert_eq!(config.max_connections, Some(60_000));
-        assert_eq!(config.client_ip_header.unwrap(), "x-forwarded-for");
+        let header = config.client_ip_header.unwrap();
+        assert_eq!(header.name, "x-forwarded-for");
+        assert_eq!(header.hops, 2);
     }
 
     #[test]
@@ -598,6 +629,8 @@ mod tests {
             ("DATASTAR_INTEGRITY", "md5-abc"),
             ("DATASTAR_INTEGRITY", "sha384-tooshort"),
             ("CLIENT_IP_HEADER", "not a header"),
+            ("CLIENT_IP_HOPS", "0"),
+            ("CLIENT_IP_HOPS", "2"), // without CLIENT_IP_HEADER
             ("REDIS_PREFIX", "two words"),
             ("REDIS_PREFIX", "a*"),
             // One of the pair alone.
@@ -645,6 +678,59 @@ mod tests {
         assert!(same.starts_with("invalid HTTP_REDIRECT_PORT="), "{same}");
         let half = config(&[pair[1]]).unwrap_err().to_string();
         assert!(half.contains("needs TLS_CERT too"), "{half}");
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused_not_taken_for_unset() {
+        use std::os::unix::ffi::OsStringExt;
+
+        for name in [
+            "MAX_STREAMS_PER_CLIENT",
+            "REDIS_URL",
+            "REDIS_SECRET",
+            "CLIENT_IP_HEADER",
+        ] {
+            let lookup =
+                |asked: &str| (asked == name).then(|| OsString::from_vec(b"1\xff".to_vec()));
+            let error = Settings::from_os_lookup(lookup).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("invalid {name}=")), "{error}");
+            assert!(error.ends_with("is not valid UTF-8"), "{error}");
+        }
+        let fine = |asked: &str| (asked == "MAX_STREAMS_PER_CLIENT").then(|| "3".into());
+        assert_eq!(
+            Settings::from_os_lookup(fine)
+                .unwrap()
+                .max_streams_per_client,
+            3
+        );
+    }
+
+    #[test]
+    fn refusals_show_no_secret() {
+        // Every value and reason goes through the same hiding, whichever setting it is.
+        let error = ConfigError::new(
+            "REDIS_URL",
+            "redis2://user:secretpw@10.0.0.1/",
+            "cannot parse redis2://user:secretpw@10.0.0.1/",
+        )
+        .to_string();
+        assert!(!error.contains("secretpw"), "{error}");
+        assert!(error.contains("redis2://user:***@10.0.0.1/"), "{error}");
+        let error = ConfigError::new("REDIS_SECRET", "secretpw", "too short").to_string();
+        assert!(!error.contains("secretpw"), "{error}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_url_that_does_not_parse_is_refused_without_its_password() {
+        let error = config(&[
+            ("REDIS_URL", "redis2://user:secretpw@10.0.0.1:6379/"),
+            ("REDIS_SECRET", &"s".repeat(32)),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("invalid REDIS_URL="), "{error}");
+        assert!(!error.contains("secretpw"), "{error}");
     }
 
     #[cfg(feature = "redis")]

@@ -5,6 +5,7 @@ use std::{str::FromStr, time::Duration};
 use std::path::PathBuf;
 
 use super::{AcmeSettings, ConfigError, LETS_ENCRYPT, MAX_SECS};
+use crate::client::ClientIpHeader;
 
 /// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
 pub(super) fn is_integrity(value: &str) -> bool {
@@ -52,6 +53,30 @@ pub(super) fn redis_url(
         return Err(ConfigError::new("REDIS_URL", url, error.to_string()));
     }
     Ok(Some(url))
+}
+
+/// `CLIENT_IP_HEADER` and `CLIENT_IP_HOPS`, which means nothing without it.
+pub(super) fn client_ip_header(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<ClientIpHeader>, ConfigError> {
+    let hops = bounded::<usize>(lookup, "CLIENT_IP_HOPS", 1, 32)?;
+    let Some(name) = lookup("CLIENT_IP_HEADER") else {
+        return match hops {
+            Some(hops) if hops > 1 => Err(ConfigError::new(
+                "CLIENT_IP_HOPS",
+                hops.to_string(),
+                "counts the proxies that add to CLIENT_IP_HEADER, so it needs CLIENT_IP_HEADER",
+            )),
+            _ => Ok(None),
+        };
+    };
+    let header: ClientIpHeader = name
+        .parse()
+        .map_err(|_| ConfigError::new("CLIENT_IP_HEADER", name, "must be a header name"))?;
+    Ok(Some(ClientIpHeader {
+        hops: hops.unwrap_or(1),
+        ..header
+    }))
 }
 
 /// An integer from `min` to `max`.

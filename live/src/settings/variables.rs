@@ -66,7 +66,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "CLIENT_IP_HEADER",
         "",
-        "behind a trusted proxy: the header with the client's address (x-forwarded-for)",
+        "behind proxies: the header they add the client's address to (x-forwarded-for)",
+    ),
+    (
+        "CLIENT_IP_HOPS",
+        "1",
+        "how many proxies add to CLIENT_IP_HEADER: the client is that many addresses from the end",
     ),
     (
         "MAX_CONNECTIONS",

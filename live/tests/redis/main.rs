@@ -9,6 +9,7 @@ mod faults;
 mod proxy;
 #[path = "../support/mod.rs"]
 mod support;
+mod trust;
 
 use std::time::{Duration, Instant};
 
@@ -16,16 +17,22 @@ use futures_util::future::join_all;
 use live::testing::RedisServer;
 use support::{PATIENCE, SseClient, TestApp, elements, spawn_app_with};
 
-const PREFIX: &str = "scaleout-test";
+pub(crate) const PREFIX: &str = "scaleout-test";
 /// What the instances of these tests sign their messages with.
 pub(crate) const SECRET: &str = "the scale-out tests' secret, 32+ characters";
 
 pub(crate) async fn instance(redis_url: &str) -> TestApp {
+    instance_with_prefix(redis_url, PREFIX).await
+}
+
+/// An instance of the app whose keys and channel are under `prefix`.
+pub(crate) async fn instance_with_prefix(redis_url: &str, prefix: &str) -> TestApp {
     let url = redis_url.to_owned();
+    let prefix = prefix.to_owned();
     spawn_app_with(move |config| {
         config.redis_url = Some(url);
         config.redis_secret = Some(SECRET.into());
-        config.redis_prefix = Some(PREFIX.into());
+        config.redis_prefix = Some(prefix);
     })
     .await
 }
@@ -49,7 +56,7 @@ pub(crate) async fn wait_redis(app: &TestApp, connected: bool) {
 }
 
 /// A `redis-server` and two app instances already receiving from it.
-async fn two_connected_instances() -> (RedisServer, TestApp, TestApp) {
+pub(crate) async fn two_connected_instances() -> (RedisServer, TestApp, TestApp) {
     let redis = RedisServer::start().await;
     let a = instance(&redis.url()).await;
     let b = instance(&redis.url()).await;
@@ -216,8 +223,12 @@ async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counte
 
     // A well-formed patch that would run script in every tab, signed with the wrong secret.
     let attack = WireBroadcast {
+        prefix: PREFIX.into(),
+        channel: channel.clone(),
         origin: uuid::Uuid::new_v4(),
+        epoch: 1,
         seq: 1,
+        sent_at: 1,
         outgoing: Outgoing {
             pattern: Pattern::new("page/notes/*").unwrap(),
             except: Vec::new(),
@@ -230,7 +241,7 @@ async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counte
     let forged = attack.encode(&Signer::new("not the app's secret, but long enough too"));
     let text = String::from_utf8(forged.clone()).unwrap();
     let (_, body) = text.split_once('\n').unwrap();
-    let unsigned = format!("ascolais/2\n{body}");
+    let unsigned = format!("ascolais/3\n{body}");
     // Signed with the right secret, but not a broadcast.
     let signed_nonsense = {
         let mut message = attack.clone();
@@ -268,7 +279,7 @@ async fn forged_unsigned_oversized_and_malformed_messages_are_refused_and_counte
 }
 
 /// Publishes `message` on `channel` as anyone with access to Redis could.
-async fn publish_bytes(redis: &RedisServer, channel: &str, message: &[u8]) {
+pub(crate) async fn publish_bytes(redis: &RedisServer, channel: &str, message: &[u8]) {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let receivers: i64 = redis::cmd("PUBLISH")
