@@ -262,6 +262,18 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_page_leads_back_to_the_form_it_came_from() {
+        let page = |ctx| views(from("/d.js")).render("refused.html", ctx).unwrap();
+        let home = page(context! { title => "No", message => "Not now." });
+        assert!(home.contains(r#"<a href="/">Back to the home page</a>"#), "{home}");
+        let board = page(context! { title => "No", message => "Not now.", back => "/board" });
+        assert!(
+            board.contains(r#"<a href="&#x2f;board">Back to the form</a>"#),
+            "{board}"
+        );
+    }
+
+    #[test]
     fn a_known_hash_pins_the_script() {
         let html = views(DatastarScript {
             url: DATASTAR_CDN_URL.to_owned(),

@@ -11,6 +11,7 @@
 mod helpers;
 
 mod dev_loop;
+mod offline;
 mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};

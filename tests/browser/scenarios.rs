@@ -328,6 +328,13 @@ async fn a_datastar_file_that_fails_its_hash_never_runs_and_the_form_still_posts
     // The browser refuses the script (its bytes do not match), so the page never goes live…
     tab.poll_log_for("integrity").await;
     assert_eq!(app.streams("page/home/*"), 0, "Datastar never ran");
+    // (A debug build says so on the page.)
+    #[cfg(debug_assertions)]
+    tab.wait_until(
+        "the Datastar notice to show",
+        "!document.querySelector('#datastar-missing').hidden",
+    )
+    .await;
 
     // …and the form is a plain form: it posts, the page comes back with the greeting.
     tab.type_and_enter("#name", "Ada").await;
