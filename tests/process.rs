@@ -313,7 +313,10 @@ async fn every_setting_may_be_empty_and_the_example_may_be_uncommented_as_shippe
         })
         .map(|line| format!("{line}\n"))
         .collect();
-    assert!(uncommented.contains("\nMAX_CONNECTIONS=\n"), "{uncommented}");
+    assert!(
+        uncommented.contains("\nMAX_CONNECTIONS=\n"),
+        "{uncommented}"
+    );
     std::fs::write(dir.join(".env"), uncommented).unwrap();
     // The environment's `PORT=0` wins over the file's `PORT=3000`.
     let app = AppProcess::start(&[], &dir);

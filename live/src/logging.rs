@@ -72,11 +72,13 @@ pub fn init() -> Logging {
 fn rust_log() -> Option<String> {
     let value = match std::env::var("RUST_LOG") {
         Ok(value) => value,
-        Err(_) => dotenvy::from_path_iter(".env")
-            .ok()?
-            .map_while(Result::ok)
-            .find(|(name, _)| name == "RUST_LOG")?
-            .1,
+        Err(_) => {
+            dotenvy::from_path_iter(".env")
+                .ok()?
+                .map_while(Result::ok)
+                .find(|(name, _)| name == "RUST_LOG")?
+                .1
+        }
     };
     Some(value).filter(|value| !value.is_empty())
 }

@@ -218,7 +218,7 @@ mod tests {
         let html = views(from(DATASTAR_CDN_URL))
             .render("page.html", context! { note => () })
             .unwrap();
-        assert_eq!(html.matches("data-init=").count(), 1, "{html}");
+        assert_eq!(html.matches(r#"data-init="@get("#).count(), 1, "{html}");
         assert!(
             html.contains("data-init=\"@get('/sse/notes', {retry: 'always'"),
             "{html}"
@@ -265,7 +265,10 @@ mod tests {
     fn a_refusal_page_leads_back_to_the_form_it_came_from() {
         let page = |ctx| views(from("/d.js")).render("refused.html", ctx).unwrap();
         let home = page(context! { title => "No", message => "Not now." });
-        assert!(home.contains(r#"<a href="/">Back to the home page</a>"#), "{home}");
+        assert!(
+            home.contains(r#"<a href="/">Back to the home page</a>"#),
+            "{home}"
+        );
         let board = page(context! { title => "No", message => "Not now.", back => "/board" });
         assert!(
             board.contains(r#"<a href="&#x2f;board">Back to the form</a>"#),

@@ -35,7 +35,11 @@ async fn pages_without_a_stream_get_a_dev_stream_and_home_keeps_one_connection()
         !home.contains("/sse/dev"),
         "the home stream carries dev events: {home}"
     );
-    assert_eq!(home.matches("data-init=").count(), 1, "one stream per tab");
+    assert_eq!(
+        home.matches(r#"data-init="@get("#).count(),
+        1,
+        "one stream per tab"
+    );
 }
 
 #[tokio::test]

@@ -48,7 +48,10 @@ async fn with_datastar_unreachable_a_debug_page_says_so_and_names_the_setting() 
         // Assert: the page says what is wrong and what to change, at its top…
         let text = shown_notice(&tab).await;
         assert!(text.contains("Datastar has not loaded"), "{page}: {text}");
-        assert!(text.contains(DATASTAR_CDN_URL), "{page}: the URL tried: {text}");
+        assert!(
+            text.contains(DATASTAR_CDN_URL),
+            "{page}: the URL tried: {text}"
+        );
         assert!(text.contains("DATASTAR_URL"), "{page}: the setting: {text}");
         let first = tab
             .eval("return document.body.firstElementChild.id", vec![])
