@@ -32,6 +32,10 @@ pub const RETRY_MAX_WAIT_MS: u64 = if cfg!(debug_assertions) {
     30_000
 };
 
+/// Where the dev markup loads the script that shows its "Datastar has not loaded" notice
+/// (served by the dev loop's routes, `dev::datastar_check`).
+pub const DATASTAR_CHECK: &str = "/dev/datastar-check.js";
+
 /// Registers the functions on `env`.
 pub(crate) fn add_functions(env: &mut Environment<'static>) {
     env.add_function("live_stream", live_stream);
@@ -101,7 +105,7 @@ fn live_dev(state: &State) -> Result<Value, Error> {
                 own_stream => !opened,
                 tab => Uuid::new_v4().to_string(),
                 retry_max_wait => RETRY_MAX_WAIT_MS,
-                datastar_check => crate::dev::DATASTAR_CHECK,
+                datastar_check => DATASTAR_CHECK,
             },
         )
     }

@@ -63,11 +63,8 @@ where
 {
     Router::new()
         .route("/sse/dev", get(stream))
-        .route(DATASTAR_CHECK, get(datastar_check))
+        .route(crate::markup::DATASTAR_CHECK, get(datastar_check))
 }
-
-/// Where the dev markup loads [`datastar_check`] from.
-pub const DATASTAR_CHECK: &str = "/dev/datastar-check.js";
 
 /// `GET /dev/datastar-check.js`: the script that shows a page's "Datastar has not loaded"
 /// notice (`live/datastar_missing.html`) when Datastar never ran. A file of this origin, so the
