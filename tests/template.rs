@@ -606,6 +606,61 @@ fn every_path_the_readme_names_exists_and_its_tree_shows_the_project() {
     }
 }
 
+/// "Datastar offline" fetches the very file the kit pins, and checks it against the kit's hash:
+/// the URL is `DATASTAR_CDN_URL`, the SHA-384 that `sha384sum -c` compares is the one in
+/// `DATASTAR_CDN_INTEGRITY` (base64 there, hex here).
+#[test]
+fn the_readme_fetches_and_checks_the_datastar_file_the_kit_pins() {
+    let readme = read("README.md.liquid");
+    let commands = readme::shell_commands(&readme);
+    let fetch = commands
+        .iter()
+        .find(|command| command.command.starts_with("curl "))
+        .expect("the README fetches Datastar");
+    assert!(
+        fetch
+            .command
+            .ends_with(&format!(" {}", live::views::DATASTAR_CDN_URL)),
+        "{fetch:?}"
+    );
+    let check = commands
+        .iter()
+        .find(|command| command.command.contains("sha384sum -c"))
+        .expect("the README checks the file");
+    let hash = live::views::DATASTAR_CDN_INTEGRITY
+        .strip_prefix("sha384-")
+        .unwrap();
+    let hex: String = base64_decode(hash)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert!(
+        check
+            .command
+            .contains(&format!("\"{hex}  static/datastar.js\"")),
+        "{check:?} is not the SHA-384 {hex}"
+    );
+}
+
+/// Standard base64, for the one hash above (no crate for a few lines).
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    bytes
+}
+
 /// The steps of the generated CI workflow, by name: the command each runs.
 fn ci_step(name: &str) -> String {
     let workflow = read(".github/workflows/ci.yml");
