@@ -6,7 +6,8 @@
 //!
 //! Generated projects go to a temporary directory outside the repository (cargo would otherwise
 //! read this repository's manifest as their parent) and build into this repository's own target
-//! directory, so the dependencies compiled for the root crate are reused, not rebuilt.
+//! directory, so the dependencies compiled for the root crate are reused, not rebuilt — all but
+//! the kit, which each project builds apart ([`share_target_dir`]).
 
 use std::{
     fs,
@@ -120,6 +121,30 @@ fn generate(name: &str, into: &TempDir) -> PathBuf {
         "no project at {project:?}"
     );
     project
+}
+
+/// Lets `project` build in the shared target directory without mixing its kit with another's.
+///
+/// cargo names a path package's artifacts after its path *relative to the workspace*, and
+/// judges them fresh by the mtimes of the sources at that relative path: every generated
+/// project's `live/`, and this repository's, would share one artifact — built from whichever
+/// copy came last, with that copy's `CARGO_MANIFEST_DIR` inside (the kit reads its templates
+/// from there in debug builds). A later build elsewhere then takes it as fresh, and serves
+/// "template not found" from a deleted temporary directory. A profile setting of the kit's own,
+/// different in each project, gives each its own artifacts (and costs nothing else: the other
+/// dependencies are still shared).
+fn share_target_dir(project: &Path) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static PROJECTS: AtomicUsize = AtomicUsize::new(0);
+    // Never the defaults (256 and 16), which this repository's own builds use.
+    let units = 300 + PROJECTS.fetch_add(1, Ordering::Relaxed);
+    let config = format!(
+        "# The template test's: this project's kit gets artifacts of its own.\n\
+         [profile.dev.package.live-kit]\ncodegen-units = {units}\n\
+         [profile.release.package.live-kit]\ncodegen-units = {units}\n"
+    );
+    fs::create_dir_all(project.join(".cargo")).unwrap();
+    fs::write(project.join(".cargo/config.toml"), config).unwrap();
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -379,6 +404,7 @@ fn a_generated_project_runs_its_readme_commands_as_written() {
     let dir = TempDir::new("template-test");
     let project = generate(name, &dir);
     check_generated_project(&project, name);
+    share_target_dir(&project);
     fs::create_dir_all(target_dir()).unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(target_dir(), project.join("target")).unwrap();
@@ -470,6 +496,7 @@ fn generated_projects_build_pass_their_tests_and_run() {
     let dir = TempDir::new("template-test");
     let project = generate(name, &dir);
     check_generated_project(&project, name);
+    share_target_dir(&project);
 
     run(cargo()
         .current_dir(&project)
@@ -686,6 +713,7 @@ fn readme_recipes_pasted_verbatim_pass_the_generated_ci() {
     let name = "readme-check";
     let dir = TempDir::new("readme-test");
     let project = generate(name, &dir);
+    share_target_dir(&project);
     let readme = fs::read_to_string(project.join("README.md")).unwrap();
 
     let files = readme::recipe_files(&readme);
