@@ -124,9 +124,19 @@ async fn a_stylesheet_change_swaps_stylesheets_and_a_template_change_reloads() {
     )
     .unwrap();
 
-    // Assert: both tabs are told to reload, and the page shows the edit.
+    // Assert: both tabs are told to reload, and the page shows the edit. (On a loaded machine
+    // the watcher may report the stylesheet's save twice: a repeated stylesheet patch first is
+    // harmless, and skipped.)
     for tab in [&mut home, &mut about] {
-        let event = signals(&tab.next_event().await);
+        let mut event = tab.next_event().await;
+        while event.event == "datastar-patch-elements" {
+            assert!(
+                elements(&event).starts_with(r#"<link id="stylesheet-app""#),
+                "{event:?}"
+            );
+            event = tab.next_event().await;
+        }
+        let event = signals(&event);
         assert!(event["_devReload"].is_string(), "{event}");
     }
     assert!(
