@@ -581,6 +581,66 @@ async fn no_session_id_password_or_secret_is_logged_at_any_level() {
     }
 }
 
+/// An empty value means unset, for every setting: given all at once as `NAME=`, the app starts
+/// on its defaults, and so it does with `.env.example` copied to `.env` and every line
+/// uncommented as shipped.
+#[tokio::test]
+async fn every_setting_may_be_empty_and_the_example_may_be_uncommented_as_shipped() {
+    // `PORT=` would mean port 3000, which another program may hold: the kit's own test covers
+    // it with the others; here the port stays 0.
+    let empty: Vec<(&str, &str)> = live::settings::VARIABLES
+        .iter()
+        .map(|(name, ..)| (*name, ""))
+        .filter(|(name, _)| *name != "PORT")
+        .chain([("RUST_LOG", "")])
+        .collect();
+    let app = AppProcess::start(&empty, &here());
+    assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
+
+    let dir = std::env::temp_dir().join(format!("example-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let uncommented: String = example
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(setting) if setting.contains('=') && !setting.starts_with(' ') => setting,
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(
+        uncommented.contains("\nMAX_CONNECTIONS=\n"),
+        "{uncommented}"
+    );
+    std::fs::write(dir.join(".env"), uncommented).unwrap();
+    // The environment's `PORT=0` wins over the file's `PORT=3000`.
+    let app = AppProcess::start(&[], &dir);
+    assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `RUST_LOG` is a setting like the others: read from `.env` too, although logging starts
+/// before the settings are read.
+#[test]
+fn the_log_filter_can_come_from_a_dotenv_file() {
+    let dir = std::env::temp_dir().join(format!("log-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".env"), "RUST_LOG=debug\n").unwrap();
+
+    let mut app = AppProcess::start(&[], &dir);
+
+    // Logged at start, before the listening line, at debug level only.
+    assert!(
+        app.seen.iter().any(|line| line.contains("DEBUG")),
+        "no debug line: {:?}",
+        app.seen
+    );
+    app.terminate();
+    app.wait_exit();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn each_request_logs_one_line_at_the_default_level() {
     let mut app = AppProcess::start(&[], &here());

@@ -6,7 +6,8 @@
 //!
 //! Generated projects go to a temporary directory outside the repository (cargo would otherwise
 //! read this repository's manifest as their parent) and build into this repository's own target
-//! directory, so the dependencies compiled for the root crate are reused, not rebuilt.
+//! directory, so the dependencies compiled for the root crate are reused, not rebuilt — all but
+//! the kit, which each project builds apart ([`share_target_dir`]).
 
 use std::{
     fs,
@@ -16,6 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "template/readme.rs"]
+mod readme;
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The package name the template itself builds under, replaced by the project name on
@@ -24,19 +28,22 @@ const TEMPLATE_NAME: &str = "ascolais-app";
 
 fn cargo() -> Command {
     let mut command = Command::new(env!("CARGO"));
-    // Variables that the outer `cargo test` set for this test binary must not leak into the
-    // inner builds (they describe this package, not the generated one).
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || name.starts_with("CARGO_CRATE_")
-            || name == "CARGO_PRIMARY_PACKAGE"
-        {
+        if describes_this_package(&name) {
             command.env_remove(&*name);
         }
     }
     command
+}
+
+/// Variables that the outer `cargo test` set for this test binary, which must not leak into the
+/// inner builds (they describe this package, not the generated one).
+fn describes_this_package(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_CRATE_")
+        || name == "CARGO_PRIMARY_PACKAGE"
 }
 
 fn target_dir() -> PathBuf {
@@ -116,6 +123,30 @@ fn generate(name: &str, into: &TempDir) -> PathBuf {
     project
 }
 
+/// Lets `project` build in the shared target directory without mixing its kit with another's.
+///
+/// cargo names a path package's artifacts after its path *relative to the workspace*, and
+/// judges them fresh by the mtimes of the sources at that relative path: every generated
+/// project's `live/`, and this repository's, would share one artifact — built from whichever
+/// copy came last, with that copy's `CARGO_MANIFEST_DIR` inside (the kit reads its templates
+/// from there in debug builds). A later build elsewhere then takes it as fresh, and serves
+/// "template not found" from a deleted temporary directory. A profile setting of the kit's own,
+/// different in each project, gives each its own artifacts (and costs nothing else: the other
+/// dependencies are still shared).
+fn share_target_dir(project: &Path) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static PROJECTS: AtomicUsize = AtomicUsize::new(0);
+    // Never the defaults (256 and 16), which this repository's own builds use.
+    let units = 300 + PROJECTS.fetch_add(1, Ordering::Relaxed);
+    let config = format!(
+        "# The template test's: this project's kit gets artifacts of its own.\n\
+         [profile.dev.package.live-kit]\ncodegen-units = {units}\n\
+         [profile.release.package.live-kit]\ncodegen-units = {units}\n"
+    );
+    fs::create_dir_all(project.join(".cargo")).unwrap();
+    fs::write(project.join(".cargo/config.toml"), config).unwrap();
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).unwrap() {
@@ -183,6 +214,10 @@ fn check_generated_project(project: &Path, name: &str) {
         assert_ne!(relative, "cargo-generate.toml");
         assert!(!relative.starts_with(".ci"), "leftover {relative}");
         assert_ne!(relative, "tests/template.rs");
+        assert!(
+            !relative.starts_with("tests/template/"),
+            "leftover {relative}"
+        );
         if let Ok(text) = fs::read_to_string(&file) {
             for placeholder in [
                 "{{project-name",
@@ -230,19 +265,20 @@ fn check_generated_project(project: &Path, name: &str) {
     }
 }
 
-/// Starts `binary` on a free port in `dir`, waits for it to serve, checks `/healthz` and then
-/// whatever `check` wants with the address, stops it with SIGTERM and checks it exits cleanly.
+/// Starts `command` (an app's server, in its project or an empty directory) on a free port,
+/// waits for it to serve, checks `/healthz` and then whatever `check` wants with the address,
+/// stops it with SIGTERM and checks it exits cleanly. (`command` must become the server's
+/// process: `cargo run` does, `sh -c` does with `exec`.)
 #[cfg(unix)]
-fn smoke_test_binary(binary: &Path, dir: &Path, check: impl FnOnce(&str)) {
-    let mut child = Command::new(binary)
-        .current_dir(dir)
+fn smoke_test(command: &mut Command, check: impl FnOnce(&str)) {
+    let mut child = command
         .env("PORT", "0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {binary:?}: {error}"));
+        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let address = stdout
         .lines()
@@ -252,7 +288,7 @@ fn smoke_test_binary(binary: &Path, dir: &Path, check: impl FnOnce(&str)) {
                 .nth(1)
                 .map(|rest| rest.trim().to_owned())
         })
-        .expect("the binary logs its address");
+        .unwrap_or_else(|| panic!("{command:?} logs no address"));
 
     let response = http_get(&address, "/healthz");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -271,67 +307,146 @@ fn smoke_test_binary(binary: &Path, dir: &Path, check: impl FnOnce(&str)) {
     }
 }
 
+/// [`smoke_test`] of the binary at `binary`, run in `dir`.
+#[cfg(unix)]
+fn smoke_test_binary(binary: &Path, dir: &Path, check: impl FnOnce(&str)) {
+    smoke_test(Command::new(binary).current_dir(dir), check);
+}
+
 #[cfg(unix)]
 fn http_get(address: &str, path: &str) -> String {
+    http(address, &format!("GET {path} HTTP/1.1"), &[], "")
+}
+
+/// `POST path` with a form `body`, as a browser posts it, or Datastar with `datastar`.
+#[cfg(unix)]
+fn http_post(address: &str, path: &str, body: &str, datastar: bool) -> String {
+    let mut headers = vec!["Content-Type: application/x-www-form-urlencoded".to_owned()];
+    if datastar {
+        headers.push("datastar-request: true".to_owned());
+    }
+    http(address, &format!("POST {path} HTTP/1.1"), &headers, body)
+}
+
+#[cfg(unix)]
+fn http(address: &str, request_line: &str, headers: &[String], body: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut head = format!("{request_line}\r\nHost: {address}\r\nConnection: close\r\n");
+    for header in headers {
+        head.push_str(&format!("{header}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    write!(stream, "{head}\r\n{body}").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
 }
 
-#[test]
-fn generated_projects_build_pass_their_tests_and_run() {
-    for name in ["my-app", "blog_2026"] {
-        let dir = TempDir::new("template-test");
-        let project = generate(name, &dir);
-        check_generated_project(&project, name);
+/// The commands of the generated README's `sh` blocks that the tests run exactly as written
+/// (`{name}` is the project's name), in a fresh project
+/// (`a_generated_project_runs_its_readme_commands_as_written`) and with the recipes pasted
+/// (`readme_recipes_pasted_verbatim_pass_the_generated_ci`). Every other command there must
+/// say what it needs that a test does not have (`# needs …`): the network, root, a server.
+const RUN_IN_A_FRESH_PROJECT: &[&str] = &[
+    "cargo test",
+    "cargo test --workspace",
+    "cargo run",
+    "cargo build --release",
+    "./target/release/{name}",
+];
+const RUN_WITH_THE_RECIPES: &[&str] = &["cargo test --test board"];
+/// Of those, the ones that start the server (they run until stopped).
+const SERVES: &[&str] = &["cargo run", "./target/release/{name}"];
 
-        // `--locked`: the shipped lockfile is complete and current. The whole workspace: the
-        // app's tests and the kit's.
-        run(cargo()
-            .current_dir(&project)
-            .env("CARGO_TARGET_DIR", target_dir())
-            .args(["test", "--workspace", "--locked"]));
-
-        // The browser tests ship too (behind a feature): they must at least build there. They
-        // run in this repository's own `cargo test --all-features`.
-        run(cargo()
-            .current_dir(&project)
-            .env("CARGO_TARGET_DIR", target_dir())
-            .args([
-                "test",
-                "--locked",
-                "--features",
-                "browser-tests",
-                "--no-run",
-            ]));
-
-        let binary = target_dir().join("debug").join(name);
-        assert!(binary.is_file(), "the binary is named after the project");
-        #[cfg(unix)]
-        smoke_test_binary(&binary, &project, |_| {});
+/// A README command, as a reader runs it in `project`: through the shell, in a clean
+/// environment (no `CARGO_TARGET_DIR`: the README's paths say `./target`). `exec`, so that a
+/// server is the process started.
+fn shell(project: &Path, command: &str) -> Command {
+    let mut shell = Command::new("sh");
+    shell
+        .current_dir(project)
+        .arg("-c")
+        .arg(format!("exec {command}"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if describes_this_package(&name) || name == "CARGO_TARGET_DIR" {
+            shell.env_remove(&*name);
+        }
     }
+    shell
+}
+
+/// `command` (with `{name}`, the project's name) as the project's README writes it; fails if
+/// the README no longer has it.
+fn as_written(project: &Path, name: &str, command: &str) -> String {
+    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+    let written = command.replace("{name}", name);
+    assert!(
+        readme::shell_commands(&readme)
+            .iter()
+            .any(|shell_command| shell_command.command == written),
+        "`{written}` is no longer in the README: update the tests' list"
+    );
+    written
+}
+
+/// A fresh project, followed as its README says: `cargo test`, `cargo test --workspace`,
+/// `cargo run`, `cargo build --release` and the release binary, each run as written (builds go
+/// to this repository's target directory, through a `target` link); the shipped lockfile needs
+/// no change. Then the release binary alone, in an empty directory, serves every page and asset
+/// from inside itself.
+#[test]
+fn a_generated_project_runs_its_readme_commands_as_written() {
+    let name = "my-app";
+    let dir = TempDir::new("template-test");
+    let project = generate(name, &dir);
+    check_generated_project(&project, name);
+    share_target_dir(&project);
+    fs::create_dir_all(target_dir()).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target_dir(), project.join("target")).unwrap();
+    let lockfile = fs::read_to_string(project.join("Cargo.lock")).unwrap();
+
+    for command in RUN_IN_A_FRESH_PROJECT {
+        let mut written = shell(&project, &as_written(&project, name, command));
+        if SERVES.contains(command) {
+            #[cfg(unix)]
+            smoke_test(&mut written, |address| {
+                let home = http_get(address, "/");
+                assert!(home.starts_with("HTTP/1.1 200"), "{home}");
+            });
+        } else {
+            run(&mut written);
+        }
+    }
+
+    // What `--locked` checks: the same packages (cargo sorts them by name, and the project's
+    // own name sorts elsewhere than the template's, so the order may change).
+    let after = fs::read_to_string(project.join("Cargo.lock")).unwrap();
+    assert_eq!(
+        lock_entries(&after),
+        lock_entries(&lockfile),
+        "the shipped Cargo.lock is complete and current"
+    );
+    #[cfg(unix)]
+    release_binary_serves_everything_alone(&target_dir().join("release").join(name));
+}
+
+/// A lockfile's entries (its blank-line separated blocks), in any order.
+fn lock_entries(lockfile: &str) -> std::collections::BTreeSet<&str> {
+    lockfile.split("\n\n").map(str::trim).collect()
 }
 
 /// One binary: a release build embeds templates and static files, so the binary serves every
 /// page and asset when copied alone into an empty directory.
 #[cfg(unix)]
-#[test]
-fn the_release_binary_serves_everything_from_an_empty_directory() {
-    run(cargo()
-        .current_dir(REPO)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .args(["build", "--release", "--locked"]));
-    let built = target_dir().join("release").join(TEMPLATE_NAME);
+fn release_binary_serves_everything_alone(built: &Path) {
     let empty = TempDir::new("release-test");
     let binary = empty.0.join("app");
-    fs::copy(&built, &binary).unwrap();
+    fs::copy(built, &binary).unwrap();
     let size = fs::metadata(&binary).unwrap().len();
     eprintln!(
         "release binary: {size} bytes ({:.1} MiB)",
@@ -344,6 +459,10 @@ fn the_release_binary_serves_everything_from_an_empty_directory() {
         assert!(home.starts_with("HTTP/1.1 200"), "{home}");
         assert!(home.contains("<form id=\"greet-form\""), "{home}");
         assert!(home.contains("/static/app.css?v="), "{home}");
+        assert!(
+            !home.contains("datastar-missing"),
+            "no dev markup in a release build"
+        );
         let about = http_get(address, "/about");
         assert!(about.contains("<h1>About this app</h1>"), "{about}");
         let css = http_get(address, "/static/app.css");
@@ -367,41 +486,237 @@ fn the_release_binary_serves_everything_from_an_empty_directory() {
     }
 }
 
-/// The generated README's recipes ("Add a page", "Add a live page"), every file pasted where
-/// the README says, must compile — and the live page's own test, two tabs updating, must pass:
-/// docs that drift from the code are worse than none.
+/// Another name, built as CI builds it: `--locked` (the shipped lockfile is complete and
+/// current), the whole workspace (the app's tests and the kit's), and the browser tests, which
+/// ship behind a feature, built (they run in this repository's own `cargo test
+/// --all-features`).
 #[test]
-fn readme_recipes_compile_and_the_live_page_works_in_a_generated_project() {
-    let dir = TempDir::new("readme-test");
-    let project = generate("readme-check", &dir);
+fn generated_projects_build_pass_their_tests_and_run() {
+    let name = "blog_2026";
+    let dir = TempDir::new("template-test");
+    let project = generate(name, &dir);
+    check_generated_project(&project, name);
+    share_target_dir(&project);
+
+    run(cargo()
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["test", "--workspace", "--locked"]));
+    run(cargo()
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args([
+            "test",
+            "--locked",
+            "--features",
+            "browser-tests",
+            "--no-run",
+        ]));
+
+    let binary = target_dir().join("debug").join(name);
+    assert!(binary.is_file(), "the binary is named after the project");
+    #[cfg(unix)]
+    smoke_test_binary(&binary, &project, |_| {});
+}
+
+/// Every command in the generated README's `sh` blocks runs in a test as written, or says what
+/// it needs that a test does not have (`# needs the network`, on its line or first in its
+/// block) — so a command added to the README is either tested or marked, never just trusted.
+#[test]
+fn every_readme_command_runs_in_a_test_or_says_what_it_needs() {
+    let name = "my-app";
+    let dir = TempDir::new("readme-commands");
+    let project = generate(name, &dir);
     let readme = fs::read_to_string(project.join("README.md")).unwrap();
 
-    // Every `rust` and `html` block follows a line that names its file in backticks
-    // ("`src/board.rs`:"); the block is that file, whole.
-    let mut files: Vec<(String, String)> = Vec::new();
-    let mut previous = "";
-    let mut lines = readme.lines();
-    while let Some(line) = lines.next() {
-        let fence = line.trim();
-        if fence == "```rust" || fence == "```html" {
-            let indent = line.len() - line.trim_start().len();
-            let block: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| l.trim() != "```")
-                .map(|l| l.get(indent..).unwrap_or(""))
-                .collect();
-            let path = previous
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .filter(|name| name.ends_with(".rs") || name.ends_with(".html"))
-                .last()
-                .unwrap_or_else(|| panic!("a README example names no file: {previous:?}"));
-            files.push((path.to_owned(), block.join("\n") + "\n"));
-        } else if !fence.is_empty() {
-            previous = line;
+    let run: Vec<String> = RUN_IN_A_FRESH_PROJECT
+        .iter()
+        .chain(RUN_WITH_THE_RECIPES)
+        .map(|command| command.replace("{name}", name))
+        .collect();
+    let commands = readme::shell_commands(&readme);
+    assert!(commands.len() > 20, "{commands:#?}");
+    let unaccounted: Vec<&str> = commands
+        .iter()
+        .filter(|command| !command.says_what_it_needs && !run.contains(&command.command))
+        .map(|command| command.line.as_str())
+        .collect();
+    assert!(
+        unaccounted.is_empty(),
+        "README commands that no test runs and that do not say what they need (`# needs …`):\n{}",
+        unaccounted.join("\n")
+    );
+    for command in &run {
+        assert!(
+            commands.iter().any(|c| &c.command == command),
+            "the tests run `{command}`, which the README no longer has"
+        );
+    }
+}
+
+/// Every file and folder the generated README names in backquotes exists in the generated
+/// project, except those the reader makes (the recipes' files, builds in `target/`); and its
+/// project tree lists what is there: every entry it shows exists, and every
+/// entry of the project's top level, `src/` and `tests/` is shown.
+#[test]
+fn every_path_the_readme_names_exists_and_its_tree_shows_the_project() {
+    let name = "my-app";
+    let dir = TempDir::new("readme-paths");
+    let project = generate(name, &dir);
+    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+
+    let recipes: Vec<String> = readme::recipe_files(&readme)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    let named = readme::named_paths(&readme);
+    assert!(named.len() > 30, "{named:?}");
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|path| {
+            !project.join(path).exists() && !recipes.contains(path) && !path.starts_with("target/")
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README names paths a generated project does not have: {missing:?}"
+    );
+
+    let tree = readme::tree_entries(&readme, name);
+    for entry in &tree {
+        assert!(
+            project.join(entry).exists(),
+            "the README's tree shows {entry}, which a generated project does not have"
+        );
+    }
+    let tests_line = readme::tree_description(&readme, "tests/");
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().is_dir() {
+                    format!("{name}/")
+                } else {
+                    name
+                }
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    for entry in listing(&project) {
+        // Every project has these three; the tree shows what is particular to this one.
+        if ["Cargo.lock", "README.md", ".gitignore"].contains(&entry.as_str()) {
+            continue;
+        }
+        assert!(
+            tree.iter()
+                .any(|shown| shown == &entry || shown.starts_with(&entry)),
+            "the README's tree does not show {entry}"
+        );
+    }
+    for entry in listing(&project.join("src")) {
+        let path = format!("src/{entry}");
+        assert!(
+            tree.contains(&path),
+            "the README's tree does not show {path}"
+        );
+    }
+    for entry in listing(&project.join("tests")) {
+        let stem = entry.trim_end_matches(".rs");
+        assert!(
+            tests_line.split([' ', ',', ':']).any(|word| word == stem),
+            "the README's tree does not list tests/{entry}: {tests_line:?}"
+        );
+    }
+}
+
+/// "Datastar offline" fetches the very file the kit pins, and checks it against the kit's hash:
+/// the URL is `DATASTAR_CDN_URL`, the SHA-384 that `sha384sum -c` compares is the one in
+/// `DATASTAR_CDN_INTEGRITY` (base64 there, hex here).
+#[test]
+fn the_readme_fetches_and_checks_the_datastar_file_the_kit_pins() {
+    let readme = read("README.md.liquid");
+    let commands = readme::shell_commands(&readme);
+    let fetch = commands
+        .iter()
+        .find(|command| command.command.starts_with("curl "))
+        .expect("the README fetches Datastar");
+    assert!(
+        fetch
+            .command
+            .ends_with(&format!(" {}", live::views::DATASTAR_CDN_URL)),
+        "{fetch:?}"
+    );
+    let check = commands
+        .iter()
+        .find(|command| command.command.contains("sha384sum -c"))
+        .expect("the README checks the file");
+    let hash = live::views::DATASTAR_CDN_INTEGRITY
+        .strip_prefix("sha384-")
+        .unwrap();
+    let hex: String = base64_decode(hash)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert!(
+        check
+            .command
+            .contains(&format!("\"{hex}  static/datastar.js\"")),
+        "{check:?} is not the SHA-384 {hex}"
+    );
+}
+
+/// Standard base64, for the one hash above (no crate for a few lines).
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
         }
     }
+    bytes
+}
+
+/// The steps of the generated CI workflow, by name: the command each runs.
+fn ci_step(name: &str) -> String {
+    let workflow = read(".github/workflows/ci.yml");
+    let mut lines = workflow.lines().map(str::trim);
+    lines
+        .by_ref()
+        .find(|line| *line == format!("- name: {name}"))
+        .unwrap_or_else(|| panic!("no step {name:?} in the CI workflow"));
+    lines
+        .find_map(|line| line.strip_prefix("run: "))
+        .unwrap_or_else(|| panic!("step {name:?} runs nothing"))
+        .to_owned()
+}
+
+/// The generated README's recipes ("Add a page", "Add a live page"), every file pasted where
+/// the README says and `src/lib.rs` and the layout changed as it says, pass the generated CI's
+/// steps as written: formatting, lints, and the app's tests — the live page's own test (two
+/// tabs updating) and every test the app had before. The live page then behaves as a real
+/// page: linked from the navigation, its field emptied after an announcement, and a refused
+/// plain post leading back to it. Docs that drift from the code are worse than none.
+#[test]
+fn readme_recipes_pasted_verbatim_pass_the_generated_ci() {
+    let name = "readme-check";
+    let dir = TempDir::new("readme-test");
+    let project = generate(name, &dir);
+    share_target_dir(&project);
+    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+
+    let files = readme::recipe_files(&readme);
     let paths: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
     for expected in [
         "templates/contact.html",
@@ -446,16 +761,66 @@ fn readme_recipes_compile_and_the_live_page_works_in_a_generated_project() {
             "pub mod about;\npub mod board;\npub mod contact;",
         );
     fs::write(&lib, source).unwrap();
+    // The layout's navigation, with the link the README gives, after the last one.
+    let link = readme::code_spans(&readme)
+        .into_iter()
+        .find(|span| span.starts_with("<a href=\"/board\""))
+        .expect("the README gives the board's link");
+    let layout = project.join("templates/layout.html");
+    let html = fs::read_to_string(&layout).unwrap();
+    let last = "      <a href=\"/about\">About</a>\n";
+    assert!(html.contains(last), "the navigation is not as it was");
+    fs::write(
+        &layout,
+        html.replace(last, &format!("{last}      {link}\n")),
+    )
+    .unwrap();
 
-    let cargo_in_project = || {
-        let mut command = cargo();
-        command
-            .current_dir(&project)
-            .env("CARGO_TARGET_DIR", target_dir());
+    // The generated CI's steps, as written. Its test step runs the whole workspace; the recipes
+    // change only the app, so its tests run here (the kit's are the same in every generated
+    // project, and run in `generated_projects_build_pass_their_tests_and_run`).
+    let in_project = |command: &str| {
+        let mut command = shell(&project, command);
+        command.env("CARGO_TARGET_DIR", target_dir());
         command
     };
-    run(cargo_in_project().args(["check", "--locked", "--all-targets"]));
-    run(cargo_in_project().args(["test", "--locked", "--test", "board"]));
+    run(&mut in_project(&ci_step("Format")));
+    run(&mut in_project(&ci_step("Lints")));
+    for command in RUN_WITH_THE_RECIPES {
+        run(&mut in_project(&as_written(&project, name, command)));
+    }
+    let tests = ci_step("Tests");
+    assert_eq!(tests, "cargo test --workspace --locked --all-features");
+    run(&mut in_project(&tests.replace(" --workspace", "")));
+
+    #[cfg(unix)]
+    smoke_test_binary(
+        &target_dir().join("debug").join(name),
+        &project,
+        |address| {
+            let page = http_get(address, "/board");
+            assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+            let home = http_get(address, "/");
+            assert!(
+                home.contains(&link),
+                "the board is in the navigation: {home}"
+            );
+
+            let refused = http_post(address, "/api/announce", "text=+", false);
+            assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
+            assert!(
+                refused.contains(r#"<a href="&#x2f;board">"#),
+                "a refused plain post leads back to the board: {refused}"
+            );
+
+            let done = http_post(address, "/api/announce", "text=Lunch", true);
+            assert!(done.starts_with("HTTP/1.1 200"), "{done}");
+            assert!(
+                done.contains(r#"{"_text":""}"#) || done.contains(r#"{"_text": ""}"#),
+                "the field is emptied after an announcement: {done}"
+            );
+        },
+    );
 }
 
 /// The systemd units in `deploy/`, installed under the project's name with the binary where

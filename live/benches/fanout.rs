@@ -6,9 +6,21 @@
 //! cargo bench -p live-kit --bench fanout            # the whole set (a few minutes)
 //! cargo bench -p live-kit --bench fanout -- --clients 2000 --rounds 50 --burst-clients ''
 //! cargo bench -p live-kit --bench fanout -- --clients '' --burst-clients 3000 --bursts 128,1024
-//! cargo bench -p live-kit --bench fanout -- --addr 127.0.0.1:3000   # a server already running
 //! cargo bench -p live-kit --bench fanout --features redis -- --redis  # also across two instances
 //! ```
+//!
+//! Or against a notes app started apart (on another machine, behind a proxy):
+//!
+//! ```sh
+//! MAX_STREAMS=12000 cargo bench -p live-kit --bench fanout -- --serve-notes  # 127.0.0.1:3000
+//! cargo bench -p live-kit --bench fanout -- --addr 127.0.0.1:3000 --clients 10000
+//! ```
+//!
+//! `--addr` first checks, within seconds, that the server there is the notes app (a stream
+//! opens and a note reaches it), and stops with a message saying what to start if not: a
+//! generated app has other routes. `--serve-notes` reads its settings from the environment like
+//! any app, except that one client address may hold every stream unless
+//! `MAX_STREAMS_PER_CLIENT` says otherwise (all the benchmark's clients share one).
 //!
 //! The server is the kit's notes app (`tests/support/notes.rs`: a page stream following a
 //! latest-state topic, an action that publishes it, an action that broadcasts an ordinary
@@ -43,6 +55,8 @@
 #[allow(dead_code)]
 #[path = "../tests/support/notes.rs"]
 mod notes;
+#[path = "fanout/probe.rs"]
+mod probe;
 
 use std::{
     net::{SocketAddr, TcpListener as StdListener},
@@ -128,15 +142,30 @@ fn options() -> Options {
             }
             "--rounds" => options.rounds = args.next().expect("--rounds R").parse().unwrap(),
             "--bursts" => options.bursts = numbers(&args.next().expect("--bursts B[,B…]")),
-            "--addr" => {
-                options.addr = Some(args.next().expect("--addr HOST:PORT").parse().unwrap())
-            }
+            "--addr" => options.addr = Some(address(args.next())),
             "--redis" => options.redis = true,
             "--no-raw" => options.raw = false,
             _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
         }
     }
     options
+}
+
+/// `--addr`'s value, resolved; a bad one stops the benchmark with a message.
+fn address(value: Option<String>) -> SocketAddr {
+    use std::net::ToSocketAddrs;
+    let value = value.unwrap_or_default();
+    match value.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => stop(&format!("--addr {value:?}: the name has no address")),
+        Err(error) => stop(&format!("--addr {value:?}: want HOST:PORT ({error})")),
+    }
+}
+
+/// Ends the benchmark with `message` on stderr.
+fn stop(message: &str) -> ! {
+    eprintln!("fanout: {message}");
+    std::process::exit(2)
 }
 
 /// Per-round delivery bookkeeping, shared by every client task.
@@ -178,6 +207,8 @@ struct Shared {
     live: AtomicUsize,
     last_live: AtomicU64,
     ended: AtomicUsize,
+    /// Clients whose stream never went live: refused, closed, or never connected.
+    refused: AtomicUsize,
     latest_rounds: Vec<Round>,
     ordinary_rounds: Vec<Round>,
     /// The highest note number each client has seen ("Note #N").
@@ -411,6 +442,7 @@ async fn publish(addr: SocketAddr, kind: Kind, text: &str) {
 /// event as it arrives, until the server ends the stream.
 async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
     let Ok(stream) = TcpStream::connect(addr).await else {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let _ = stream.set_nodelay(true);
@@ -427,6 +459,7 @@ where
         uuid::Uuid::new_v4()
     );
     if stream.write_all(request.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let mut events = Events::default();
@@ -440,6 +473,9 @@ where
         if events.pending.contains("\r\n0\r\n\r\n") {
             break; // the server ended the stream: the response's last chunk
         }
+    }
+    if !events.live {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
     }
     shared.ended.fetch_add(1, Ordering::Relaxed);
 }
@@ -721,6 +757,7 @@ async fn run(
         live: AtomicUsize::new(0),
         last_live: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
+        refused: AtomicUsize::new(0),
         latest_rounds: (0..rounds).map(|_| round()).collect(),
         ordinary_rounds: (0..rounds).map(|_| round()).collect(),
         newest: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -762,11 +799,21 @@ async fn run(
             }
         }
     }
+    // Until every client is live or was turned away (a server's MAX_STREAMS, its per-client
+    // cap, the open-files limit), or a minute has passed.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while shared.live.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+    let settled = || shared.live.load(Ordering::Relaxed) + shared.refused.load(Ordering::Relaxed);
+    while settled() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let live = shared.live.load(Ordering::Relaxed);
+    let refused = shared.refused.load(Ordering::Relaxed);
+    if refused > 0 {
+        println!(
+            "N = {n}: {refused} streams refused or closed before their first event (the \
+             server's MAX_STREAMS or MAX_STREAMS_PER_CLIENT, or the open-files limit?)"
+        );
+    }
     let all_live_ms = (shared
         .last_live
         .load(Ordering::Relaxed)
@@ -1223,9 +1270,16 @@ fn serve_notes() {
     let _logging = live::logging::init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let settings = live::Settings::from_env().expect("settings");
+        let mut settings =
+            live::Settings::from_env().unwrap_or_else(|error| stop(&error.to_string()));
+        // Every client of the benchmark comes from one address.
+        if std::env::var("MAX_STREAMS_PER_CLIENT").map_or(true, |value| value.is_empty()) {
+            settings.max_streams_per_client = settings.max_streams;
+        }
         let live = notes::live(&settings);
-        let server = live::Server::bind(&settings, live.clone()).await.unwrap();
+        let server = live::Server::bind(&settings, live.clone())
+            .await
+            .unwrap_or_else(|error| stop(&format!("--serve-notes: {error:#}")));
         server.serve(notes::router(live)).await.unwrap();
     });
 }
@@ -1281,8 +1335,16 @@ fn main() {
         return;
     }
     let options = options();
-    registry_benchmark();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    if let Some(addr) = options.addr {
+        // The registry's figures are this machine's, not the server's: not measured here.
+        if let Err(message) = runtime.block_on(probe::check(addr)) {
+            stop(&message);
+        }
+        println!("{addr} serves the notes app: a stream opened and a note reached it");
+    } else {
+        registry_benchmark();
+    }
     runtime.block_on(async {
         if let Some(addr) = options.addr {
             for &n in &options.steady {

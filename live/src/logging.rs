@@ -51,6 +51,10 @@ impl Drop for Logging {
 
 /// Sets up logging to stdout for the process: `RUST_LOG` filters (default `info`, which
 /// includes a line per request); colours only at a terminal.
+///
+/// `RUST_LOG` is read like every setting: from the environment, else from `.env` (logging
+/// starts before the settings are read, and must not miss a `RUST_LOG=debug` written there),
+/// and an empty value means the default.
 pub fn init() -> Logging {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
@@ -59,14 +63,32 @@ pub fn init() -> Logging {
     let _ = DROPPED.set(writer.error_counter());
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+            rust_log()
+                .and_then(|directives| EnvFilter::try_new(directives).ok())
+                .unwrap_or_else(|| EnvFilter::new("info,tower_http=info")),
         )
         // Colours for people at a terminal, plain text for log collectors.
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(writer)
         .init();
     Logging { guard: Some(guard) }
+}
+
+/// `RUST_LOG` from the environment or, if it is not set there, from `.env` (a file that cannot
+/// be read is reported by [`Settings::load`](crate::Settings::load) right after); `None` when
+/// unset or empty.
+fn rust_log() -> Option<String> {
+    let value = match std::env::var("RUST_LOG") {
+        Ok(value) => value,
+        Err(_) => {
+            dotenvy::from_path_iter(".env")
+                .ok()?
+                .map_while(Result::ok)
+                .find(|(name, _)| name == "RUST_LOG")?
+                .1
+        }
+    };
+    Some(value).filter(|value| !value.is_empty())
 }
 
 /// Log lines dropped so far because stdout could not take them.

@@ -12,7 +12,8 @@
 //!   comes over the stream); while it is down, the form posts the old way (`live/submit.html`).
 //! - `{{ live_dev() }}` — debug builds only, once per page (the layout's end): the dev loop's
 //!   markup (`live/dev.html`), with a dev-only stream for a page that opened none of its own,
-//!   so that every tab keeps one connection. Release builds: nothing.
+//!   so that every tab keeps one connection, and a notice that shows when Datastar did not
+//!   load (`live/datastar_missing.html`). Release builds: nothing.
 //!
 //! The expressions live once, in those templates; an app changes one for all its pages by
 //! putting a file of the same name in its `templates/`.
@@ -30,6 +31,10 @@ pub const RETRY_MAX_WAIT_MS: u64 = if cfg!(debug_assertions) {
 } else {
     30_000
 };
+
+/// Where the dev markup loads the script that shows its "Datastar has not loaded" notice
+/// (served by the dev loop's routes, `dev::datastar_check`).
+pub const DATASTAR_CHECK: &str = "/dev/datastar-check.js";
 
 /// Registers the functions on `env`.
 pub(crate) fn add_functions(env: &mut Environment<'static>) {
@@ -83,21 +88,27 @@ fn live_submit(state: &State, url: &str) -> Result<Value, Error> {
 
 /// `live_dev()`: see the [module docs](self).
 fn live_dev(state: &State) -> Result<Value, Error> {
-    if !cfg!(debug_assertions) {
-        return Ok(Value::from_safe_string(String::new()));
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = state;
+        Ok(Value::from_safe_string(String::new()))
     }
-    let opened = state
-        .get_temp(STREAM_OPENED)
-        .is_some_and(|opened| opened.is_true());
-    render(
-        state,
-        "live/dev.html",
-        context! {
-            own_stream => !opened,
-            tab => Uuid::new_v4().to_string(),
-            retry_max_wait => RETRY_MAX_WAIT_MS,
-        },
-    )
+    #[cfg(debug_assertions)]
+    {
+        let opened = state
+            .get_temp(STREAM_OPENED)
+            .is_some_and(|opened| opened.is_true());
+        render(
+            state,
+            "live/dev.html",
+            context! {
+                own_stream => !opened,
+                tab => Uuid::new_v4().to_string(),
+                retry_max_wait => RETRY_MAX_WAIT_MS,
+                datastar_check => DATASTAR_CHECK,
+            },
+        )
+    }
 }
 
 /// Renders one of the kit's templates (or the app's of the same name) into the page.

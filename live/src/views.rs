@@ -218,7 +218,10 @@ mod tests {
         let html = views(from(DATASTAR_CDN_URL))
             .render("page.html", context! { note => () })
             .unwrap();
-        assert_eq!(html.matches("data-init=").count(), 1, "{html}");
+        // Every `data-init` but the dev notice's own clean-up (`datastar_missing.html`).
+        let opens =
+            html.matches("data-init=").count() - html.matches(r#"data-init="el.remove()""#).count();
+        assert_eq!(opens, 1, "{html}");
         assert!(
             html.contains(
                 "data-init=\"document.hidden ? (el.__waitingToBeShown = true) : \
@@ -262,6 +265,21 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<title>Busy · notes</title>"), "{html}");
+    }
+
+    #[test]
+    fn a_refusal_page_leads_back_to_the_form_it_came_from() {
+        let page = |ctx| views(from("/d.js")).render("refused.html", ctx).unwrap();
+        let home = page(context! { title => "No", message => "Not now." });
+        assert!(
+            home.contains(r#"<a href="/">Back to the home page</a>"#),
+            "{home}"
+        );
+        let board = page(context! { title => "No", message => "Not now.", back => "/board" });
+        assert!(
+            board.contains(r#"<a href="&#x2f;board">Back to the form</a>"#),
+            "{board}"
+        );
     }
 
     #[test]

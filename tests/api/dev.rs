@@ -37,7 +37,10 @@ async fn pages_without_a_stream_get_a_dev_stream_and_home_keeps_one_connection()
         !home.contains("/sse/dev"),
         "the home stream carries dev events: {home}"
     );
-    assert_eq!(home.matches("data-init=").count(), 1, "one stream per tab");
+    // Every `data-init` but the dev notice's own clean-up (`live/datastar_missing.html`).
+    let opens =
+        home.matches("data-init=").count() - home.matches(r#"data-init="el.remove()""#).count();
+    assert_eq!(opens, 1, "one stream per tab");
 }
 
 #[tokio::test]
@@ -122,9 +125,19 @@ async fn a_stylesheet_change_swaps_stylesheets_and_a_template_change_reloads() {
     )
     .unwrap();
 
-    // Assert: both tabs are told to reload, and the page shows the edit.
+    // Assert: both tabs are told to reload, and the page shows the edit. (On a loaded machine
+    // the watcher may report the stylesheet's save twice: a repeated stylesheet patch first is
+    // harmless, and skipped.)
     for tab in [&mut home, &mut about] {
-        let event = signals(&tab.next_event().await);
+        let mut event = tab.next_event().await;
+        while event.event == "datastar-patch-elements" {
+            assert!(
+                elements(&event).starts_with(r#"<link id="stylesheet-app""#),
+                "{event:?}"
+            );
+            event = tab.next_event().await;
+        }
+        let event = signals(&event);
         assert!(event["_devReload"].is_string(), "{event}");
     }
     assert!(

@@ -11,6 +11,7 @@
 mod helpers;
 
 mod dev_loop;
+mod offline;
 #[cfg(all(unix, feature = "tls"))]
 #[allow(dead_code)]
 #[path = "../proxy/mod.rs"]

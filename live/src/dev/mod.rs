@@ -15,6 +15,9 @@
 //!   restarted (under `cargo watch` or `bacon`), tabs reconnect, see a new instance and reload.
 //! - A template that fails to render shows as an error page with the file, the line and what is
 //!   wrong ([`error_pages`]); it reloads by itself when the template is fixed.
+//! - A page whose Datastar did not load (no network, a proxy, a wrong `DATASTAR_URL`, a file
+//!   that failed its hash) says so on the page, naming the URL and the setting
+//!   ([`datastar_check`]), instead of silently never going live.
 
 mod error_page;
 pub mod watcher;
@@ -27,8 +30,9 @@ use std::{
 use axum::{
     Router,
     extract::{FromRef, Query, Request, State},
+    http::header,
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::get,
 };
 use datastar::prelude::{PatchElements, PatchSignals};
@@ -57,7 +61,22 @@ where
     S: Clone + Send + Sync + 'static,
     Live: FromRef<S>,
 {
-    Router::new().route("/sse/dev", get(stream))
+    Router::new()
+        .route("/sse/dev", get(stream))
+        .route(crate::markup::DATASTAR_CHECK, get(datastar_check))
+}
+
+/// `GET /dev/datastar-check.js`: the script that shows a page's "Datastar has not loaded"
+/// notice (`live/datastar_missing.html`) when Datastar never ran. A file of this origin, so the
+/// page's Content-Security-Policy, which refuses inline scripts, allows it.
+pub async fn datastar_check() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("datastar_check.js"),
+    )
 }
 
 /// Which tab a dev-only stream belongs to.

@@ -288,13 +288,15 @@ impl Settings {
     }
 
     /// Reads settings through `lookup` (the environment, or a map in tests).
+    ///
+    /// An empty value means unset, for every variable: `NAME=` (a line of `.env.example`
+    /// uncommented as shipped, or `NAME= cargo run`) takes the default. That holds here, once,
+    /// so that every setting read below gets it, present and future.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lookup = move |name: &str| lookup(name).filter(|value| !value.is_empty());
         let defaults = Settings::default();
         let datastar_url = match lookup("DATASTAR_URL") {
-            Some(url)
-                if url.is_empty()
-                    || url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) =>
-            {
+            Some(url) if url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) => {
                 // It goes into a script tag and the Content-Security-Policy header.
                 return Err(ConfigError::new(
                     "DATASTAR_URL",
@@ -347,14 +349,11 @@ impl Settings {
             redis_url: redis_url(&lookup)?,
             redis_secret: lookup("REDIS_SECRET"),
             redis_prefix: match lookup("REDIS_PREFIX") {
-                Some(prefix)
-                    if prefix.is_empty()
-                        || !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*') =>
-                {
+                Some(prefix) if !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*') => {
                     return Err(ConfigError::new(
                         "REDIS_PREFIX",
                         prefix,
-                        "must be a non-empty word of printable characters, without `*`",
+                        "must be a word of printable characters, without `*`",
                     ));
                 }
                 Some(prefix) => Some(prefix),
@@ -539,6 +538,21 @@ mod tests {
         ] {
             assert_eq!(defaults[unset], "", "{unset} has no default value");
         }
+    }
+
+    #[test]
+    fn an_empty_value_is_unset_for_every_variable() {
+        // Each alone, as `NAME=` in `.env` or the environment…
+        for (name, ..) in VARIABLES {
+            assert_eq!(
+                config(&[(name, "")]).map_err(|error| error.to_string()),
+                Ok(Settings::default()),
+                "{name}= is not the default"
+            );
+        }
+        // …and all at once, as `.env.example` with every line uncommented.
+        let all: Vec<_> = VARIABLES.iter().map(|(name, ..)| (*name, "")).collect();
+        assert_eq!(config(&all).unwrap(), Settings::default());
     }
 
     #[test]

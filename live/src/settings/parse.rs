@@ -45,7 +45,7 @@ where
 pub(super) fn redis_url(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, ConfigError> {
-    let Some(url) = lookup("REDIS_URL").filter(|url| !url.is_empty()) else {
+    let Some(url) = lookup("REDIS_URL") else {
         return Ok(None);
     };
     #[cfg(feature = "redis")]
