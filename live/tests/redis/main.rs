@@ -202,8 +202,18 @@ async fn redis_down_at_start_does_not_stop_the_app() {
     wait_redis(&b, true).await;
     let mut on_b = b.open_live_stream().await;
     a.publish_with_datastar("Grace").await;
-    assert!(next_note(&mut on_b).await.contains("Grace"));
-    assert!(next_note(&mut on_a).await.contains("Grace"));
+    // A's local "Ada" may reach B first, as A puts its newer state back into Redis: what
+    // matters is that "Grace" arrives, within a few notes.
+    for tab in [&mut on_b, &mut on_a] {
+        let mut seen = Vec::new();
+        while !seen
+            .last()
+            .is_some_and(|note: &String| note.contains("Grace"))
+        {
+            assert!(seen.len() < 4, "no Grace after {seen:?}");
+            seen.push(next_note(tab).await);
+        }
+    }
 }
 
 #[tokio::test]
