@@ -103,8 +103,8 @@ pub fn code_spans(text: &str) -> Vec<String> {
 
 /// The backquoted spans of the README's prose (outside code blocks) that name a file or
 /// folder of the project: relative paths, with a `/` or a file's extension. Routes (`/about`),
-/// absolute paths, keys and patterns (`page/home/*`), URLs, media types, calls and settings are
-/// not paths.
+/// absolute paths, keys and patterns (`page/home/*`, `page/home/#1a2b3c4d`), URLs, media
+/// types, calls and settings are not paths.
 pub fn named_paths(readme: &str) -> Vec<String> {
     let mut prose = String::new();
     let mut in_block = false;
@@ -125,7 +125,7 @@ pub fn named_paths(readme: &str) -> Vec<String> {
         .filter(|span| {
             !span.is_empty()
                 && !span.starts_with(['/', '~'])
-                && !span.contains(|c: char| c.is_whitespace() || "*<>{}()=:…\"'%$".contains(c))
+                && !span.contains(|c: char| c.is_whitespace() || "*#<>{}()=:…\"'%$".contains(c))
                 && !["text/", "application/", "image/"]
                     .iter()
                     .any(|media_type| span.starts_with(media_type))
