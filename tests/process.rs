@@ -581,6 +581,58 @@ async fn no_session_id_password_or_secret_is_logged_at_any_level() {
     }
 }
 
+/// A managed Redis (TLS only, a password): a password it refuses, or a certificate the app
+/// does not trust, is named in the log as what to fix — and the app serves on its own
+/// meanwhile. With both right it connects. No password is in the log, even at `trace`.
+#[cfg(all(feature = "redis", feature = "tls"))]
+#[tokio::test]
+async fn a_refused_redis_password_or_an_untrusted_redis_certificate_is_named_in_the_log() {
+    let redis = live::testing::RedisServer::start_tls().await;
+    let ca = redis.ca().unwrap().to_str().unwrap().to_owned();
+    let secret = "s".repeat(32);
+    let url = redis.url();
+    let password = url
+        .split_once("default:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .unwrap()
+        .0
+        .to_owned();
+    let wrong_url = url.replace(&password, "not-the-password");
+    let mut logs = String::new();
+    for (url, ca, expected) in [
+        (
+            &wrong_url,
+            Some(&ca),
+            "Redis refused the user or password in REDIS_URL",
+        ),
+        (
+            &url,
+            None,
+            "Redis's TLS certificate is not trusted: set REDIS_CA",
+        ),
+        (&url, Some(&ca), "redis relay connected"),
+    ] {
+        let mut env = vec![
+            ("REDIS_URL", url.as_str()),
+            ("REDIS_SECRET", secret.as_str()),
+            ("RUST_LOG", "trace"),
+        ];
+        env.extend(ca.map(|ca| ("REDIS_CA", ca.as_str())));
+        let mut app = AppProcess::start(&env, &here());
+        if !app.seen.iter().any(|line| line.contains(expected)) {
+            app.wait_for_line(|line| line.contains(expected));
+        }
+        assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
+        app.terminate();
+        app.wait_exit();
+        logs.push_str(&all_output(&mut app));
+    }
+    for secret in [password.as_str(), "not-the-password", secret.as_str()] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "logged:\n{}", lines.join("\n"));
+    }
+}
+
 /// An empty value means unset, for every setting: given all at once as `NAME=`, the app starts
 /// on its defaults, and so it does with `.env.example` copied to `.env` and every line
 /// uncommented as shipped.

@@ -74,7 +74,13 @@ impl Live {
                 // `Settings::validate` has made sure there is a secret.
                 let secret = settings.redis_secret.as_deref().unwrap_or_default();
                 let prefix = settings.redis_prefix.as_deref().unwrap_or(site.name);
-                if let Err(error) = crate::redis::attach(&registry, url, prefix, secret) {
+                if let Err(error) = crate::redis::attach(
+                    &registry,
+                    url,
+                    settings.redis_ca.as_deref(),
+                    prefix,
+                    secret,
+                ) {
                     let error = crate::redact::credentials(&error.to_string()).into_owned();
                     tracing::error!(%error, "invalid REDIS_URL: staying local");
                 }

@@ -112,7 +112,14 @@ impl RedisConn {
         state.connection = None;
         state.retry_at = Instant::now() + state.backoff;
         if !state.failing {
-            tracing::warn!(%error, "redis unavailable: working locally until it is back");
+            match super::tls::diagnosis(error) {
+                Some(diagnosis) => {
+                    tracing::error!(%error, "{diagnosis}: working locally, retrying");
+                }
+                None => {
+                    tracing::warn!(%error, "redis unavailable: working locally until it is back")
+                }
+            }
         }
         state.failing = true;
         state.backoff = next_backoff(state.backoff);

@@ -6,6 +6,7 @@
 //! - [`wire`]: the message format on the channel, signed with `REDIS_SECRET`.
 //! - `admission.rs`: which signed messages a receiver takes (this app's, recent, new).
 //! - `clock.rs`: Redis's clock, which dates every message.
+//! - [`tls`]: `rediss://` (managed Redis), `REDIS_CA`, and naming what no retry can fix.
 //! - `store.rs`: the newest version of each latest-state topic, and the counter that numbers
 //!   them, in Redis — checked before they are obeyed.
 //!
@@ -22,22 +23,25 @@ mod clock;
 pub mod conn;
 pub mod relay;
 mod store;
+pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;
 
 use crate::registry::Registry;
 
-/// Relays `registry`'s broadcasts through the Redis at `url`, under key `prefix`, signing
-/// every message with `secret`. Connecting happens in the background; until it succeeds,
-/// broadcasts stay local.
+/// Relays `registry`'s broadcasts through the Redis at `url` (over TLS for `rediss://`,
+/// trusting the CAs in the PEM file `ca` if given), under key `prefix`, signing every message
+/// with `secret`. Connecting happens in the background; until it succeeds, broadcasts stay
+/// local.
 pub fn attach(
     registry: &Registry,
     url: &str,
+    ca: Option<&std::path::Path>,
     prefix: &str,
     secret: &str,
 ) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
+    let client = tls::client(url, ca)?;
     let redis = Arc::new(conn::RedisConn::new(client));
     let signer = wire::Signer::new(secret);
     registry.attach_relay(relay::RedisRelay::start(registry, redis, prefix, signer));

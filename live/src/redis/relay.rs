@@ -592,7 +592,16 @@ async fn subscribe(
             }
             Err(error) if !reported => {
                 reported = true;
-                tracing::warn!(%error, "redis relay cannot subscribe: delivering locally, retrying");
+                match super::tls::diagnosis(&error) {
+                    Some(diagnosis) => tracing::error!(
+                        %error,
+                        "redis relay cannot subscribe: {diagnosis}; delivering locally, retrying"
+                    ),
+                    None => tracing::warn!(
+                        %error,
+                        "redis relay cannot subscribe: delivering locally, retrying"
+                    ),
+                }
             }
             Err(error) => tracing::debug!(%error, "redis relay still unavailable"),
         }

@@ -11,7 +11,9 @@ use std::{ffi::OsString, net::IpAddr, path::PathBuf, time::Duration};
 mod parse;
 mod variables;
 
-use self::parse::{acme, bounded, client_ip_header, is_integrity, parse, redis_url, seconds};
+use self::parse::{
+    acme, bounded, client_ip_header, is_integrity, parse, redis_ca, redis_url, seconds,
+};
 pub use self::variables::VARIABLES;
 use crate::{
     client::ClientIpHeader,
@@ -86,8 +88,9 @@ pub struct Settings {
     /// before the server exits anyway. Default 15 s, above the action timeout.
     pub shutdown_timeout: Duration,
     /// `REDIS_URL`: Redis to share broadcasts and state with other instances through, e.g.
-    /// `redis://127.0.0.1:6379`. Unset: everything stays in this process. Needs the `redis`
-    /// cargo feature.
+    /// `redis://127.0.0.1:6379`, or over TLS with a password (managed Redis, Valkey)
+    /// `rediss://user:password@host:port`. Unset: everything stays in this process. Needs the
+    /// `redis` cargo feature.
     pub redis_url: Option<String>,
     /// `REDIS_SECRET`: the key every message between instances is signed with (at least 32
     /// characters; the same on every instance). Required with `REDIS_URL`: anyone who can
@@ -96,6 +99,10 @@ pub struct Settings {
     /// `REDIS_PREFIX`: the namespace of this app's keys and channel in Redis. Default (unset):
     /// the app's name, so several apps can share one Redis.
     pub redis_prefix: Option<String>,
+    /// `REDIS_CA`: a PEM file of the certificate authorities to trust for a `rediss://`
+    /// `REDIS_URL`, instead of the system's (a managed Redis with a private CA). Checked at
+    /// start: a file that is missing or holds no certificate stops the app.
+    pub redis_ca: Option<PathBuf>,
     /// `TLS_CERT`: the certificate chain to serve HTTPS with (PEM, the server's certificate
     /// first: an ACME client's `fullchain.pem`). With `TLS_KEY`, the server speaks HTTPS and
     /// offers HTTP/2 and HTTP/1.1; `SIGHUP` re-reads both files. Unset: plain HTTP.
@@ -186,6 +193,7 @@ impl Default for Settings {
             redis_url: None,
             redis_secret: None,
             redis_prefix: None,
+            redis_ca: None,
             tls_cert: None,
             tls_key: None,
             http_redirect_port: None,
@@ -359,6 +367,7 @@ impl Settings {
                 Some(prefix) => Some(prefix),
                 None => defaults.redis_prefix,
             },
+            redis_ca: redis_ca(&lookup)?,
             tls_cert: lookup("TLS_CERT").map(PathBuf::from),
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
             http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
@@ -448,6 +457,19 @@ impl Settings {
                     "HTTP_REDIRECT_PORT",
                     port.to_string(),
                     "must differ from PORT, where HTTPS is served",
+                ));
+            }
+        }
+        if let Some(ca) = &self.redis_ca {
+            let tls_url = self
+                .redis_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("rediss://"));
+            if !tls_url {
+                return Err(ConfigError::new(
+                    "REDIS_CA",
+                    ca.display().to_string(),
+                    "is the CA of a Redis spoken to over TLS, so it needs a rediss:// REDIS_URL",
                 ));
             }
         }

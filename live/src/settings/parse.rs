@@ -55,6 +55,22 @@ pub(super) fn redis_url(
     Ok(Some(url))
 }
 
+/// `REDIS_CA`: read and parsed now, so that a wrong path stops the app at start rather than
+/// leaving every instance on its own, retrying a TLS handshake that cannot succeed. (Whether
+/// `REDIS_URL` goes with it is [`Settings::validate`](super::Settings::validate)'s check.)
+pub(super) fn redis_ca(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = lookup("REDIS_CA") else {
+        return Ok(None);
+    };
+    #[cfg(feature = "redis")]
+    if let Err(reason) = crate::redis::tls::read_ca(std::path::Path::new(&path)) {
+        return Err(ConfigError::new("REDIS_CA", path, reason));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
 /// `CLIENT_IP_HEADER` and `CLIENT_IP_HOPS`, which means nothing without it.
 pub(super) fn client_ip_header(
     lookup: &impl Fn(&str) -> Option<String>,

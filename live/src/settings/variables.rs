@@ -91,12 +91,17 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "REDIS_URL",
         "",
-        "Redis to share broadcasts through (needs the redis feature), e.g. redis://127.0.0.1:6379",
+        "Redis to share broadcasts through (needs the redis feature): redis://127.0.0.1:6379, rediss://user:password@host:port",
     ),
     (
         "REDIS_SECRET",
         "",
         "with REDIS_URL: the key messages between instances are signed with (32+ characters)",
+    ),
+    (
+        "REDIS_CA",
+        "",
+        "with a rediss:// REDIS_URL: a PEM file of the CAs to trust instead of the system's",
     ),
     (
         "REDIS_PREFIX",

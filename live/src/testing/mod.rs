@@ -206,6 +206,7 @@ pub use self::redis_server::RedisServer;
 mod redis_server {
     use std::{
         net::TcpListener,
+        path::{Path, PathBuf},
         process::{Child, Command, Stdio},
         time::{Duration, Instant},
     };
@@ -213,13 +214,29 @@ mod redis_server {
     use super::PATIENCE;
 
     /// A `redis-server` of the test's own (Debian package `redis-server`; `REDIS_SERVER`
-    /// names another binary), without persistence, killed when dropped.
+    /// names another binary), without persistence, killed when dropped. Plain, or — with
+    /// feature `tls` — the way managed Redis is: TLS only, and a password
+    /// ([`RedisServer::start_tls`]).
     #[derive(Debug)]
     pub struct RedisServer {
-        /// The port it listens on, on 127.0.0.1.
+        /// The port it listens on, on 127.0.0.1 (its TLS port, over TLS).
         pub port: u16,
         child: Option<Child>,
+        tls: Option<TlsFiles>,
     }
+
+    /// What a TLS server reads, and what its clients trust.
+    #[derive(Debug)]
+    struct TlsFiles {
+        dir: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+        /// The test CA that signed `cert` (for `REDIS_CA`).
+        ca: PathBuf,
+    }
+
+    /// The password of a TLS server (`requirepass`), in its URL.
+    const PASSWORD: &str = "the-test-redis-password";
 
     impl RedisServer {
         /// Starts one on a free port and waits until it answers.
@@ -227,21 +244,85 @@ mod redis_server {
             let mut server = RedisServer {
                 port: port_outside_the_ephemeral_range(),
                 child: None,
+                tls: None,
             };
             server.restart().await;
             server
         }
 
-        /// Its URL, for `REDIS_URL`.
+        /// Starts one that speaks only TLS (`--port 0`, `--tls-port`) and wants a password,
+        /// with a certificate for `127.0.0.1` from [`RedisServer::test_ca`].
+        #[cfg(feature = "tls")]
+        pub async fn start_tls() -> RedisServer {
+            let port = port_outside_the_ephemeral_range();
+            let dir = std::env::temp_dir().join(format!(
+                "redis-tls-{}-{port}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&dir).expect("a folder for Redis's certificate");
+            let (cert, key) = Self::test_ca().issue().write(&dir);
+            let ca = dir.join("ca.pem");
+            std::fs::write(&ca, Self::test_ca().pem()).expect("write ca.pem");
+            let mut server = RedisServer {
+                port,
+                child: None,
+                tls: Some(TlsFiles { dir, cert, key, ca }),
+            };
+            server.restart().await;
+            server
+        }
+
+        /// The CA every TLS server of this test process gets its certificate from: what a
+        /// proxy in between needs to speak TLS to both sides.
+        #[cfg(feature = "tls")]
+        pub fn test_ca() -> &'static super::tls::TestCa {
+            static CA: std::sync::OnceLock<super::tls::TestCa> = std::sync::OnceLock::new();
+            CA.get_or_init(super::tls::TestCa::new)
+        }
+
+        /// Its URL, for `REDIS_URL`: `rediss://` with the password when it speaks TLS.
         pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
+            self.url_via(self.port)
+        }
+
+        /// The URL of this server reached through another port of 127.0.0.1 (a proxy's).
+        pub fn url_via(&self, port: u16) -> String {
+            match self.tls {
+                Some(_) => format!("rediss://default:{PASSWORD}@127.0.0.1:{port}"),
+                None => format!("redis://127.0.0.1:{port}"),
+            }
+        }
+
+        /// The PEM file of the CA its certificate is from (for `REDIS_CA`); `None` if plain.
+        pub fn ca(&self) -> Option<&Path> {
+            self.tls.as_ref().map(|tls| tls.ca.as_path())
+        }
+
+        /// A client of the test's own, over TLS if the server speaks it.
+        pub fn client(&self) -> redis::Client {
+            crate::redis::tls::client(&self.url(), self.ca()).expect("a Redis client")
         }
 
         /// Starts (again) on the same port and waits until it answers.
         pub async fn restart(&mut self) {
             let binary = std::env::var("REDIS_SERVER").unwrap_or("redis-server".into());
-            let child = Command::new(&binary)
-                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            let port = self.port.to_string();
+            let mut command = Command::new(&binary);
+            command.args(["--bind", "127.0.0.1"]);
+            match &self.tls {
+                None => command.args(["--port", &port]),
+                Some(tls) => command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no", "--requirepass", PASSWORD]),
+            };
+            let child = command
                 .args(["--save", "", "--appendonly", "no"])
                 // Fault tests make Redis sleep (`DEBUG SLEEP`).
                 .args(["--enable-debug-command", "yes"])
@@ -266,10 +347,8 @@ mod redis_server {
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(1)))
                 .set_response_timeout(Some(Duration::from_secs(1)));
-            let Ok(client) = redis::Client::open(self.url()) else {
-                return false;
-            };
-            let Ok(mut connection) = client
+            let Ok(mut connection) = self
+                .client()
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
             else {
@@ -283,8 +362,11 @@ mod redis_server {
 
         /// Runs one command on a connection of the test's own.
         pub async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-            let client = redis::Client::open(self.url()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let mut connection = self
+                .client()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
             let mut command = redis::cmd(args[0]);
             for arg in &args[1..] {
                 command.arg(*arg);
@@ -304,6 +386,9 @@ mod redis_server {
     impl Drop for RedisServer {
         fn drop(&mut self) {
             self.stop();
+            if let Some(tls) = &self.tls {
+                let _ = std::fs::remove_dir_all(&tls.dir);
+            }
         }
     }
 

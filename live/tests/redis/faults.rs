@@ -2,23 +2,34 @@
 //! and no tab may ever go back to an older note.
 //!
 //! Instance A talks to Redis through a [`Proxy`] that the test makes misbehave; instance B
-//! talks to Redis directly.
+//! talks to Redis directly. Each runs over plain TCP and over TLS.
 
 use std::time::{Duration, Instant};
 
 use live::testing::RedisServer;
 
 use crate::{
-    instance,
+    Transport, instance, over_tcp_and_tls,
     proxy::{Proxy, Then},
     support::{PATIENCE, SseClient, TestApp, elements},
     wait_redis,
 };
 
+over_tcp_and_tls!(
+    a_broadcast_whose_echo_is_lost_with_the_subscription_reaches_the_senders_tabs_once,
+    a_broadcast_whose_echo_hangs_reaches_the_senders_tabs_in_time_and_once,
+    a_publish_that_times_out_but_runs_later_is_shown_once,
+    an_older_greeting_whose_publish_fails_never_replaces_a_newer_one,
+    a_tab_that_connects_while_redis_commands_fail_starts_from_the_newest_greeting,
+    every_tab_ends_on_the_newest_greeting_while_subscriptions_keep_dropping,
+    greetings_after_redis_restarts_empty_reach_every_tab,
+    a_stopped_instance_lets_go_of_its_redis_connections,
+);
+
 /// A `redis-server`, instance A behind a proxy, instance B not, both receiving.
-async fn setup() -> (RedisServer, Proxy, TestApp, TestApp) {
-    let redis = RedisServer::start().await;
-    let proxy = Proxy::start(redis.port).await;
+async fn setup(transport: Transport) -> (RedisServer, Proxy, TestApp, TestApp) {
+    let redis = transport.start().await;
+    let proxy = Proxy::start(&redis).await;
     let a = instance(&proxy.url()).await;
     let b = instance(&redis.url()).await;
     wait_redis(&a, true).await;
@@ -62,10 +73,11 @@ async fn names_until(tab: &mut SseClient, last: &str) -> Vec<String> {
     names
 }
 
-#[tokio::test]
-async fn a_broadcast_whose_echo_is_lost_with_the_subscription_reaches_the_senders_tabs_once() {
+async fn a_broadcast_whose_echo_is_lost_with_the_subscription_reaches_the_senders_tabs_once(
+    transport: Transport,
+) {
     // Arrange
-    let (_redis, proxy, a, b) = setup().await;
+    let (_redis, proxy, a, b) = setup(transport).await;
     let mut on_a = a.open_live_stream().await;
     let mut on_b = b.open_live_stream().await;
 
@@ -88,9 +100,10 @@ async fn a_broadcast_whose_echo_is_lost_with_the_subscription_reaches_the_sender
     assert_eq!(names_until(&mut on_b, "Grace").await, ["Grace"]);
 }
 
-#[tokio::test]
-async fn a_broadcast_whose_echo_hangs_reaches_the_senders_tabs_in_time_and_once() {
-    let (_redis, proxy, a, b) = setup().await;
+async fn a_broadcast_whose_echo_hangs_reaches_the_senders_tabs_in_time_and_once(
+    transport: Transport,
+) {
+    let (_redis, proxy, a, b) = setup(transport).await;
     let mut on_a = a.open_live_stream().await;
 
     // A's subscription hangs without dropping: its copy of A's post does not come back.
@@ -109,9 +122,8 @@ async fn a_broadcast_whose_echo_hangs_reaches_the_senders_tabs_in_time_and_once(
     assert_eq!(names_until(&mut on_a, "Grace").await, ["Grace"]);
 }
 
-#[tokio::test]
-async fn a_publish_that_times_out_but_runs_later_is_shown_once() {
-    let (_redis, proxy, a, b) = setup().await;
+async fn a_publish_that_times_out_but_runs_later_is_shown_once(transport: Transport) {
+    let (_redis, proxy, a, b) = setup(transport).await;
     let mut on_a = a.open_live_stream().await;
     let mut on_b = b.open_live_stream().await;
 
@@ -144,9 +156,8 @@ async fn a_publish_that_times_out_but_runs_later_is_shown_once() {
     assert_eq!(names_until(&mut on_b, "Grace").await, ["Grace"]);
 }
 
-#[tokio::test]
-async fn an_older_greeting_whose_publish_fails_never_replaces_a_newer_one() {
-    let (_redis, proxy, a, b) = setup().await;
+async fn an_older_greeting_whose_publish_fails_never_replaces_a_newer_one(transport: Transport) {
+    let (_redis, proxy, a, b) = setup(transport).await;
     let mut on_a = a.open_live_stream().await;
     let mut on_b = b.open_live_stream().await;
 
@@ -170,9 +181,10 @@ async fn an_older_greeting_whose_publish_fails_never_replaces_a_newer_one() {
     assert!(a.page().await.contains("<strong>Last</strong>"));
 }
 
-#[tokio::test]
-async fn a_tab_that_connects_while_redis_commands_fail_starts_from_the_newest_greeting() {
-    let (_redis, proxy, a, b) = setup().await;
+async fn a_tab_that_connects_while_redis_commands_fail_starts_from_the_newest_greeting(
+    transport: Transport,
+) {
+    let (_redis, proxy, a, b) = setup(transport).await;
     let mut on_a = a.open_live_stream().await;
     b.publish_with_datastar("Grace").await;
     assert_eq!(next(&mut on_a).await.name, "Grace");
@@ -190,9 +202,10 @@ async fn a_tab_that_connects_while_redis_commands_fail_starts_from_the_newest_gr
     assert!(a.page().await.contains("<strong>Grace</strong>"));
 }
 
-#[tokio::test]
-async fn every_tab_ends_on_the_newest_greeting_while_subscriptions_keep_dropping() {
-    let redis = RedisServer::start().await;
+async fn every_tab_ends_on_the_newest_greeting_while_subscriptions_keep_dropping(
+    transport: Transport,
+) {
+    let redis = transport.start().await;
     let a = instance(&redis.url()).await;
     let b = instance(&redis.url()).await;
     wait_redis(&a, true).await;
@@ -202,9 +215,8 @@ async fn every_tab_ends_on_the_newest_greeting_while_subscriptions_keep_dropping
 
     // Kill every subscription every 50 ms while A notes 60 times.
     let killer = {
-        let url = redis.url();
+        let client = redis.client();
         tokio::spawn(async move {
-            let client = redis::Client::open(url).unwrap();
             let mut connection = client.get_multiplexed_async_connection().await.unwrap();
             loop {
                 let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
@@ -240,9 +252,8 @@ async fn every_tab_ends_on_the_newest_greeting_while_subscriptions_keep_dropping
     }
 }
 
-#[tokio::test]
-async fn greetings_after_redis_restarts_empty_reach_every_tab() {
-    let mut redis = RedisServer::start().await;
+async fn greetings_after_redis_restarts_empty_reach_every_tab(transport: Transport) {
+    let mut redis = transport.start().await;
     let a = instance(&redis.url()).await;
     let b = instance(&redis.url()).await;
     wait_redis(&a, true).await;
@@ -273,9 +284,8 @@ async fn greetings_after_redis_restarts_empty_reach_every_tab() {
     }
 }
 
-#[tokio::test]
-async fn a_stopped_instance_lets_go_of_its_redis_connections() {
-    let redis = RedisServer::start().await;
+async fn a_stopped_instance_lets_go_of_its_redis_connections(transport: Transport) {
+    let redis = transport.start().await;
     let baseline = redis_clients(&redis).await;
     let mut a = instance(&redis.url()).await;
     wait_redis(&a, true).await;

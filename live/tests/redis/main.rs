@@ -4,11 +4,16 @@
 //! `faults.rs` puts a misbehaving proxy (`proxy.rs`) between an instance and Redis, and pauses,
 //! kills and empties Redis, to check that every broadcast still reaches every tab exactly once
 //! and that no tab goes back to an older note.
+//!
+//! The tests of delivery and faults run twice ([`over_tcp_and_tls!`]): against a plain Redis,
+//! and against one that speaks only TLS and wants a password, as managed Redis does
+//! (`rediss://`, `REDIS_CA`).
 
 mod faults;
 mod proxy;
 #[path = "../support/mod.rs"]
 mod support;
+mod tls;
 mod trust;
 
 use std::time::{Duration, Instant};
@@ -21,15 +26,66 @@ pub(crate) const PREFIX: &str = "scaleout-test";
 /// What the instances of these tests sign their messages with.
 pub(crate) const SECRET: &str = "the scale-out tests' secret, 32+ characters";
 
+/// How the instances reach Redis.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Transport {
+    Tcp,
+    /// TLS, with a password (`rediss://`), trusting the tests' CA (`REDIS_CA`).
+    Tls,
+}
+
+impl Transport {
+    pub(crate) async fn start(self) -> RedisServer {
+        match self {
+            Transport::Tcp => RedisServer::start().await,
+            Transport::Tls => RedisServer::start_tls().await,
+        }
+    }
+}
+
+/// Runs each named `async fn(Transport)` as two tests, `<name>::over_tcp` and
+/// `<name>::over_tls`.
+macro_rules! over_tcp_and_tls {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn over_tcp() {
+                super::$name(crate::Transport::Tcp).await;
+            }
+
+            #[tokio::test]
+            async fn over_tls() {
+                super::$name(crate::Transport::Tls).await;
+            }
+        }
+    )+};
+}
+pub(crate) use over_tcp_and_tls;
+
 pub(crate) async fn instance(redis_url: &str) -> TestApp {
     instance_with_prefix(redis_url, PREFIX).await
 }
 
-/// An instance of the app whose keys and channel are under `prefix`.
+/// An instance of the app whose keys and channel are under `prefix`; for a `rediss://` URL,
+/// one that trusts the tests' CA, which every TLS Redis of theirs has its certificate from.
 pub(crate) async fn instance_with_prefix(redis_url: &str, prefix: &str) -> TestApp {
     let url = redis_url.to_owned();
     let prefix = prefix.to_owned();
+    let ca = url.starts_with("rediss://").then(|| {
+        static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        FILE.get_or_init(|| {
+            let file = std::env::temp_dir().join(format!(
+                "redis-tests-ca-{}-{}.pem",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&file, RedisServer::test_ca().pem()).unwrap();
+            file
+        })
+        .clone()
+    });
     spawn_app_with(move |config| {
+        config.redis_ca = ca;
         config.redis_url = Some(url);
         config.redis_secret = Some(SECRET.into());
         config.redis_prefix = Some(prefix);
@@ -57,7 +113,14 @@ pub(crate) async fn wait_redis(app: &TestApp, connected: bool) {
 
 /// A `redis-server` and two app instances already receiving from it.
 pub(crate) async fn two_connected_instances() -> (RedisServer, TestApp, TestApp) {
-    let redis = RedisServer::start().await;
+    two_connected_instances_over(Transport::Tcp).await
+}
+
+/// The same, with Redis reached over `transport`.
+pub(crate) async fn two_connected_instances_over(
+    transport: Transport,
+) -> (RedisServer, TestApp, TestApp) {
+    let redis = transport.start().await;
     let a = instance(&redis.url()).await;
     let b = instance(&redis.url()).await;
     wait_redis(&a, true).await;
@@ -82,10 +145,17 @@ pub(crate) async fn next_note(tab: &mut SseClient) -> String {
     elements(&tab.next_event().await)
 }
 
-#[tokio::test]
-async fn a_note_published_on_one_instance_reaches_streams_on_every_instance_exactly_once() {
+over_tcp_and_tls!(
+    a_note_published_on_one_instance_reaches_streams_on_every_instance_exactly_once,
+    losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back,
+    redis_down_at_start_does_not_stop_the_app,
+);
+
+async fn a_note_published_on_one_instance_reaches_streams_on_every_instance_exactly_once(
+    transport: Transport,
+) {
     // Arrange
-    let (_redis, a, b) = two_connected_instances().await;
+    let (_redis, a, b) = two_connected_instances_over(transport).await;
     let mut on_a = a.open_live_stream().await;
     let mut on_b = b.open_live_stream().await;
 
@@ -154,9 +224,10 @@ async fn racing_notes_on_two_instances_leave_every_tab_on_the_latest() {
     }
 }
 
-#[tokio::test]
-async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back() {
-    let (mut redis, a, b) = two_connected_instances().await;
+async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back(
+    transport: Transport,
+) {
+    let (mut redis, a, b) = two_connected_instances_over(transport).await;
     let mut on_a = a.open_live_stream().await;
     let mut on_b = b.open_live_stream().await;
 
@@ -183,9 +254,8 @@ async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back
     assert!(on_b_next.contains("Grace"), "{on_b_next}");
 }
 
-#[tokio::test]
-async fn redis_down_at_start_does_not_stop_the_app() {
-    let mut redis = RedisServer::start().await;
+async fn redis_down_at_start_does_not_stop_the_app(transport: Transport) {
+    let mut redis = transport.start().await;
     redis.stop();
     let a = instance(&redis.url()).await;
     let b = instance(&redis.url()).await;

@@ -1,6 +1,10 @@
 //! A TCP proxy between an app instance and Redis that can misbehave on demand: hold what Redis
 //! sends a subscription, cut connections, delay or cut a command in flight, refuse commands.
 //! It injects the faults a network and a busy Redis cause, deterministically.
+//!
+//! In front of a Redis that speaks TLS it speaks TLS to both sides (a certificate from the
+//! tests' CA toward the app, the CA trusted toward Redis), so that it still sees the commands
+//! it misbehaves on, and the app's side goes through the same TLS as with Redis itself.
 
 use std::{
     net::SocketAddr,
@@ -11,12 +15,15 @@ use std::{
     time::Duration,
 };
 
+use live::testing::RedisServer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
+    net::{TcpListener, TcpStream},
     sync::Notify,
     task::JoinHandle,
 };
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 /// Redis commands that only a command connection sends (a subscription sends `SUBSCRIBE` and
@@ -55,8 +62,20 @@ struct Connection {
     cut: CancellationToken,
 }
 
+/// Either side of a proxied connection: plain TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// TLS toward the app and toward Redis.
+struct Tls {
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+}
+
 struct Shared {
     upstream: SocketAddr,
+    tls: Option<Tls>,
     rules: Mutex<Rules>,
     released: Notify,
     connections: Mutex<Vec<Arc<Connection>>>,
@@ -64,31 +83,50 @@ struct Shared {
 
 /// The proxy: listens on a free port and forwards to `upstream`.
 pub struct Proxy {
-    pub port: u16,
+    url: String,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
 }
 
 impl Proxy {
-    pub async fn start(upstream_port: u16) -> Proxy {
+    /// A proxy in front of `redis`, over TLS if it speaks TLS.
+    pub async fn start(redis: &RedisServer) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let tls = redis.ca().is_some().then(|| {
+            let ca = RedisServer::test_ca();
+            let certificate = ca.issue();
+            let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes()).unwrap();
+            let chain: Vec<CertificateDer<'static>> = vec![certificate.der.clone()];
+            let config = rustls::ServerConfig::builder_with_provider(live::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+            Tls {
+                acceptor: TlsAcceptor::from(Arc::new(config)),
+                connector: ca.connector(&[]),
+            }
+        });
         let shared = Arc::new(Shared {
-            upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
+            upstream: SocketAddr::from(([127, 0, 0, 1], redis.port)),
+            tls,
             rules: Mutex::default(),
             released: Notify::new(),
             connections: Mutex::default(),
         });
         let accept = tokio::spawn(accept(listener, Arc::clone(&shared)));
         Proxy {
-            port,
+            url: redis.url_via(port),
             shared,
             accept,
         }
     }
 
+    /// The URL to give the app instead of Redis's.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     /// Stops passing on what Redis sends to subscriptions (messages pile up unseen).
@@ -140,39 +178,56 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        let Ok(server) = TcpStream::connect(shared.upstream).await else {
-            continue; // Redis is down: the client sees the connection close
-        };
-        let connection = Arc::new(Connection {
-            subscription: AtomicBool::new(false),
-            cut: CancellationToken::new(),
-        });
-        shared
-            .connections
-            .lock()
-            .unwrap()
-            .push(Arc::clone(&connection));
-        let (client_read, client_write) = client.into_split();
-        let (server_read, server_write) = server.into_split();
-        let cut = connection.cut.clone();
-        let upstream = tokio::spawn(to_redis(
-            client_read,
-            server_write,
-            Arc::clone(&connection),
-            Arc::clone(&shared),
-        ));
-        let downstream = tokio::spawn(to_client(
-            server_read,
-            client_write,
-            Arc::clone(&connection),
-            Arc::clone(&shared),
-        ));
-        tokio::spawn(async move {
-            cut.cancelled().await;
-            upstream.abort();
-            downstream.abort();
-        });
+        tokio::spawn(proxy(client, Arc::clone(&shared)));
     }
+}
+
+/// Connects `client` to Redis, over TLS on both sides if the proxy speaks it.
+async fn connect(client: TcpStream, shared: &Shared) -> Option<(Stream, Stream)> {
+    // Redis down: the client sees the connection close.
+    let server = TcpStream::connect(shared.upstream).await.ok()?;
+    Some(match &shared.tls {
+        None => (Box::new(client), Box::new(server)),
+        Some(tls) => {
+            let client = tls.acceptor.accept(client).await.ok()?;
+            let name = ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]));
+            let server = tls.connector.connect(name, server).await.ok()?;
+            (Box::new(client), Box::new(server))
+        }
+    })
+}
+
+async fn proxy(client: TcpStream, shared: Arc<Shared>) {
+    let Some((client, server)) = connect(client, &shared).await else {
+        return;
+    };
+    let connection = Arc::new(Connection {
+        subscription: AtomicBool::new(false),
+        cut: CancellationToken::new(),
+    });
+    shared
+        .connections
+        .lock()
+        .unwrap()
+        .push(Arc::clone(&connection));
+    let (client_read, client_write) = tokio::io::split(client);
+    let (server_read, server_write) = tokio::io::split(server);
+    let cut = connection.cut.clone();
+    let upstream = tokio::spawn(to_redis(
+        client_read,
+        server_write,
+        Arc::clone(&connection),
+        Arc::clone(&shared),
+    ));
+    let downstream = tokio::spawn(to_client(
+        server_read,
+        client_write,
+        Arc::clone(&connection),
+        Arc::clone(&shared),
+    ));
+    cut.cancelled().await;
+    upstream.abort();
+    downstream.abort();
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -182,8 +237,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn to_redis(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    mut from: ReadHalf<Stream>,
+    mut to: WriteHalf<Stream>,
     connection: Arc<Connection>,
     shared: Arc<Shared>,
 ) {
@@ -228,8 +283,8 @@ async fn to_redis(
 }
 
 async fn to_client(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    mut from: ReadHalf<Stream>,
+    mut to: WriteHalf<Stream>,
     connection: Arc<Connection>,
     shared: Arc<Shared>,
 ) {
