@@ -37,6 +37,11 @@ use axum::{
 
 use crate::{error::Error, frame::Frame, sse};
 
+/// Marks an answer as a refusal, with the status it stands for: a Datastar caller's is a `200`
+/// (Datastar ignores any other), yet metrics count it as refused, by that status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused(pub StatusCode);
+
 /// Who sent a request: see the [module docs](self).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caller {
@@ -76,10 +81,12 @@ impl Caller {
     where
         Error: From<P> + From<Q>,
     {
-        Ok(match self {
+        let mut response = match self {
             Caller::Datastar => sse::reply([patch()?]),
             Caller::Browser => (status, Html(page()?)).into_response(),
-        })
+        };
+        response.extensions_mut().insert(Refused(status));
+        Ok(response)
     }
 
     /// Answers a request that succeeded: to Datastar, `events` in a short event stream (the

@@ -69,9 +69,10 @@ pub struct EventStream {
 
 impl EventStream {
     /// Starts a stream on `connection` that first sends `initial`.
-    pub fn new(connection: Connection, initial: impl IntoIterator<Item = Frame>) -> Self {
+    pub fn new(mut connection: Connection, initial: impl IntoIterator<Item = Frame>) -> Self {
         let mut buffer = BytesMut::new();
         for frame in initial {
+            connection.writes(&frame);
             buffer.extend_from_slice(frame.as_bytes());
         }
         let initial = (!buffer.is_empty()).then(|| buffer.freeze());

@@ -58,7 +58,9 @@ use super::{
     store::{Store, Stored},
     wire::{Signer, WireBroadcast},
 };
-use crate::registry::{Outgoing, Registry, Relay, Version, WeakRegistry, is_topic_name};
+use crate::registry::{
+    Outgoing, Registry, Relay, RelayCounts, Version, WeakRegistry, is_topic_name,
+};
 
 /// Broadcasts waiting to be published. Publishing takes well under a millisecond on a healthy
 /// Redis; if this many are waiting, Redis is too slow and broadcasts are delivered locally.
@@ -119,6 +121,12 @@ struct Link {
     epoch: OnceLock<u64>,
     /// Messages refused and entries put right so far.
     rejected: AtomicU64,
+    /// For metrics: broadcasts published, messages admitted, subscriptions made, and the age
+    /// of the last message admitted (ms, by Redis's clock; `u64::MAX` before the first).
+    published: AtomicU64,
+    received: AtomicU64,
+    connects: AtomicU64,
+    lag_ms: AtomicU64,
     /// When a refusal was last logged.
     rejection_logged: Mutex<Option<Instant>>,
 }
@@ -236,6 +244,10 @@ impl RedisRelay {
             clock: RedisClock::default(),
             epoch: OnceLock::new(),
             rejected: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(u64::MAX),
             rejection_logged: Mutex::new(None),
         });
         let inner = Arc::new(Inner {
@@ -339,6 +351,16 @@ impl Relay for RedisRelay {
 
     fn rejected(&self) -> u64 {
         self.inner.link.rejected.load(Ordering::Relaxed)
+    }
+
+    fn counts(&self) -> RelayCounts {
+        let link = &self.inner.link;
+        RelayCounts {
+            published: link.published.load(Ordering::Relaxed),
+            received: link.received.load(Ordering::Relaxed),
+            connects: link.connects.load(Ordering::Relaxed),
+            lag_ms: Some(link.lag_ms.load(Ordering::Relaxed)).filter(|lag| *lag != u64::MAX),
+        }
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {
@@ -528,6 +550,7 @@ async fn publish(
         match result {
             Ok(Stored::Published(receivers)) => {
                 tracing::trace!(receivers, "broadcast published");
+                inner.link.published.fetch_add(1, Ordering::Relaxed);
                 inner.published(item.seq);
             }
             Ok(Stored::Superseded(newer)) => {
@@ -575,6 +598,7 @@ async fn subscribe(
                     return;
                 };
                 relay.set_subscribed(true, &live);
+                link.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(channel = %link.channel, "redis relay connected");
                 catch_up(&relay, &live).await;
                 drop((relay, live));
@@ -743,6 +767,9 @@ async fn receive(inner: &Weak<Inner>, registry: &WeakRegistry, link: &Link, pubs
                 });
                 match admitted {
                     Ok(broadcast) => {
+                        link.received.fetch_add(1, Ordering::Relaxed);
+                        let now = link.clock.now().unwrap_or_default();
+                        link.lag_ms.store(now.saturating_sub(broadcast.sent_at), Ordering::Relaxed);
                         if let Some(latest) = &broadcast.outgoing.latest {
                             link.store.saw(&latest.topic, payload);
                         }

@@ -16,6 +16,7 @@ use super::{
     key::Key,
     outbox::{Next, Outbox, Push, next_seq},
     slot::{Follow, Published},
+    stats::{CloseReason, Written},
 };
 use crate::frame::Frame;
 
@@ -27,7 +28,26 @@ pub struct Connection {
     pub(super) outbox: Arc<Outbox>,
     /// The latest-state topics it follows.
     pub(super) follows: Vec<Follow>,
+    /// What it wrote since it last handed that over to the registry's counts.
+    pub(super) written: Written,
     pub(super) guard: Guard,
+}
+
+impl Connection {
+    /// Counts an event about to be written: the ones it yields, and those its stream sends
+    /// before them ([`crate::sse::EventStream`]'s first frames).
+    pub(crate) fn writes(&mut self, frame: &Frame) {
+        self.written.events += 1;
+        self.written.bytes += frame.as_bytes().len() as u64;
+    }
+
+    /// Hands what it wrote over to the registry's counts: when it has nothing more to write.
+    fn hand_over(&mut self) {
+        self.guard
+            .shared
+            .stats
+            .wrote(self.guard.id, &mut self.written);
+    }
 }
 
 impl Connection {
@@ -72,21 +92,29 @@ impl Stream for Connection {
                 Next::Frame(frame) => {
                     if !frame.is_keep_alive() {
                         this.outbox.wrote();
+                        this.writes(&frame);
                     }
                     return Poll::Ready(Some(frame));
                 }
-                Next::End => return Poll::Ready(None),
+                Next::End => {
+                    this.hand_over();
+                    return Poll::Ready(None);
+                }
                 Next::Latest => {
                     let (at, unsent) = latest.expect("`next` offered a version");
                     let follow = &mut this.follows[at];
                     follow.sent(unsent.version);
                     if follow.is_for(&unsent, &this.guard.key) {
                         this.outbox.wrote();
+                        this.writes(&unsent.frame);
                         return Poll::Ready(Some(unsent.frame.clone()));
                     }
                     // Not meant for this key: look again.
                 }
-                Next::Pending if registered => return Poll::Pending,
+                Next::Pending if registered => {
+                    this.hand_over();
+                    return Poll::Pending;
+                }
                 Next::Pending => {
                     // Nothing now. Say which task to wake, then look once more: a push or a
                     // publish since the look above would otherwise wake nobody. (Registering
@@ -102,6 +130,7 @@ impl Stream for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.outbox.abandon();
+        self.hand_over();
     }
 }
 
@@ -116,6 +145,8 @@ impl fmt::Debug for Connection {
 
 pub(super) struct Guard {
     pub(super) shared: Arc<Shared>,
+    /// The connection's outbox: says why the registry ended it, if it did.
+    pub(super) outbox: Arc<Outbox>,
     pub(super) key: Key,
     pub(super) id: u64,
     pub(super) opened: Instant,
@@ -126,6 +157,14 @@ impl Drop for Guard {
         let removed = self.shared.lock().index.remove(&self.key, Some(self.id));
         // `removed` is `None` when the registry ended the stream (close, replacement, a queue
         // overflow, shutdown); `Some` when the client went away first.
+        let reason = match &removed {
+            Some(entry) if entry.socket.as_ref().is_some_and(|s| s.is_timed_out()) => {
+                CloseReason::SendTimeout
+            }
+            Some(_) => CloseReason::ClientLeft,
+            None => self.outbox.end_reason(),
+        };
+        self.shared.stats.closed(reason);
         tracing::debug!(
             key = %self.key.redacted(),
             lifetime = ?self.opened.elapsed(),

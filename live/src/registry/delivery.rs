@@ -22,6 +22,7 @@ impl Registry {
             frame,
             latest: None,
         };
+        self.shared.stats.published(false);
         self.deliver(&outgoing) > 0
     }
 
@@ -36,6 +37,7 @@ impl Registry {
     /// Like [`Registry::broadcast`], skipping the connections stored under `except` (say, the
     /// tab that caused the event and already shows it).
     pub fn broadcast_except(&self, pattern: &Pattern, except: &[Key], frame: &Frame) -> usize {
+        self.shared.stats.published(false);
         self.route(Outgoing {
             pattern: pattern.clone(),
             except: except.to_vec(),
@@ -123,6 +125,7 @@ impl Registry {
         drop(state);
         for entry in &removed {
             if overflowed.iter().any(|(_, id)| *id == entry.id) {
+                entry.outbox.ended_by(super::CloseReason::QueueFull);
                 tracing::warn!(
                     key = %entry.key.redacted(),
                     limit = self.shared.queue_limit,

@@ -47,6 +47,7 @@ mod outbox;
 mod relay;
 mod slot;
 mod socket;
+mod stats;
 mod topics;
 
 use std::{
@@ -65,14 +66,16 @@ use self::{
     index::{Entry, Index},
     outbox::{Outbox, next_seq},
     slot::Follow,
+    stats::{Stats, Written},
     topics::TopicState,
 };
 pub use self::{
     connection::{Connection, Replaced},
     key::{Key, KeyError, Pattern, RedactedKey, WILDCARD},
     latest::{Topic, Version, VersionError, is_topic_name},
-    relay::Relay,
+    relay::{Relay, RelayCounts},
     socket::{Requests, STREAM_SEND_BUFFER, SocketControl},
+    stats::{CloseReason, Counts, REFUSALS},
 };
 use crate::frame::Frame;
 
@@ -107,6 +110,8 @@ struct Shared {
     epoch: u64,
     /// Tells this registry's local versions apart from another instance's.
     origin: u16,
+    /// What it has done, for metrics.
+    stats: Stats,
 }
 
 #[derive(Default)]
@@ -232,6 +237,7 @@ impl Registry {
                 relay: OnceLock::new(),
                 epoch,
                 origin: rand_origin(),
+                stats: Stats::default(),
             }),
         }
     }
@@ -281,20 +287,24 @@ impl Registry {
             socket: options.socket,
             client: options.client,
         };
+        let refused = |error: ConnectError| {
+            self.shared.stats.refused(error);
+            Err(error)
+        };
         let replaced = {
             let mut state = self.shared.lock();
             if state.shut_down {
-                return Err(ConnectError::ShuttingDown);
+                return refused(ConnectError::ShuttingDown);
             }
             let is_new = state.index.get(&key).is_none();
             if is_new && state.index.len() >= self.shared.max_connections {
-                return Err(ConnectError::Full(self.shared.max_connections));
+                return refused(ConnectError::Full(self.shared.max_connections));
             }
             if is_new
                 && let Some(client) = options.client
                 && state.index.of_client(client) >= self.shared.max_per_client
             {
-                return Err(ConnectError::ClientFull(self.shared.max_per_client));
+                return refused(ConnectError::ClientFull(self.shared.max_per_client));
             }
             for topic in options.topics {
                 let (name, known) = state.topic(topic);
@@ -309,12 +319,18 @@ impl Registry {
             }
             state.index.insert(entry)
         };
+        if let Some(old) = &replaced {
+            old.outbox.ended_by(CloseReason::Replaced);
+        }
+        self.shared.stats.opened();
         tracing::debug!(key = %key.redacted(), "stream opened");
         let connection = Connection {
-            outbox,
+            outbox: Arc::clone(&outbox),
             follows,
+            written: Written::default(),
             guard: Guard {
                 shared: Arc::clone(&self.shared),
+                outbox,
                 key,
                 id,
                 opened: Instant::now(),
@@ -358,6 +374,9 @@ impl Registry {
                 .filter_map(|(key, id)| state.index.remove(&key, Some(id)))
                 .collect()
         };
+        for entry in &removed {
+            entry.outbox.ended_by(CloseReason::Closed);
+        }
         removed.len()
     }
 
@@ -370,6 +389,7 @@ impl Registry {
             state.shut_down = true;
             let seq = next_seq();
             state.index.for_each(|entry| {
+                entry.outbox.ended_by(CloseReason::Shutdown);
                 entry.outbox.push(seq, last.clone());
             });
             std::mem::take(&mut state.index)
@@ -385,6 +405,30 @@ impl Registry {
     /// Whether no connection is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What the registry has done since it was made, and the streams open now by page: for
+    /// metrics. Walks every stored connection (under the lock), so it is for a scrape every
+    /// few seconds, not for every request.
+    pub fn counts(&self) -> Counts {
+        let mut by_page: HashMap<String, usize> = HashMap::new();
+        self.shared.lock().index.for_each(|entry| {
+            let page = entry
+                .key
+                .as_str()
+                .rsplit_once('/')
+                .map_or("", |(page, _)| page);
+            match by_page.get_mut(page) {
+                Some(open) => *open += 1,
+                None => {
+                    by_page.insert(page.to_owned(), 1);
+                }
+            }
+        });
+        let mut counts = self.shared.stats.counts();
+        counts.open_by_page = by_page.into_iter().collect();
+        counts.open_by_page.sort();
+        counts
     }
 
     /// Whether [`Registry::shut_down`] has been called.

@@ -23,13 +23,14 @@ use std::{
     collections::VecDeque,
     sync::{
         Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     task::Waker,
 };
 
 use futures_util::task::AtomicWaker;
 
+use super::stats::CloseReason;
 use crate::frame::Frame;
 
 /// The next place in the order of every event this process sends: ordinary frames take one
@@ -96,7 +97,12 @@ pub(super) struct Outbox {
     abandoned: AtomicBool,
     /// Whether the stream has written anything since the last keep-alive round.
     written: AtomicBool,
+    /// Why the registry ended it ([`CloseReason`]'s index), if it did: the first reason wins.
+    reason: AtomicU8,
 }
+
+/// [`Outbox::reason`] before the registry ends the stream.
+const NO_REASON: u8 = u8::MAX;
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +125,7 @@ impl Outbox {
             busy: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
             written: AtomicBool::new(false),
+            reason: AtomicU8::new(NO_REASON),
         }
     }
 
@@ -224,6 +231,25 @@ impl Outbox {
     /// Whether the stream has written nothing since the last call.
     pub(super) fn was_quiet(&self) -> bool {
         !self.written.swap(false, Ordering::Relaxed)
+    }
+
+    /// Notes why the registry is ending the stream (before it does); a later reason does not
+    /// replace the first.
+    pub(super) fn ended_by(&self, reason: CloseReason) {
+        let _ = self.reason.compare_exchange(
+            NO_REASON,
+            reason.index(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Why the registry ended the stream; [`CloseReason::ClientLeft`] if it never said.
+    pub(super) fn end_reason(&self) -> CloseReason {
+        match self.reason.load(Ordering::Relaxed) {
+            NO_REASON => CloseReason::ClientLeft,
+            index => CloseReason::from_index(index),
+        }
     }
 
     /// Marks the outbox as no longer read (its stream was dropped).

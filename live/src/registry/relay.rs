@@ -10,6 +10,20 @@ use futures_util::future::BoxFuture;
 
 use super::{Outgoing, Registry, Version};
 
+/// What a [`Relay`] has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayCounts {
+    /// Broadcasts this instance published to the other instances.
+    pub published: u64,
+    /// Messages from the channel taken in (this instance's own echoes included).
+    pub received: u64,
+    /// Times it (re)connected to receive: one at start, one more after each loss.
+    pub connects: u64,
+    /// How old the last message taken in was when it arrived, in milliseconds (by the clock
+    /// messages are dated with): how far behind the relay is.
+    pub lag_ms: Option<u64>,
+}
+
 /// Carries broadcasts between instances, and numbers latest-state versions for all of them.
 pub trait Relay: Send + Sync + fmt::Debug {
     /// Takes one broadcast from this instance, to be delivered on every instance.
@@ -34,6 +48,11 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// Messages from other instances refused so far (unsigned, forged, too large, malformed,
     /// for another app, too old, copies), and shared state found not to be trusted.
     fn rejected(&self) -> u64;
+
+    /// What it has done so far, for metrics. (A relay that counts nothing says zeros.)
+    fn counts(&self) -> RelayCounts {
+        RelayCounts::default()
+    }
 
     /// Completes once every broadcast taken so far has been sent on (or given up on): the
     /// server waits for it, within its shutdown timeout, before the process exits.

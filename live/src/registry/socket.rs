@@ -38,6 +38,9 @@ pub struct SocketControl {
 struct Inner {
     hung_up: AtomicBool,
     stream: AtomicBool,
+    /// Set when the server cut the connection (or HTTP/2 stream) off because it stayed
+    /// unwritable for the send timeout: the stream's end is then counted as such.
+    timed_out: AtomicBool,
     /// The connection's task while a write of it is blocked: a hang-up must wake it then, as
     /// nothing else will until the client reads.
     blocked: AtomicWaker,
@@ -85,6 +88,16 @@ impl SocketControl {
             hang_up: self.inner.hung_up.load(Ordering::Acquire),
             stream: self.inner.stream.load(Ordering::Acquire),
         }
+    }
+
+    /// Notes that the server cut the connection off because the client stopped reading.
+    pub fn time_out(&self) {
+        self.inner.timed_out.store(true, Ordering::Release);
+    }
+
+    /// Whether [`SocketControl::time_out`] was called.
+    pub fn is_timed_out(&self) -> bool {
+        self.inner.timed_out.load(Ordering::Acquire)
     }
 
     /// Whether [`SocketControl::hang_up`] was called.

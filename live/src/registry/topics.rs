@@ -115,6 +115,7 @@ impl Registry {
                 known.newest = Some(outgoing.published(&latest, next_seq()));
             }
         }
+        self.shared.stats.published(true);
         self.route(outgoing);
         Ok(value)
     }

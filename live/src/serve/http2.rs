@@ -151,7 +151,10 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
             .blocked
             .get_or_insert_with(|| Blocked::new(limit, draining));
         match blocked.poll_expired(cx, draining) {
-            Poll::Ready(why) => this.cut_off(why, true),
+            Poll::Ready(why) => {
+                this.watch.control.time_out();
+                this.cut_off(why, true)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

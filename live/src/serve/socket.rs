@@ -266,7 +266,10 @@ impl WatchedSocket {
             .blocked
             .get_or_insert_with(|| Blocked::new(limit, draining));
         match blocked.poll_expired(cx, draining) {
-            Poll::Ready(why) => Poll::Ready(Err(self.fail(io::ErrorKind::TimedOut, why))),
+            Poll::Ready(why) => {
+                self.control.time_out();
+                Poll::Ready(Err(self.fail(io::ErrorKind::TimedOut, why)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
