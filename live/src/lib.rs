@@ -19,7 +19,8 @@
 //!   [`events`]: the events every live page understands.
 //! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; `tls` (feature
 //!   `tls`): HTTPS with HTTP/2, certificates re-read on `SIGHUP`; [`settings`]: the
-//!   environment; [`logging`].
+//!   environment; [`logging`]; [`metrics`]: Prometheus metrics on an address of their own
+//!   (`METRICS_ADDR`).
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
 //!   embedded in release builds; [`security`] headers; [`refusals`] made visible.
 //! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.
@@ -40,6 +41,7 @@ mod health;
 mod live;
 pub mod logging;
 pub mod markup;
+pub mod metrics;
 mod redact;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -58,6 +60,8 @@ pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod views;
+
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -141,6 +145,13 @@ where
     let mut router = router;
     for header in security::headers(&live.views.datastar().url) {
         router = router.layer(header);
+    }
+    // Only with METRICS_ADDR: otherwise requests pay nothing for metrics.
+    if let Some(metrics) = live.metrics() {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::clone(metrics),
+            metrics::track,
+        ));
     }
     router.layer(CompressionLayer::new()).layer(
         // Outermost: one line per request at INFO with method, path, status, latency — and

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     assets::{Assets, Files},
+    metrics::Metrics,
     registry::{Limits, Registry},
     settings::Settings,
     views::{DatastarScript, Views},
@@ -48,6 +49,8 @@ pub struct Live {
     pub views: Arc<Views>,
     action_timeout: Duration,
     instance: Uuid,
+    /// With `METRICS_ADDR`: what the metrics listener serves.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Live {
@@ -92,12 +95,21 @@ impl Live {
             ),
             None => {}
         }
+        let metrics = settings
+            .metrics_addr
+            .map(|_| Metrics::new(&registry, settings.max_streams));
         Live {
             registry,
             views: Arc::new(views),
             action_timeout: settings.action_timeout,
             instance,
+            metrics,
         }
+    }
+
+    /// The app's metrics, when `METRICS_ADDR` is set.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The longest an action may take (`ACTION_TIMEOUT_SECS`).

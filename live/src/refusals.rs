@@ -17,14 +17,23 @@ use axum::{
 };
 use minijinja::context;
 
-use crate::{Live, events, sse};
+use crate::{Live, caller::Refused, events, sse};
 
 /// Middleware for actions: see the [module docs](self).
 pub async fn visible(State(live): State<Live>, request: Request, next: Next) -> Response {
     let from_datastar = sse::from_datastar(request.headers());
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || speaks_for_itself(&response) {
+    let failed = status.is_client_error() || status.is_server_error();
+    if let Some(metrics) = live.metrics() {
+        // The action's own refusals (`Caller::refuse`) are marked, whatever their status.
+        match response.extensions().get::<Refused>() {
+            Some(Refused(refused)) => metrics.refused(*refused),
+            None if failed => metrics.refused(status),
+            None => {}
+        }
+    }
+    if !failed || speaks_for_itself(&response) {
         return response;
     }
     let (title, message) = explain(status);

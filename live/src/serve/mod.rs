@@ -45,7 +45,7 @@ pub use self::prepare::raise_open_files_limit;
 use self::{
     accepted::Serving,
     limits::Refusals,
-    prepare::{bind, prepare},
+    prepare::{bind, bind_metrics, prepare},
 };
 pub use self::{
     drain::Draining,
@@ -69,6 +69,8 @@ pub struct Server {
     /// With ACME: the task that gets and renews the certificate, run while serving.
     #[cfg(feature = "acme")]
     acme: Option<Background>,
+    /// `METRICS_ADDR`: where Prometheus scrapes `/metrics`, apart from the public port.
+    metrics: Option<TcpListener>,
     live: Live,
     settings: Settings,
 }
@@ -121,6 +123,7 @@ impl Server {
             tls: prepared.tls,
             #[cfg(feature = "acme")]
             acme: prepared.acme,
+            metrics: bind_metrics(settings)?,
             live,
             settings: settings.clone(),
         })
@@ -155,6 +158,7 @@ impl Server {
             tls: prepared.tls,
             #[cfg(feature = "acme")]
             acme: prepared.acme,
+            metrics: bind_metrics(settings)?,
             live,
             settings: settings.clone(),
         })
@@ -168,6 +172,11 @@ impl Server {
     /// The address of the redirect port, if there is one.
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
         self.redirect.as_ref()?.local_addr().ok()
+    }
+
+    /// The address Prometheus scrapes, with `METRICS_ADDR` (port 0 picks a free port).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref()?.local_addr().ok()
     }
 
     /// The certificate and key in use, with HTTPS (for tests, and whoever wants to reload
@@ -196,6 +205,9 @@ impl Server {
         if let Some(redirect) = self.redirect_addr() {
             tracing::info!("redirecting http://{redirect} to HTTPS");
         }
+        if let Some(metrics) = self.metrics_addr() {
+            tracing::info!("metrics on http://{metrics}/metrics");
+        }
         self.run(router, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
@@ -217,7 +229,7 @@ impl Server {
     /// connection is enough. Measured with `benches/fanout.rs` at 10 000 streams: 22.1 KiB
     /// per stream with `axum::serve`, 16.2 KiB with this loop.
     pub async fn run(
-        #[cfg_attr(not(feature = "acme"), allow(unused_mut))] mut self,
+        mut self,
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
@@ -229,6 +241,14 @@ impl Server {
             registry.downgrade(),
             self.settings.keep_alive,
         )));
+        // Stopped with the public listener, when shutdown begins: the next process, started
+        // while this one drains, binds the same address.
+        let metrics = match (self.metrics.take(), self.live.metrics()) {
+            (Some(listener), Some(metrics)) => Some(AbortOnDropHandle::new(tokio::spawn(
+                crate::metrics::serve(listener, Arc::clone(metrics)),
+            ))),
+            _ => None,
+        };
         #[cfg(feature = "acme")]
         let _acme = self
             .acme
@@ -343,6 +363,7 @@ impl Server {
         }
         drop(self.redirect);
         drop(self.listener); // stop accepting
+        drop(metrics);
         // Every stream is told to come back soon: with an inherited socket, the next process
         // is already taking the connections.
         let closed = registry.shut_down(&crate::events::restarting());

@@ -88,6 +88,30 @@ pub(super) fn bind(settings: &Settings, port: u16) -> io::Result<TcpListener> {
     socket.listen(settings.listen_backlog)
 }
 
+/// Binds `METRICS_ADDR`, if it is set, the way [`bind`] binds the public port (a restart does
+/// not wait for the last scrape's sockets to leave TIME_WAIT).
+pub(super) fn bind_metrics(settings: &Settings) -> io::Result<Option<TcpListener>> {
+    let Some(addr) = settings.metrics_addr else {
+        return Ok(None);
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .and_then(|()| socket.listen(64))
+        .map(Some)
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot listen on METRICS_ADDR {addr}: {error}"),
+            )
+        })
+}
+
 /// Raises the open-files limit to the hard limit the system allows.
 pub fn raise_open_files_limit() {
     #[cfg(unix)]

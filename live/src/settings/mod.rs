@@ -6,7 +6,12 @@
 //! uses it) stops the app with a message naming the variable, rather than crash a connection
 //! at the first request.
 
-use std::{ffi::OsString, net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsString,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 mod parse;
 mod variables;
@@ -103,6 +108,10 @@ pub struct Settings {
     /// `REDIS_URL`, instead of the system's (a managed Redis with a private CA). Checked at
     /// start: a file that is missing or holds no certificate stops the app.
     pub redis_ca: Option<PathBuf>,
+    /// `METRICS_ADDR`: where to serve Prometheus metrics (`GET /metrics`), say
+    /// `127.0.0.1:9100`: a listener of its own, never the public port. Unset: no listener, and
+    /// no counting that only metrics need.
+    pub metrics_addr: Option<SocketAddr>,
     /// `TLS_CERT`: the certificate chain to serve HTTPS with (PEM, the server's certificate
     /// first: an ACME client's `fullchain.pem`). With `TLS_KEY`, the server speaks HTTPS and
     /// offers HTTP/2 and HTTP/1.1; `SIGHUP` re-reads both files. Unset: plain HTTP.
@@ -194,6 +203,7 @@ impl Default for Settings {
             redis_secret: None,
             redis_prefix: None,
             redis_ca: None,
+            metrics_addr: None,
             tls_cert: None,
             tls_key: None,
             http_redirect_port: None,
@@ -368,6 +378,7 @@ impl Settings {
                 None => defaults.redis_prefix,
             },
             redis_ca: redis_ca(&lookup)?,
+            metrics_addr: parse(&lookup, "METRICS_ADDR")?,
             tls_cert: lookup("TLS_CERT").map(PathBuf::from),
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
             http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,

@@ -109,6 +109,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the namespace of this app's keys and channel in Redis (default: the app's name)",
     ),
     (
+        "METRICS_ADDR",
+        "",
+        "serve Prometheus metrics (GET /metrics) on this address, e.g. 127.0.0.1:9100; never public",
+    ),
+    (
         "TLS_CERT",
         "",
         "serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; SIGHUP re-reads it",
