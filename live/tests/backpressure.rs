@@ -21,6 +21,7 @@ use tokio::{
 };
 use uuid::Uuid;
 
+use live::registry::CloseReason;
 use support::{PATIENCE, raise_open_files_limit, spawn_app_with};
 
 fn stream_request(addr: SocketAddr) -> String {
@@ -283,6 +284,21 @@ async fn clients_that_stop_reading_are_cut_off_within_the_send_timeout_and_reade
     wait_until("readers on the newest note", || readers.all_show(notes)).await;
     assert_eq!(readers.ended.load(Ordering::Relaxed), 0);
     assert_eq!(app.streams("page/notes/*"), 20);
+    // Counted for metrics as cut off (a non-reader's queue may overflow before its send
+    // timeout runs out, and both count as cut off), never as a client that left.
+    let cut_off = || {
+        let counts = app.live.registry.counts();
+        counts.closed_by(CloseReason::SendTimeout) + counts.closed_by(CloseReason::QueueFull)
+    };
+    wait_until("20 streams counted as cut off", || cut_off() == 20).await;
+    let counts = app.live.registry.counts();
+    eprintln!(
+        "send_timeout {}, queue_full {}",
+        counts.closed_by(CloseReason::SendTimeout),
+        counts.closed_by(CloseReason::QueueFull)
+    );
+    assert_eq!(counts.closed_by(CloseReason::ClientLeft), 0);
+    assert_eq!(counts.opened, 40);
 }
 
 #[tokio::test]
@@ -313,6 +329,8 @@ async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
 
     eprintln!("shut down in {:?} with a stalled client", start.elapsed());
     assert!(closed_by_server(&mut stalled).await);
+    let counts = app.live.registry.counts();
+    assert_eq!(counts.closed_by(CloseReason::Shutdown), 1, "{counts:?}");
 }
 
 /// Bytes the server's socket from `local_port` to `remote_port` could not send yet (the
@@ -359,6 +377,10 @@ async fn a_stream_cut_off_for_its_queue_limit_has_its_socket_closed_at_once() {
         closed_by_server(&mut stalled).await,
         "its socket is closed too"
     );
+    wait_until("the stream counted as queue_full", || {
+        app.live.registry.counts().closed_by(CloseReason::QueueFull) == 1
+    })
+    .await;
     eprintln!(
         "cut off and closed {:?} after the first event",
         start.elapsed()

@@ -29,6 +29,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// `http`, or `https` when the settings gave a certificate.
     pub scheme: &'static str,
+    /// Where Prometheus scrapes `/metrics`, when the settings gave `METRICS_ADDR`.
+    #[allow(dead_code, reason = "read by tests/metrics.rs, which shares this file")]
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -70,6 +73,7 @@ pub async fn spawn_app_on(
     };
     let addr = server.local_addr().unwrap();
     let scheme = server.scheme();
+    let metrics_addr = server.metrics_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(server.run(router(state.clone()), async {
         let _ = stop.await;
@@ -79,6 +83,7 @@ pub async fn spawn_app_on(
         state,
         client: client(),
         scheme,
+        metrics_addr,
         shutdown: Some(shutdown),
         server: Some(server),
     }

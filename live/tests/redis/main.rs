@@ -172,6 +172,34 @@ async fn a_note_published_on_one_instance_reaches_streams_on_every_instance_exac
         let next = next_note(tab).await;
         assert!(next.contains("<strong>Grace</strong>"), "{next}");
     }
+
+    // Counted for metrics: one published by each, both taken in by each (its own echo
+    // too), one connection each, and how far behind each is.
+    for app in [&a, &b] {
+        let counts = relay_counts_when(app, |counts| counts.received == 2).await;
+        assert_eq!((counts.published, counts.connects), (1, 1), "{counts:?}");
+        assert!(counts.lag_ms.is_some_and(|lag| lag < 10_000), "{counts:?}");
+    }
+}
+
+/// The relay's counts once `reached` says so; fails the test if they never do.
+pub(crate) async fn relay_counts_when(
+    app: &TestApp,
+    reached: impl Fn(&live::registry::RelayCounts) -> bool,
+) -> live::registry::RelayCounts {
+    let relay = app.live.registry.relay().expect("a relay");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counts = relay.counts();
+        if reached(&counts) {
+            return counts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay's counts stayed at {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
@@ -252,6 +280,11 @@ async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back
     assert!(next_note(&mut on_a).await.contains("Grace"));
     let on_b_next = next_note(&mut on_b).await;
     assert!(on_b_next.contains("Grace"), "{on_b_next}");
+    // Counted for metrics: each connected twice, and is connected now.
+    for app in [&a, &b] {
+        relay_counts_when(app, |counts| counts.connects == 2).await;
+        assert!(app.live.registry.relay().unwrap().is_connected());
+    }
 }
 
 async fn redis_down_at_start_does_not_stop_the_app(transport: Transport) {
