@@ -41,7 +41,10 @@
 //!   1 024): that many notes posted at the same instant, each on its own connection, then the
 //!   time until every stream shows the newest, how many streams the burst ended (it must end
 //!   none), and how many note events each stream was written (the work a burst costs);
-//! - shutdown: SIGTERM, and the time until the process has exited and every stream ended.
+//! - shutdown: SIGTERM, and the time until the process has exited and every stream ended;
+//! - **the cost of metrics** (`--metrics-clients`, default 10 000): the steady rounds four more
+//!   times, `METRICS_ADDR` unset, set, set, unset; set, `/metrics` is scraped every second
+//!   through the run. The summary sets the means side by side.
 //!
 //! It prints numbers and asserts nothing. The load generator shares the machine with the
 //! server. `--no-raw` skips the baseline; `--redis` (build with `--features redis`, needs
@@ -90,6 +93,8 @@ struct Options {
     addr: Option<SocketAddr>,
     redis: bool,
     raw: bool,
+    /// N for the cost of metrics: the app with `METRICS_ADDR` unset and set, scraped.
+    metrics: Vec<usize>,
 }
 
 fn numbers(list: &str) -> Vec<usize> {
@@ -128,6 +133,7 @@ fn options() -> Options {
         addr: None,
         redis: false,
         raw: true,
+        metrics: vec![10_000],
     };
     options.steady.dedup();
     let mut args = std::env::args().skip(1);
@@ -144,6 +150,9 @@ fn options() -> Options {
             "--bursts" => options.bursts = numbers(&args.next().expect("--bursts B[,B…]")),
             "--addr" => options.addr = Some(address(args.next())),
             "--redis" => options.redis = true,
+            "--metrics-clients" => {
+                options.metrics = numbers(&args.next().expect("--metrics-clients N[,N…]"));
+            }
             "--no-raw" => options.raw = false,
             _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
         }
@@ -295,6 +304,8 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 struct Server {
     child: Option<Child>,
     addr: SocketAddr,
+    /// `METRICS_ADDR`, when set.
+    metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -314,10 +325,20 @@ impl Server {
         Server {
             child: Some(child),
             addr,
+            metrics: None,
         }
     }
 
     async fn start(max_streams: usize, redis_url: Option<&str>) -> Server {
+        Server::start_with(max_streams, redis_url, None).await
+    }
+
+    /// The notes app, with its metrics on `metrics_port` if given.
+    async fn start_with(
+        max_streams: usize,
+        redis_url: Option<&str>,
+        metrics_port: Option<u16>,
+    ) -> Server {
         let port = free_port();
         let mut command = server_command();
         command
@@ -332,6 +353,7 @@ impl Server {
                 std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
             )
             .env_remove("REDIS_URL")
+            .env_remove("METRICS_ADDR")
             .stdout(if std::env::var_os("BENCH_SERVER_LOG").is_some() {
                 Stdio::inherit()
             } else {
@@ -347,11 +369,16 @@ impl Server {
                 )
                 .env("REDIS_PREFIX", "fanout-bench");
         }
+        let metrics = metrics_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+        if let Some(metrics) = metrics {
+            command.env("METRICS_ADDR", metrics.to_string());
+        }
         let child = command.spawn().expect("start the app");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let server = Server {
             child: Some(child),
             addr,
+            metrics,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !http(addr, "GET /healthz HTTP/1.1", "")
@@ -522,7 +549,13 @@ enum Setup {
     CrossInstance(String),
     /// The bare baseline server.
     Raw,
+    /// One app with `METRICS_ADDR` set, scraped every [`SCRAPE_EVERY`] while it runs.
+    LocalWithMetrics,
 }
+
+/// How often the metrics of [`Setup::LocalWithMetrics`] are scraped: Prometheus's usual
+/// interval is 15 s to a minute, so this is the costly end.
+const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 
 impl Setup {
     fn label(&self) -> &'static str {
@@ -531,6 +564,7 @@ impl Setup {
             Setup::Remote(_) => "remote server",
             Setup::CrossInstance(_) => "across instances through Redis",
             Setup::Raw => "raw tokio baseline",
+            Setup::LocalWithMetrics => "one instance, METRICS_ADDR set and scraped",
         }
     }
 }
@@ -721,6 +755,11 @@ async fn run(
             let addr = server.addr;
             (Some(server), None, addr)
         }
+        Setup::LocalWithMetrics => {
+            let server = Server::start_with(n + 1_000, None, Some(free_port())).await;
+            let addr = server.addr;
+            (Some(server), None, addr)
+        }
         Setup::Raw => {
             let server = Server::start_raw().await;
             let addr = server.addr;
@@ -740,6 +779,26 @@ async fn run(
         _ => Poster::Https(https::client(), post_to),
     };
     let pid = server.as_ref().and_then(Server::pid);
+    // Scraped the whole run, as Prometheus would, and checked once to be what it claims.
+    let _scraper = match server.as_ref().and_then(|server| server.metrics) {
+        Some(metrics) => {
+            let exposition = http(metrics, "GET /metrics HTTP/1.1", "").await;
+            assert!(
+                exposition.contains("live_streams_open"),
+                "the metrics address serves metrics: {exposition}"
+            );
+            Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                async move {
+                    let mut every = tokio::time::interval(SCRAPE_EVERY);
+                    loop {
+                        every.tick().await;
+                        http(metrics, "GET /metrics HTTP/1.1", "").await;
+                    }
+                },
+            )))
+        }
+        None => None,
+    };
     // Warm up (templates, allocator), then take the baseline.
     if !matches!(setup, Setup::Raw) && transport == Transport::Plain {
         http(addr, "GET / HTTP/1.1", "").await;
@@ -1044,6 +1103,52 @@ fn https_summary(runs: &[Vec<Report>]) {
     }
 }
 
+/// Metrics set and scraped beside unset, same N, same run: the mean of each pair of runs.
+fn metrics_summary(runs: &[(Vec<Report>, Vec<Report>)]) {
+    let mean = |values: Vec<Option<f64>>| -> Option<f64> {
+        let values: Option<Vec<f64>> = values.into_iter().collect();
+        let values = values?;
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    for (unset, set) in runs {
+        let Some(n) = unset.first().map(|report| report.n) else {
+            continue;
+        };
+        println!();
+        println!(
+            "METRICS_ADDR set (scraped every {SCRAPE_EVERY:?}) vs unset, N = {n}, mean of {} runs each:",
+            unset.len()
+        );
+        for (what, steady) in [
+            (
+                "latest-state",
+                (|report: &Report| &report.latest) as fn(&Report) -> &Steady,
+            ),
+            ("ordinary    ", |report: &Report| &report.ordinary),
+        ] {
+            let median = |reports: &[Report]| {
+                mean(reports.iter().map(|r| Some(steady(r).median())).collect())
+            };
+            let cpu = |reports: &[Report]| {
+                mean(reports.iter().map(|r| steady(r).cpu_per_round).collect())
+            };
+            println!(
+                "  {what}  median delivery {}   CPU per round {}",
+                versus(median(set), median(unset), "ms"),
+                versus(cpu(set), cpu(unset), "ms"),
+            );
+        }
+        println!(
+            "  memory per stream {}",
+            versus(
+                mean(set.iter().map(|r| r.memory_kib).collect()),
+                mean(unset.iter().map(|r| r.memory_kib).collect()),
+                "KiB"
+            )
+        );
+    }
+}
+
 /// The registry alone: a broadcast's cost should follow the number of *matching* connections,
 /// and a latest-state publish's the number of streams *waiting* for it.
 fn registry_benchmark() {
@@ -1177,6 +1282,7 @@ mod https {
         let server = Server {
             child: Some(child),
             addr,
+            metrics: None,
         };
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1397,8 +1503,30 @@ fn main() {
             }
             secure.push(rows);
         }
+        // The cost of metrics: unset, set, set, unset (so that a drift over the run weighs on
+        // both alike).
+        let mut metrics = Vec::new();
+        for &n in &options.metrics {
+            let mut unset = Vec::new();
+            let mut set = Vec::new();
+            for with in [false, true, true, false] {
+                let setup = if with {
+                    Setup::LocalWithMetrics
+                } else {
+                    Setup::Local
+                };
+                let report = run(n, options.rounds, &[], &setup, Transport::Plain).await;
+                if with {
+                    set.push(report)
+                } else {
+                    unset.push(report)
+                }
+            }
+            metrics.push((unset, set));
+        }
         summary(&steady, &bursts);
         https_summary(&secure);
+        metrics_summary(&metrics);
     });
 }
 
