@@ -11,10 +11,13 @@
 //!   streams by page and the relay's counts when Prometheus asks;
 //! - `http`: requests by route, method and status, and their durations, and the refusals of
 //!   actions by reason — a middleware added only when `METRICS_ADDR` is set;
+//! - `delivery`: how long sampled events take to reach their streams, timed by the registry
+//!   (`registry/probe.rs`) only once this asks;
 //! - `process`: CPU, memory and file descriptors, read from `/proc` at each scrape.
 //!
 //! Unset `METRICS_ADDR`: no listener, no middleware, nothing kept.
 
+mod delivery;
 mod http;
 #[cfg(target_os = "linux")]
 mod process;
@@ -42,6 +45,7 @@ impl Metrics {
     pub fn new(registry: &Registry, max_streams: usize) -> Arc<Metrics> {
         let mut prometheus = Prometheus::default();
         let http = Http::register(&mut prometheus);
+        delivery::register(&mut prometheus, registry);
         prometheus.register_collector(Box::new(scrape::Streams::new(registry, max_streams)));
         #[cfg(target_os = "linux")]
         prometheus.register_collector(Box::new(process::Process));

@@ -89,10 +89,13 @@ impl Stream for Connection {
                 .outbox
                 .next(latest.as_ref().map(|(_, unsent)| unsent.seq))
             {
-                Next::Frame(frame) => {
+                Next::Frame(frame, probe) => {
                     if !frame.is_keep_alive() {
                         this.outbox.wrote();
                         this.writes(&frame);
+                    }
+                    if let Some(probe) = probe {
+                        probe.wrote();
                     }
                     return Poll::Ready(Some(frame));
                 }
@@ -107,6 +110,9 @@ impl Stream for Connection {
                     if follow.is_for(&unsent, &this.guard.key) {
                         this.outbox.wrote();
                         this.writes(&unsent.frame);
+                        if let Some(probe) = &unsent.probe {
+                            probe.wrote();
+                        }
                         return Poll::Ready(Some(unsent.frame.clone()));
                     }
                     // Not meant for this key: look again.

@@ -1,13 +1,14 @@
 //! How a frame reaches connections: to one key, to a pattern, through the relay or not, and the
 //! keep-alive comments of quiet streams. (Latest-state versions take `topics.rs`'s way.)
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use super::{
     Outgoing, Registry,
     index::Entry,
     key::{Key, Pattern},
     outbox::{Push, next_seq},
+    probe::{Kind, Probe},
 };
 use crate::frame::Frame;
 
@@ -69,7 +70,8 @@ impl Registry {
 
     fn deliver_queued(&self, outgoing: &Outgoing) -> usize {
         let to = Some(&outgoing.pattern);
-        self.push(to, &outgoing.except, &outgoing.frame, |_| true)
+        let probe = self.shared.probes.sample(Kind::Ordinary);
+        self.push(to, &outgoing.except, &outgoing.frame, probe, |_| true)
     }
 
     /// Sends [`Frame::keep_alive`] to every stream that has written nothing since the last
@@ -77,18 +79,20 @@ impl Registry {
     /// stream gets a comment one to two periods after its last event: one timer for every
     /// stream, instead of one per stream reset at each event.
     pub fn keep_alive(&self) -> usize {
-        self.push(None, &[], &Frame::keep_alive(), |entry| {
+        self.push(None, &[], &Frame::keep_alive(), None, |entry| {
             entry.outbox.was_quiet()
         })
     }
 
     /// Queues `frame` for the connections `pattern` matches (every one, without a pattern)
-    /// but those under `except`, that `only` accepts; cuts off those whose queue overflows.
+    /// but those under `except`, that `only` accepts, with its `probe` if it is sampled; cuts
+    /// off those whose queue overflows.
     fn push(
         &self,
         pattern: Option<&Pattern>,
         except: &[Key],
         frame: &Frame,
+        probe: Option<Arc<Probe>>,
         only: impl Fn(&Entry) -> bool,
     ) -> usize {
         // Excluded keys are few (the sender's own tab): a list is fastest. A long list, from
@@ -107,7 +111,7 @@ impl Registry {
             if excluded(&entry.key) || !only(entry) {
                 return;
             }
-            match entry.outbox.push(seq, frame.clone()) {
+            match entry.outbox.push_probed(seq, frame.clone(), probe.clone()) {
                 Push::Queued => delivered += 1,
                 Push::Overflow => overflowed.push((entry.key.clone(), entry.id)),
                 Push::Closed => gone.push((entry.key.clone(), entry.id)),

@@ -44,6 +44,7 @@ mod index;
 mod key;
 mod latest;
 mod outbox;
+mod probe;
 mod relay;
 mod slot;
 mod socket;
@@ -61,10 +62,13 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use self::{
     connection::Guard,
     index::{Entry, Index},
     outbox::{Outbox, next_seq},
+    probe::Probes,
     slot::Follow,
     stats::{Stats, Written},
     topics::TopicState,
@@ -112,6 +116,8 @@ struct Shared {
     origin: u16,
     /// What it has done, for metrics.
     stats: Stats,
+    /// How long sampled events take to reach their streams, once metrics ask.
+    probes: Probes,
 }
 
 #[derive(Default)]
@@ -238,6 +244,7 @@ impl Registry {
                 epoch,
                 origin: rand_origin(),
                 stats: Stats::default(),
+                probes: Probes::default(),
             }),
         }
     }
@@ -429,6 +436,13 @@ impl Registry {
         counts.open_by_page = by_page.into_iter().collect();
         counts.open_by_page.sort();
         counts
+    }
+
+    /// Starts timing deliveries, for metrics: how long a sampled event takes from its delivery
+    /// here to its last write to a stream, into `latest` or `ordinary` by its kind (see
+    /// `registry/probe.rs`). Only the first call has an effect; without one, nothing is timed.
+    pub(crate) fn time_deliveries(&self, latest: Histogram, ordinary: Histogram) {
+        self.shared.probes.record_into(latest, ordinary);
     }
 
     /// Whether [`Registry::shut_down`] has been called.

@@ -22,7 +22,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     task::Waker,
@@ -30,7 +30,7 @@ use std::{
 
 use futures_util::task::AtomicWaker;
 
-use super::stats::CloseReason;
+use super::{probe::Probe, stats::CloseReason};
 use crate::frame::Frame;
 
 /// The next place in the order of every event this process sends: ordinary frames take one
@@ -62,8 +62,12 @@ enum End {
     Abort,
 }
 
+/// A queued ordinary frame: its place in the order of events, and the probe that times it if
+/// it is the one sampled (see `probe.rs`).
+type Queued = (u64, Frame, Option<Arc<Probe>>);
+
 struct Inner {
-    queue: VecDeque<(u64, Frame)>,
+    queue: VecDeque<Queued>,
     end: End,
     /// The place in the order at which the stream was finished.
     end_seq: u64,
@@ -72,8 +76,8 @@ struct Inner {
 /// What a stream should do next (see [`Outbox::next`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Next {
-    /// Write this ordinary frame.
-    Frame(Frame),
+    /// Write this ordinary frame (and tell its probe, if it has one).
+    Frame(Frame, Option<Arc<Probe>>),
     /// Write the latest-state version it offered: nothing queued comes before it.
     Latest,
     /// Wait: nothing to write now.
@@ -136,6 +140,11 @@ impl Outbox {
 
     /// Queues an ordinary frame, at place `seq` in the order of events.
     pub(super) fn push(&self, seq: u64, frame: Frame) -> Push {
+        self.push_probed(seq, frame, None)
+    }
+
+    /// Queues an ordinary frame with the probe that times its delivery, if it has one.
+    pub(super) fn push_probed(&self, seq: u64, frame: Frame, probe: Option<Arc<Probe>>) -> Push {
         {
             let mut inner = self.lock();
             if inner.end != End::Open {
@@ -144,7 +153,7 @@ impl Outbox {
             if inner.queue.len() >= self.limit {
                 return Push::Overflow;
             }
-            inner.queue.push_back((seq, frame));
+            inner.queue.push_back((seq, frame, probe));
             self.busy.store(true, Ordering::Release);
         }
         self.wake();
@@ -198,10 +207,10 @@ impl Outbox {
         if inner.end == End::Abort {
             return Next::End;
         }
-        if let Some(&(seq, _)) = inner.queue.front()
+        if let Some(&(seq, _, _)) = inner.queue.front()
             && latest.is_none_or(|latest| seq < latest)
         {
-            let (_, frame) = inner.queue.pop_front().expect("a front frame");
+            let (_, frame, probe) = inner.queue.pop_front().expect("a front frame");
             if inner.queue.is_empty() {
                 if inner.end == End::Open {
                     self.busy.store(false, Ordering::Release);
@@ -211,7 +220,7 @@ impl Outbox {
                     inner.queue = VecDeque::new();
                 }
             }
-            return Next::Frame(frame);
+            return Next::Frame(frame, probe);
         }
         match latest {
             Some(latest) if inner.end == End::Open || latest < inner.end_seq => Next::Latest,
@@ -280,7 +289,7 @@ mod tests {
 
     fn drain(outbox: &Outbox) -> Vec<Frame> {
         std::iter::from_fn(|| match outbox.next(None) {
-            Next::Frame(frame) => Some(frame),
+            Next::Frame(frame, _) => Some(frame),
             _ => None,
         })
         .collect()
@@ -302,9 +311,13 @@ mod tests {
         outbox.push(10, frame(10));
         outbox.push(30, frame(30));
 
-        assert_eq!(outbox.next(Some(20)), Next::Frame(frame(10)), "older first");
+        assert_eq!(
+            outbox.next(Some(20)),
+            Next::Frame(frame(10), None),
+            "older first"
+        );
         assert_eq!(outbox.next(Some(20)), Next::Latest, "then the version");
-        assert_eq!(outbox.next(None), Next::Frame(frame(30)));
+        assert_eq!(outbox.next(None), Next::Frame(frame(30), None));
         assert_eq!(outbox.next(None), Next::Pending);
         assert_eq!(outbox.next(Some(40)), Next::Latest);
     }
@@ -319,7 +332,7 @@ mod tests {
         assert_eq!(finished.push(next_seq(), frame(2)), Push::Closed);
 
         assert_eq!(finished.next(Some(before)), Next::Latest);
-        assert_eq!(finished.next(Some(after)), Next::Frame(frame(1)));
+        assert_eq!(finished.next(Some(after)), Next::Frame(frame(1), None));
         assert_eq!(
             finished.next(Some(after)),
             Next::End,

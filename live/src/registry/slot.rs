@@ -29,6 +29,7 @@ use super::{
     key::{Key, Pattern},
     latest::Version,
     outbox::Outbox,
+    probe::Probe,
 };
 use crate::frame::Frame;
 
@@ -48,6 +49,9 @@ pub(super) struct Published {
     /// Its place in the order of every event the process sends (see `outbox::next_seq`): a
     /// stream writes it after the ordinary frames that were queued before it.
     pub(super) seq: u64,
+    /// Times its delivery, if it is the version sampled (see `probe.rs`): observed when a newer
+    /// version replaces it and no stream holds it any more.
+    pub(super) probe: Option<Arc<Probe>>,
 }
 
 impl Published {

@@ -614,3 +614,67 @@ fn keep_alive_comments_go_to_the_streams_quiet_since_the_last_round() {
     assert_eq!(poll_now(&mut busy), None);
     assert_eq!(registry.keep_alive(), 3, "a round later, all quiet again");
 }
+
+/// Two histograms to time deliveries into, and their counts of observations.
+fn timed(registry: &Registry) -> (Histogram, Histogram) {
+    let buckets = || [0.001, 0.01, 0.1, 1.0].into_iter();
+    let (latest, ordinary) = (Histogram::new(buckets()), Histogram::new(buckets()));
+    registry.time_deliveries(latest.clone(), ordinary.clone());
+    (latest, ordinary)
+}
+
+#[test]
+fn a_sampled_broadcast_is_timed_once_its_last_stream_wrote_it() {
+    let registry = Registry::default();
+    let (latest, ordinary) = timed(&registry);
+    let mut tabs: Vec<Connection> = ["a", "b", "c"]
+        .iter()
+        .map(|tab| {
+            registry
+                .connect(key(&format!("page/home/{tab}")))
+                .unwrap()
+                .0
+        })
+        .collect();
+
+    registry.broadcast(&pattern("page/home/*"), &frame(1));
+    registry.broadcast(&pattern("page/home/*"), &frame(2)); // within the period: not sampled
+    for tab in &mut tabs[..2] {
+        assert_eq!(poll_now(tab), Some(Some(frame(1))));
+    }
+    assert_eq!(ordinary.count(), 0, "c has not written it yet");
+    assert_eq!(poll_now(&mut tabs[2]), Some(Some(frame(1))));
+
+    assert_eq!(ordinary.count(), 1, "observed at the last write");
+    for tab in &mut tabs {
+        assert_eq!(poll_now(tab), Some(Some(frame(2))));
+    }
+    assert_eq!(ordinary.count(), 1, "the second broadcast was not sampled");
+    assert_eq!(latest.count(), 0);
+}
+
+#[test]
+fn a_sampled_latest_version_is_timed_when_a_newer_one_replaces_it() {
+    let registry = Registry::default();
+    let (latest, _) = timed(&registry);
+    let home = pattern("page/home/*");
+    let mut a = follower(&registry, "page/home/a", &["greeting"]);
+    let mut b = follower(&registry, "page/home/b", &["greeting"]);
+
+    registry.deliver(&latest_version(&home, 1));
+    assert_eq!(poll_now(&mut a), Some(Some(frame(1))));
+    assert_eq!(poll_now(&mut b), Some(Some(frame(1))));
+    assert_eq!(
+        latest.count(),
+        0,
+        "the newest version: pages and new tabs still start from it"
+    );
+    registry.deliver(&latest_version(&home, 2));
+
+    assert_eq!(latest.count(), 1);
+    assert!(latest.sum() > 0.0);
+}
+
+fn latest_version(pattern: &Pattern, number: u32) -> Outgoing {
+    latest(pattern, "greeting", u64::from(number), frame(number))
+}

@@ -11,6 +11,7 @@ use super::{
     key::Pattern,
     latest::{Topic, Version},
     outbox::next_seq,
+    probe::{Kind, Probe},
     slot::{Published, Slot},
 };
 use crate::frame::Frame;
@@ -38,7 +39,12 @@ impl TopicState {
 impl Outgoing {
     /// This broadcast as a published version of its topic, at place `seq` in the order of
     /// events.
-    fn published(&self, latest: &LatestState, seq: u64) -> Arc<Published> {
+    fn published(
+        &self,
+        latest: &LatestState,
+        seq: u64,
+        probe: Option<Arc<Probe>>,
+    ) -> Arc<Published> {
         Arc::new(Published {
             version: latest.version,
             value: latest.value.clone(),
@@ -46,6 +52,7 @@ impl Outgoing {
             pattern: self.pattern.clone(),
             except: self.except.clone(),
             seq,
+            probe,
         })
     }
 }
@@ -112,7 +119,7 @@ impl Registry {
                 .as_ref()
                 .is_none_or(|newest| newest.version < version)
             {
-                known.newest = Some(outgoing.published(&latest, next_seq()));
+                known.newest = Some(outgoing.published(&latest, next_seq(), None));
             }
         }
         self.shared.stats.published(true);
@@ -210,7 +217,8 @@ impl Registry {
             }
             // Taking its place in the order under the registry's lock keeps it in the same
             // place relative to ordinary broadcasts on every stream.
-            let published = outgoing.published(latest, next_seq());
+            let probe = self.shared.probes.sample(Kind::Latest);
+            let published = outgoing.published(latest, next_seq(), probe);
             let Some(waiting) = known.slot.publish(Arc::clone(&published)) else {
                 return 0; // delivered already, or superseded
             };
