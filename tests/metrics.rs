@@ -229,6 +229,45 @@ async fn the_metrics_count_streams_events_refusals_and_requests() {
     drop(app);
 }
 
+#[tokio::test]
+async fn the_time_from_a_greet_to_its_last_write_is_observed() {
+    // Arrange: three tabs, live.
+    let app = app_with_metrics().await;
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        tabs.push(app.open_live_home_stream().await);
+    }
+
+    // Act: a greet (the one sampled) that every tab reads, then a newer one, which replaces
+    // it: no stream can write the first any more, so its time is final.
+    let sent = Instant::now();
+    assert_eq!(app.greet_with_datastar("Ada").await.status(), 200);
+    for tab in &mut tabs {
+        assert!(tab.next_event().await.data.contains("Ada"));
+    }
+    let all_read = sent.elapsed();
+    assert_eq!(app.greet_with_datastar("Grace").await.status(), 200);
+
+    // Assert: one observation, no longer than the test saw the greet take to reach every tab.
+    let count = r#"live_delivery_seconds_count{kind="latest"}"#;
+    until_sample(&app, count, 1.0).await;
+    let exposition = scrape(&app).await;
+    let took = sample(&exposition, r#"live_delivery_seconds_sum{kind="latest"}"#).unwrap();
+    assert!(
+        took > 0.0 && took <= all_read.as_secs_f64(),
+        "{took} s to the last write; every tab had it {all_read:?} after the post was sent"
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"live_delivery_seconds_count{kind="ordinary"}"#
+        ),
+        Some(0.0),
+        "{exposition}"
+    );
+    drop(app);
+}
+
 /// `promtool check metrics` on `exposition`.
 fn promtool_accepts(exposition: &str) {
     use std::io::Write;
