@@ -634,6 +634,8 @@ struct Report {
     ordinary: Steady,
     bursts: Vec<Burst>,
     shutdown: Option<(Duration, Duration, usize)>,
+    /// With metrics: the mean of the server's `live_delivery_seconds`, by kind.
+    sampled: Option<String>,
 }
 
 async fn steady(
@@ -883,6 +885,13 @@ async fn run(
 
     let latest = steady(&shared, Kind::Latest, rounds, live, &post_to, pid).await;
     let ordinary = steady(&shared, Kind::Ordinary, rounds, live, &post_to, pid).await;
+    // What the server's own sampled histogram says of the same rounds, beside the bench's.
+    let sampled = match server.as_ref().and_then(|server| server.metrics) {
+        Some(metrics) => Some(sampled_delivery(
+            &http(metrics, "GET /metrics HTTP/1.1", "").await,
+        )),
+        None => None,
+    };
     let mut burst_results = Vec::new();
     if let Poster::Plain(post_to) = post_to {
         for &greets in bursts {
@@ -944,6 +953,7 @@ async fn run(
         ordinary,
         bursts: burst_results,
         shutdown,
+        sampled,
     };
     report.print();
     report
@@ -974,6 +984,9 @@ impl Report {
                 steady.delivered,
                 steady.expected
             );
+        }
+        if let Some(sampled) = &self.sampled {
+            println!("  the server's live_delivery_seconds after the rounds: {sampled}");
         }
         for burst in &self.bursts {
             println!(
@@ -1101,6 +1114,30 @@ fn https_summary(runs: &[Vec<Report>]) {
             );
         }
     }
+}
+
+/// The mean time to the last write of the events the server sampled, by kind, from its
+/// `/metrics` response.
+fn sampled_delivery(exposition: &str) -> String {
+    let sample = |series: String| {
+        exposition.lines().find_map(|line| {
+            let value = line.strip_prefix(series.as_str())?.strip_prefix(' ')?;
+            value.trim().parse::<f64>().ok()
+        })
+    };
+    ["latest", "ordinary"]
+        .map(|kind| {
+            let sum = sample(format!("live_delivery_seconds_sum{{kind=\"{kind}\"}}"));
+            let count = sample(format!("live_delivery_seconds_count{{kind=\"{kind}\"}}"));
+            match (sum, count) {
+                (Some(sum), Some(count)) if count > 0.0 => format!(
+                    "{kind} mean {:.1} ms over {count} sampled events",
+                    sum / count * 1000.0
+                ),
+                _ => format!("{kind}: none sampled"),
+            }
+        })
+        .join("; ")
 }
 
 /// Metrics set and scraped beside unset, same N, same run: the mean of each pair of runs.
