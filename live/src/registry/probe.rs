@@ -146,10 +146,7 @@ mod tests {
 
     fn histograms() -> (Histogram, Histogram) {
         let buckets = [0.001, 0.01, 0.1, 1.0];
-        (
-            Histogram::new(buckets),
-            Histogram::new(buckets),
-        )
+        (Histogram::new(buckets), Histogram::new(buckets))
     }
 
     /// The observed count and sum of a histogram.
