@@ -160,7 +160,7 @@ pub(super) struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let removed = self.shared.lock().index.remove(&self.key, Some(self.id));
+        let removed = self.shared.lock().remove(&self.key, self.id);
         // `removed` is `None` when the registry ended the stream (close, replacement, a queue
         // overflow, shutdown); `Some` when the client went away first.
         let reason = match &removed {

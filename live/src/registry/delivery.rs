@@ -124,7 +124,7 @@ impl Registry {
         let removed: Vec<Entry> = overflowed
             .iter()
             .chain(&gone)
-            .filter_map(|(key, id)| state.index.remove(key, Some(*id)))
+            .filter_map(|(key, id)| state.remove(key, *id))
             .collect();
         drop(state);
         for entry in &removed {

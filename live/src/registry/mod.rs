@@ -44,6 +44,7 @@ mod index;
 mod key;
 mod latest;
 mod outbox;
+mod presence;
 mod probe;
 mod relay;
 mod slot;
@@ -68,6 +69,7 @@ use self::{
     connection::Guard,
     index::{Entry, Index},
     outbox::{Outbox, next_seq},
+    presence::Counted,
     probe::Probes,
     slot::Follow,
     stats::{Stats, Written},
@@ -77,6 +79,7 @@ pub use self::{
     connection::{Connection, Replaced},
     key::{Key, KeyError, Pattern, RedactedKey, WILDCARD},
     latest::{Topic, Version, VersionError, is_topic_name},
+    presence::Presence,
     relay::{Relay, RelayCounts},
     socket::{Requests, STREAM_SEND_BUFFER, SocketControl},
     stats::{CloseReason, Counts, REFUSALS},
@@ -126,6 +129,9 @@ struct State {
     /// Set by [`Registry::shut_down`]: later connections are refused.
     shut_down: bool,
     topics: HashMap<Arc<str>, TopicState>,
+    /// The presences counted here (see `presence.rs`): a few, each checked at every store and
+    /// removal of a key.
+    presences: Vec<Counted>,
 }
 
 /// One broadcast: what, to whom, and whether it is a version of a latest-state topic.
@@ -324,7 +330,11 @@ impl Registry {
                     .cloned();
                 follows.push(Follow::new(slot, name, start));
             }
-            state.index.insert(entry)
+            let replaced = state.index.insert(entry);
+            if replaced.is_none() {
+                state.joined(&key);
+            }
+            replaced
         };
         if let Some(old) = &replaced {
             old.outbox.ended_by(CloseReason::Replaced);
@@ -378,7 +388,7 @@ impl Registry {
                 .for_each_match(pattern, |entry| matched.push((entry.key.clone(), entry.id)));
             matched
                 .into_iter()
-                .filter_map(|(key, id)| state.index.remove(&key, Some(id)))
+                .filter_map(|(key, id)| state.remove(&key, id))
                 .collect()
         };
         for entry in &removed {
@@ -399,9 +409,23 @@ impl Registry {
                 entry.outbox.ended_by(CloseReason::Shutdown);
                 entry.outbox.push(seq, last.clone());
             });
-            std::mem::take(&mut state.index)
+            let removed = std::mem::take(&mut state.index);
+            state.everyone_left();
+            removed
         };
         removed.len()
+    }
+
+    /// How many streams `presence`'s pattern matches here, counted live from the first call
+    /// on: a page renders it, and a stream that follows it ([`crate::Stream::counting`]) gets
+    /// every change.
+    ///
+    /// # Panics
+    ///
+    /// If the presence's pattern is not a valid [`Pattern`] (a mistake in the source, found
+    /// by the first test that renders the page).
+    pub fn presence(&self, presence: &Presence) -> usize {
+        self.shared.lock().presence(presence, self.shared.epoch)
     }
 
     /// Total number of stored connections.

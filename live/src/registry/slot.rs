@@ -42,8 +42,9 @@ pub(super) struct Published {
     pub(super) value: Option<Arc<str>>,
     /// The event, encoded once for every stream.
     pub(super) frame: Frame,
-    /// Which of the following streams it is for.
-    pub(super) pattern: Pattern,
+    /// Which of the following streams it is for: those it matches, or every one (`None`, a
+    /// presence count).
+    pub(super) pattern: Option<Pattern>,
     /// Keys to skip.
     pub(super) except: Vec<Key>,
     /// Its place in the order of every event the process sends (see `outbox::next_seq`): a
@@ -57,7 +58,10 @@ pub(super) struct Published {
 impl Published {
     /// Whether the stream under `key` is meant to show it.
     pub(super) fn is_for(&self, key: &Key) -> bool {
-        self.pattern.matches(key) && !self.except.contains(key)
+        self.pattern
+            .as_ref()
+            .is_none_or(|pattern| pattern.matches(key))
+            && !self.except.contains(key)
     }
 }
 
@@ -193,11 +197,12 @@ impl Follow {
 
     /// Whether `published` is meant for the stream under `key`.
     pub(super) fn is_for(&mut self, published: &Published, key: &Key) -> bool {
-        let matches = match &self.matched {
-            Some((pattern, matches)) if pattern.is_same(&published.pattern) => *matches,
-            _ => {
-                let matches = published.pattern.matches(key);
-                self.matched = Some((published.pattern.clone(), matches));
+        let matches = match (&self.matched, &published.pattern) {
+            (_, None) => true,
+            (Some((pattern, matches)), Some(published)) if pattern.is_same(published) => *matches,
+            (_, Some(published)) => {
+                let matches = published.matches(key);
+                self.matched = Some((published.clone(), matches));
                 matches
             }
         };

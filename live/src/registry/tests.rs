@@ -678,3 +678,98 @@ fn a_sampled_latest_version_is_timed_when_a_newer_one_replaces_it() {
 fn latest_version(pattern: &Pattern, number: u32) -> Outgoing {
     latest(pattern, "greeting", u64::from(number), frame(number))
 }
+
+/// The home page's presence, as an app defines it.
+static HERE: Presence = Presence::new("here", "page/home/*");
+
+/// The count in a presence frame, if it is one.
+fn presence_count(frame: &Frame) -> Option<usize> {
+    let json = frame.as_str().split("signals ").nth(1)?.trim();
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value["_presence"]["here"].as_u64().map(|n| n as usize)
+}
+
+/// A tab on the home page showing the presence, as `Stream::counting` opens it.
+fn counting_tab(registry: &Registry, tab: &str) -> Connection {
+    registry.presence(&HERE);
+    follower(registry, &format!("page/home/{tab}"), &[&HERE.topic()])
+}
+
+/// Everything a stream has to write now.
+fn drain(connection: &mut Connection) -> Vec<Frame> {
+    std::iter::from_fn(|| poll_now(connection).flatten()).collect()
+}
+
+#[test]
+fn presence_follows_keys_not_connections() {
+    let registry = Registry::default();
+    let _about = registry.connect(key("page/about/x")).unwrap();
+    let mut a = counting_tab(&registry, "a");
+    let b = counting_tab(&registry, "b");
+    assert_eq!(registry.presence(&HERE), 2, "the about page is not counted");
+    assert_eq!(
+        drain(&mut a).iter().filter_map(presence_count).last(),
+        Some(2)
+    );
+
+    // A duplicated tab replaces the stream under its key: still two.
+    let (_a_again, replaced) = registry.connect(key("page/home/a")).unwrap();
+    assert!(replaced.is_some());
+    assert_eq!(registry.presence(&HERE), 2);
+
+    drop(b);
+    assert_eq!(registry.presence(&HERE), 1);
+    assert_eq!(registry.close(&pattern("page/home/*")), 1);
+    assert_eq!(registry.presence(&HERE), 0);
+}
+
+#[test]
+fn a_storm_of_joins_wakes_each_tab_a_handful_of_times_and_every_tab_ends_on_the_exact_count() {
+    let registry = Registry::default();
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+
+    // 10 000 tabs join in a burst; each writes what it has when it opens, as a stream does,
+    // and is not polled again until the storm is over.
+    let mut tabs = Vec::new();
+    let mut shown = Vec::new();
+    let mut frames = 0;
+    for i in 0..10_000 {
+        let mut tab = counting_tab(&registry, &i.to_string());
+        let mut count = None;
+        while let Poll::Ready(Some(frame)) = tab.poll_next_unpin(&mut cx) {
+            count = Some(presence_count(&frame).expect("a presence frame"));
+            frames += 1;
+        }
+        tabs.push(tab);
+        shown.push(count);
+    }
+    let woken_in_storm = wakes.count();
+
+    // Then every tab writes what it was woken for.
+    for (tab, count) in tabs.iter_mut().zip(&mut shown) {
+        for frame in drain(tab) {
+            *count = presence_count(&frame);
+            frames += 1;
+        }
+    }
+
+    assert_eq!(registry.presence(&HERE), 10_000);
+    assert!(
+        shown.iter().all(|count| *count == Some(10_000)),
+        "every tab shows 10 000"
+    );
+    let per_tab = frames as f64 / 10_000.0;
+    let wakes_per_tab = woken_in_storm as f64 / 10_000.0;
+    println!("storm of 10 000 joins: {per_tab:.2} frames and {wakes_per_tab:.2} wakes per tab");
+    assert!(per_tab <= 3.0, "{per_tab} presence frames per tab");
+    assert!(wakes_per_tab <= 3.0, "{wakes_per_tab} wakes per tab");
+
+    // Half of them leave: the rest end on 5 000.
+    tabs.truncate(5_000);
+    for tab in &mut tabs {
+        assert_eq!(drain(tab).last().and_then(presence_count), Some(5_000));
+    }
+    assert_eq!(registry.presence(&HERE), 5_000);
+}

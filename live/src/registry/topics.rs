@@ -49,7 +49,7 @@ impl Outgoing {
             version: latest.version,
             value: latest.value.clone(),
             frame: self.frame.clone(),
-            pattern: self.pattern.clone(),
+            pattern: Some(self.pattern.clone()),
             except: self.except.clone(),
             seq,
             probe,
@@ -157,7 +157,7 @@ impl Registry {
             .filter_map(|(topic, known)| {
                 let newest = known.newest.as_ref()?;
                 Some(Outgoing {
-                    pattern: newest.pattern.clone(),
+                    pattern: newest.pattern.clone()?,
                     except: newest.except.clone(),
                     frame: newest.frame.clone(),
                     latest: Some(LatestState {
