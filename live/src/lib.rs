@@ -83,7 +83,7 @@ pub use crate::{
     error::Error,
     frame::Frame,
     live::{Live, Site},
-    registry::{Key, Pattern, Registry, Topic},
+    registry::{Key, Pattern, Presence, Registry, Topic},
     serve::Server,
     settings::Settings,
     signals::{Signals, Tab},

@@ -15,6 +15,11 @@
 //!   so that every tab keeps one connection, and a notice that shows when Datastar did not
 //!   load (`live/datastar_missing.html`). Release builds: nothing.
 //!
+//! - `{{ live_presence("here", count) }}` — "N people here", rendered with the count a page
+//!   got from [`crate::Registry::presence`], then kept live by the page's stream
+//!   ([`crate::Stream::counting`]) through the signal `_presence.<name>`
+//!   (`live/presence.html`).
+//!
 //! The expressions live once, in those templates; an app changes one for all its pages by
 //! putting a file of the same name in its `templates/`.
 
@@ -42,6 +47,7 @@ pub(crate) fn add_functions(env: &mut Environment<'static>) {
     env.add_function("live_status", live_status);
     env.add_function("live_submit", live_submit);
     env.add_function("live_dev", live_dev);
+    env.add_function("live_presence", live_presence);
 }
 
 /// `live_stream(url, id="live-stream")`: see the [module docs](self).
@@ -84,6 +90,17 @@ fn live_submit(state: &State, url: &str) -> Result<Value, Error> {
     Ok(Value::from_safe_string(
         expression.as_str().unwrap_or_default().trim().to_owned(),
     ))
+}
+
+/// `live_presence(name, count)`: see the [module docs](self).
+fn live_presence(state: &State, name: &str, count: u64) -> Result<Value, Error> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("live_presence: {name:?} is not a presence's name (letters, digits and _)"),
+        ));
+    }
+    render(state, "live/presence.html", context! { name, count })
 }
 
 /// `live_dev()`: see the [module docs](self).

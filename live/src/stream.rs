@@ -38,7 +38,7 @@ use crate::{
     events,
     frame::Frame,
     live::Live,
-    registry::{ConnectError, ConnectOptions, Key, SocketControl, Topic},
+    registry::{ConnectError, ConnectOptions, Key, Presence, SocketControl, Topic},
     sse::{self, EventStream},
     views::Views,
 };
@@ -53,6 +53,8 @@ pub struct Stream {
     client: Option<IpAddr>,
     /// Latest-state topics the stream starts with, and what to send when one has no version yet.
     topics: Vec<(&'static str, Frame)>,
+    /// The topics of the presences it shows (they always have a version).
+    presences: Vec<String>,
 }
 
 impl<S> FromRequestParts<S> for Stream
@@ -71,6 +73,7 @@ where
                 .get::<ClientAddr>()
                 .map(|ClientAddr(ip)| *ip),
             topics: Vec::new(),
+            presences: Vec::new(),
         })
     }
 }
@@ -81,6 +84,14 @@ impl Stream {
     /// the connection are one step, so no version can fall in between.
     pub fn starting_with<T>(mut self, topic: &Topic<T>, none_yet: Frame) -> Self {
         self.topics.push((topic.name(), none_yet));
+        self
+    }
+
+    /// Shows `presence` live: the stream starts with its count and gets every change (the
+    /// page renders it with `live_presence`). Counting starts here if it had not.
+    pub fn counting(mut self, presence: &Presence) -> Self {
+        self.live.registry.presence(presence);
+        self.presences.push(presence.topic());
         self
     }
 
@@ -102,8 +113,13 @@ impl Stream {
             socket,
             client,
             topics,
+            presences,
         } = self;
-        let names: Vec<&str> = topics.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = topics
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(presences.iter().map(String::as_str))
+            .collect();
         let options = ConnectOptions {
             socket,
             topics: &names,
