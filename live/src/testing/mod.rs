@@ -43,8 +43,16 @@ pub struct InitialEvents {
 }
 
 /// A real SSE client reading a real response over TCP.
+///
+/// Presence counts (`_presence` signal patches, see [`crate::Presence`]) arrive whenever a tab
+/// opens or closes anywhere, so the client keeps the newest of each ([`SseClient::presence`],
+/// [`SseClient::until_presence`]) and hands every other event to the test.
 pub struct SseClient {
     events: Events,
+    /// The newest count of each presence seen.
+    presence: serde_json::Map<String, serde_json::Value>,
+    /// Every event read, presence counts included.
+    read: usize,
 }
 
 impl SseClient {
@@ -56,26 +64,93 @@ impl SseClient {
             .map(|event| event.map_err(|error| error.to_string()));
         SseClient {
             events: Box::pin(events),
+            presence: serde_json::Map::new(),
+            read: 0,
         }
     }
 
-    /// The next event; fails the test if none comes in time or the stream ends.
+    /// The next event, whatever it is, or what ended the wait: the stream's end (`None`), a
+    /// failure, or `deadline`.
+    async fn next_any(&mut self, deadline: tokio::time::Instant) -> Result<Event, Option<String>> {
+        match tokio::time::timeout_at(deadline, self.events.next()).await {
+            Ok(Some(Ok(event))) => {
+                self.read += 1;
+                Ok(event)
+            }
+            Ok(Some(Err(error))) => Err(Some(error)),
+            Ok(None) => Err(None),
+            Err(_) => Err(Some("no SSE event in time".to_owned())),
+        }
+    }
+
+    /// The next event but presence counts, or what ended the wait.
+    async fn next_or(&mut self, patience: Duration) -> Result<Event, Option<String>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let event = self.next_any(deadline).await?;
+            if !self.took_presence(&event) {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Keeps the counts of a presence patch; whether `event` was one.
+    fn took_presence(&mut self, event: &Event) -> bool {
+        if event.event != "datastar-patch-signals" {
+            return false;
+        }
+        let patch = signals(event);
+        let Some(counts) = patch.get("_presence").and_then(|p| p.as_object()) else {
+            return false;
+        };
+        self.presence.extend(
+            counts
+                .iter()
+                .map(|(name, count)| (name.clone(), count.clone())),
+        );
+        patch.as_object().is_some_and(|patch| patch.len() == 1)
+    }
+
+    /// The next event (presence counts aside); fails the test if none comes in time or the
+    /// stream ends.
     pub async fn next_event(&mut self) -> Event {
-        match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(error))) => panic!("SSE stream failed: {error}"),
-            Ok(None) => panic!("SSE stream ended while an event was expected"),
-            Err(_) => panic!("no SSE event within {PATIENCE:?}"),
+        match self.next_or(PATIENCE).await {
+            Ok(event) => event,
+            Err(Some(error)) => panic!("SSE stream failed: {error}"),
+            Err(None) => panic!("SSE stream ended while an event was expected"),
         }
     }
 
-    /// The next event, or `None` once the stream has ended (or failed) or none came within
-    /// `patience`.
+    /// The next event (presence counts aside), or `None` once the stream has ended (or failed)
+    /// or none came within `patience`.
     pub async fn try_next_event(&mut self, patience: Duration) -> Option<Event> {
-        match tokio::time::timeout(patience, self.events.next()).await {
-            Ok(Some(Ok(event))) => Some(event),
-            _ => None,
+        self.next_or(patience).await.ok()
+    }
+
+    /// The newest count of the presence `name` the stream has shown, if any.
+    pub fn presence(&self, name: &str) -> Option<u64> {
+        self.presence.get(name)?.as_u64()
+    }
+
+    /// Reads until the stream shows `count` for the presence `name`; fails the test if it
+    /// does not within `patience`, or another event comes first.
+    pub async fn until_presence(&mut self, name: &str, count: u64, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        while self.presence(name) != Some(count) {
+            match self.next_any(deadline).await {
+                Ok(event) if self.took_presence(&event) => {}
+                Ok(event) => panic!("waiting for {name} = {count}, got {event:?}"),
+                Err(error) => panic!(
+                    "{name} is {:?}, not {count}, after {patience:?}: {error:?}",
+                    self.presence(name)
+                ),
+            }
         }
+    }
+
+    /// How many events the client has read, presence counts included.
+    pub fn events_read(&self) -> usize {
+        self.read
     }
 
     /// Reads what a page's stream opened with [`Stream`](crate::Stream) starts with:
@@ -103,11 +178,10 @@ impl SseClient {
 
     /// Waits for the server to end the stream; fails the test on any further event.
     pub async fn expect_end(&mut self) {
-        match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(None) => {}
-            Ok(Some(Ok(event))) => panic!("expected the stream to end, got {event:?}"),
-            Ok(Some(Err(error))) => panic!("expected a clean end, got {error}"),
-            Err(_) => panic!("the stream did not end within {PATIENCE:?}"),
+        match self.next_or(PATIENCE).await {
+            Err(None) => {}
+            Ok(event) => panic!("expected the stream to end, got {event:?}"),
+            Err(Some(error)) => panic!("expected a clean end, got {error}"),
         }
     }
 }
