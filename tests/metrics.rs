@@ -29,10 +29,6 @@ async fn app_with_metrics() -> TestApp {
     spawn_app_with(|settings| settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap())).await
 }
 
-/// Events a home stream opens with: `connected`, the page's state, and in debug builds the dev
-/// loop's instance id.
-const INITIAL_EVENTS: f64 = if cfg!(debug_assertions) { 3.0 } else { 2.0 };
-
 /// `GET /metrics` on the metrics address: the exposition.
 async fn scrape(app: &TestApp) -> String {
     let addr = app.metrics_addr.expect("METRICS_ADDR is set");
@@ -54,6 +50,20 @@ fn sample(exposition: &str, series: &str) -> Option<f64> {
         let value = line.strip_prefix(series)?.strip_prefix(' ')?;
         Some(value.parse().expect("a sample's value is a number"))
     })
+}
+
+/// Reads every tab until each shows how many tabs there are (the home page's presence): then
+/// the server writes nothing more until the test acts.
+async fn settle(tabs: &mut [SseClient]) {
+    let count = tabs.len() as u64;
+    for tab in tabs {
+        tab.until_presence("here", count, PATIENCE).await;
+    }
+}
+
+/// The events the tabs read, all told: once they have read everything, what the server wrote.
+fn read(tabs: &[SseClient]) -> f64 {
+    tabs.iter().map(SseClient::events_read).sum::<usize>() as f64
 }
 
 /// Scrapes until `series` reads `expected`: a count is handed over when its stream next waits,
@@ -130,13 +140,9 @@ async fn the_metrics_count_streams_events_refusals_and_requests() {
     for _ in 0..3 {
         tabs.push(app.open_live_home_stream().await);
     }
+    settle(&mut tabs).await;
     until_sample(&app, r#"live_streams_open{page="page/home"}"#, 3.0).await;
-    until_sample(
-        &app,
-        "live_stream_events_written_total",
-        3.0 * INITIAL_EVENTS,
-    )
-    .await;
+    until_sample(&app, "live_stream_events_written_total", read(&tabs)).await;
 
     // Act: a greet, which every tab gets.
     let greeted = app.greet_with_datastar("Ada").await;
@@ -147,12 +153,7 @@ async fn the_metrics_count_streams_events_refusals_and_requests() {
     }
 
     // Assert
-    until_sample(
-        &app,
-        "live_stream_events_written_total",
-        3.0 * (INITIAL_EVENTS + 1.0),
-    )
-    .await;
+    until_sample(&app, "live_stream_events_written_total", read(&tabs)).await;
     let exposition = scrape(&app).await;
     let expected = [
         ("live_streams_opened_total", 3.0),
@@ -399,6 +400,7 @@ async fn prometheus_reads_the_open_streams_and_the_events_written() {
     for _ in 0..TABS {
         tabs.push(app.open_live_home_stream().await);
     }
+    settle(&mut tabs).await;
     assert_eq!(app.greet_with_datastar("Grace").await.status(), 200);
     for tab in &mut tabs {
         assert!(tab.next_event().await.data.contains("Grace"));
@@ -412,7 +414,7 @@ async fn prometheus_reads_the_open_streams_and_the_events_written() {
     prometheus
         .until(
             r#"live_stream_events_written_total{job="app"}"#,
-            TABS as f64 * (INITIAL_EVENTS + 1.0),
+            read(&tabs),
         )
         .await;
     prometheus

@@ -13,9 +13,12 @@ pub mod events;
 pub mod page;
 pub mod stream;
 
-use live::Pattern;
+use live::{Pattern, Presence};
 use std::sync::LazyLock;
 
 /// Every open home page: what a greeting is pushed to.
 pub static HOME_PAGES: LazyLock<Pattern> =
     LazyLock::new(|| Pattern::page("home").expect("a valid page name"));
+
+/// How many home pages are open: every home page shows it, live.
+pub static HERE: Presence = Presence::new("here", "page/home/*");

@@ -28,6 +28,8 @@ pub fn render(state: &AppState, error: Option<&str>, draft: &str) -> Result<Stri
         "home.html",
         context! {
             greeting => state.live.registry.latest(&GREETING),
+            // This page too: its stream, once open, counts it.
+            here => state.live.registry.presence(&super::HERE) + 1,
             error,
             draft,
             max_name_chars => MAX_NAME_CHARS,

@@ -3,12 +3,12 @@
 use axum::{extract::State, response::Response};
 use live::{Error, Signals, Stream, Tab};
 
-use super::events;
+use super::{HERE, events};
 use crate::{AppState, greeting::GREETING};
 
 /// Opens the stream of the home page in tab `tab` (from the page's `sessionId` signal), stored
 /// under `page/home/<tab>`. It starts with the latest greeting (or says there is none yet), and
-/// then carries every greeting as it is made.
+/// then carries every greeting as it is made, and how many home pages are open.
 pub async fn open(
     State(state): State<AppState>,
     stream: Stream,
@@ -17,5 +17,6 @@ pub async fn open(
     let none_yet = events::greeting(&state.live.views, None)?;
     stream
         .starting_with(&GREETING, none_yet)
+        .counting(&HERE)
         .open_tab("home", tab.session_id)
 }

@@ -5,5 +5,6 @@ mod dev;
 mod greet;
 mod helpers;
 mod pages;
+mod presence;
 mod shutdown;
 mod streams;

@@ -582,3 +582,22 @@ async fn eight_windows_through_each_proxy_over_http2_all_go_live_and_get_a_greet
         Browser::finish([browser], &[]).await;
     }
 }
+
+#[tokio::test]
+async fn two_tabs_show_two_people_here_and_when_one_closes_the_other_shows_one() {
+    // Arrange
+    let (app, _turn) = app().await;
+    let tab_a = Browser::open_live("tab A", &app.url("/")).await;
+    tab_a.wait_for_text("#presence-here", "1 person here").await;
+
+    // Act
+    let tab_b = Browser::open_live("tab B", &app.url("/")).await;
+
+    // Assert
+    for tab in [&tab_a, &tab_b] {
+        tab.wait_for_text("#presence-here", "2 people here").await;
+    }
+    Browser::finish([tab_b], &[]).await;
+    tab_a.wait_for_text("#presence-here", "1 person here").await;
+    Browser::finish([tab_a], &[]).await;
+}
