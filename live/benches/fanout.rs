@@ -44,7 +44,10 @@
 //! - shutdown: SIGTERM, and the time until the process has exited and every stream ended;
 //! - **the cost of metrics** (`--metrics-clients`, default 10 000): the steady rounds four more
 //!   times, `METRICS_ADDR` unset, set, set, unset; set, `/metrics` is scraped every second
-//!   through the run. The summary sets the means side by side.
+//!   through the run. The summary sets the means side by side;
+//! - **presence** (`--presence-clients`, default 10 000): N tabs of a page that shows how many
+//!   are open join at once, then half of them leave at once: how long until every tab shows the
+//!   exact count, and the presence frames each tab was written (`fanout/presence.rs`).
 //!
 //! It prints numbers and asserts nothing. The load generator shares the machine with the
 //! server. `--no-raw` skips the baseline; `--redis` (build with `--features redis`, needs
@@ -58,6 +61,8 @@
 #[allow(dead_code)]
 #[path = "../tests/support/notes.rs"]
 mod notes;
+#[path = "fanout/presence.rs"]
+mod presence;
 #[path = "fanout/probe.rs"]
 mod probe;
 
@@ -95,6 +100,8 @@ struct Options {
     raw: bool,
     /// N for the cost of metrics: the app with `METRICS_ADDR` unset and set, scraped.
     metrics: Vec<usize>,
+    /// N for presence: a storm of N joins, then of N / 2 leaves.
+    presence: Vec<usize>,
 }
 
 fn numbers(list: &str) -> Vec<usize> {
@@ -134,6 +141,7 @@ fn options() -> Options {
         redis: false,
         raw: true,
         metrics: vec![10_000],
+        presence: vec![10_000],
     };
     options.steady.dedup();
     let mut args = std::env::args().skip(1);
@@ -152,6 +160,9 @@ fn options() -> Options {
             "--redis" => options.redis = true,
             "--metrics-clients" => {
                 options.metrics = numbers(&args.next().expect("--metrics-clients N[,N…]"));
+            }
+            "--presence-clients" => {
+                options.presence = numbers(&args.next().expect("--presence-clients N[,N…]"));
             }
             "--no-raw" => options.raw = false,
             _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
@@ -1560,6 +1571,11 @@ fn main() {
                 }
             }
             metrics.push((unset, set));
+        }
+        // Presence: join and leave storms on a page that shows how many are there.
+        for &n in &options.presence {
+            let server = Server::start(n + 2_000, None).await;
+            presence::storms(server.addr, n).await;
         }
         summary(&steady, &bursts);
         https_summary(&secure);

@@ -13,7 +13,9 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use live::{Error, Files, Frame, Live, Pattern, Settings, Signals, Site, Stream, Tab, Topic, sse};
+use live::{
+    Error, Files, Frame, Live, Pattern, Presence, Settings, Signals, Site, Stream, Tab, Topic, sse,
+};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +58,7 @@ pub fn router(live: Live) -> Router {
     let router = Router::new()
         .route("/", get(page))
         .route("/sse/notes", get(stream))
+        .route("/sse/present", get(present))
         .merge(live::actions(actions, &live))
         .merge(live::routes());
     live::layers(router, &live).with_state(live)
@@ -84,6 +87,17 @@ async fn stream(
     stream
         .starting_with(&NOTE, patch(&live, None)?)
         .open_tab("notes", tab.session_id)
+}
+
+/// The streams of `/sse/present`: a page that shows only how many are open.
+pub static PRESENT: Presence = Presence::new("present", "page/present/*");
+
+/// `GET /sse/present`: a stream that shows [`PRESENT`], under `page/present/<tab>` (for the
+/// benchmark's join storms).
+async fn present(stream: Stream, Signals(tab): Signals<Tab>) -> Result<Response, Error> {
+    stream
+        .counting(&PRESENT)
+        .open_tab("present", tab.session_id)
 }
 
 #[derive(Deserialize)]
