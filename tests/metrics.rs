@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use live::testing::{PATIENCE, SseClient};
+use live::testing::{PATIENCE, SseClient, installed};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app_with};
@@ -82,21 +82,6 @@ async fn until_sample(app: &TestApp, series: &str, expected: f64) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Whether `binary` is on the PATH; if not, says so (the test then passes without it).
-fn available(binary: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {binary}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        eprintln!(
-            "SKIPPED: no `{binary}` on the PATH (apt-get install prometheus); the test did not run"
-        );
-    }
-    found
 }
 
 #[tokio::test]
@@ -224,7 +209,7 @@ async fn the_metrics_count_streams_events_refusals_and_requests() {
     until_sample(&app, r#"live_streams_open{page="page/home"}"#, 3.0).await;
 
     // What promtool makes of it (its linter: names, units, help).
-    if available("promtool") {
+    if installed("promtool", "prometheus") {
         promtool_accepts(&scrape(&app).await);
     }
     drop(app);
@@ -387,7 +372,7 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn prometheus_reads_the_open_streams_and_the_events_written() {
-    if !available("prometheus") {
+    if !installed("prometheus", "prometheus") {
         return;
     }
     // Arrange
@@ -433,7 +418,7 @@ fn deploy() -> &'static Path {
 
 #[test]
 fn the_shipped_alerts_pass_promtool_and_fire_when_their_tests_say() {
-    if !available("promtool") {
+    if !installed("promtool", "prometheus") {
         return;
     }
     for args in [

@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use live::{settings::AcmeSettings, testing::tls::TestCa};
+use live::{
+    settings::AcmeSettings,
+    testing::{installed, tls::TestCa},
+};
 use rustls::{ClientConfig, RootCertStore, pki_types::CertificateDer};
 use support::{TestApp, spawn_app_with};
 
@@ -32,20 +35,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn found(binary: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {binary}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        eprintln!(
-            "SKIPPED: no `{binary}` on the PATH (apt-get install pebble); the test did not run"
-        );
-    }
-    found
 }
 
 /// A running pebble, and its DNS.
@@ -208,7 +197,7 @@ fn cached_certificate(cache: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_gets_caches_and_renews_its_certificate_from_an_acme_server() {
-    if !found("pebble") || !found("pebble-challtestsrv") {
+    if !installed("pebble", "pebble") || !installed("pebble-challtestsrv", "pebble") {
         return;
     }
     // Arrange: a folder, a test authority for pebble's own HTTPS, ports for the app.

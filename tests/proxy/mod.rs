@@ -36,19 +36,7 @@ impl Kind {
 
     /// Whether the proxy can run here; if not, says so (the test then passes without it).
     pub fn available(self) -> bool {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {}", self.binary())])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !found {
-            eprintln!(
-                "SKIPPED: no `{}` on the PATH (apt-get install {}); the proxy test did not run",
-                self.binary(),
-                self.binary()
-            );
-        }
-        found
+        live::testing::installed(self.binary(), self.binary())
     }
 }
 

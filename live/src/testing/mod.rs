@@ -186,6 +186,23 @@ impl SseClient {
     }
 }
 
+/// Whether `binary` is on the PATH. If not, says so on stderr, naming the Debian `package`
+/// that brings it: a test that needs a program this machine lacks then passes without running,
+/// and its output says why.
+pub fn installed(binary: &str, package: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {binary}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        eprintln!(
+            "SKIPPED: no `{binary}` on the PATH (apt-get install {package}); the test did not run"
+        );
+    }
+    found
+}
+
 /// The HTML lines of a `datastar-patch-elements` event, joined as Datastar joins them.
 pub fn elements(event: &Event) -> String {
     assert_eq!(event.event, "datastar-patch-elements", "{event:?}");
