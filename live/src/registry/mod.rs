@@ -63,8 +63,6 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use prometheus_client::metrics::histogram::Histogram;
-
 use self::{
     connection::Guard,
     index::{Entry, Index},
@@ -416,18 +414,6 @@ impl Registry {
         removed.len()
     }
 
-    /// How many streams `presence`'s pattern matches here, counted live from the first call
-    /// on: a page renders it, and a stream that follows it ([`crate::Stream::counting`]) gets
-    /// every change.
-    ///
-    /// # Panics
-    ///
-    /// If the presence's pattern is not a valid [`Pattern`] (a mistake in the source, found
-    /// by the first test that renders the page).
-    pub fn presence(&self, presence: &Presence) -> usize {
-        self.shared.lock().presence(presence, self.shared.epoch)
-    }
-
     /// Total number of stored connections.
     pub fn len(&self) -> usize {
         self.shared.lock().index.len()
@@ -460,13 +446,6 @@ impl Registry {
         counts.open_by_page = by_page.into_iter().collect();
         counts.open_by_page.sort();
         counts
-    }
-
-    /// Starts timing deliveries, for metrics: how long a sampled event takes from its delivery
-    /// here to its last write to a stream, into `latest` or `ordinary` by its kind (see
-    /// `registry/probe.rs`). Only the first call has an effect; without one, nothing is timed.
-    pub(crate) fn time_deliveries(&self, latest: Histogram, ordinary: Histogram) {
-        self.shared.probes.record_into(latest, ordinary);
     }
 
     /// Whether [`Registry::shut_down`] has been called.

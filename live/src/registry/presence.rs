@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use super::{
-    State,
+    Registry, State,
     key::{Key, Pattern},
     latest::Version,
     outbox::next_seq,
@@ -108,6 +108,20 @@ impl Counted {
         for outbox in self.slot.publish(published).unwrap_or_default() {
             outbox.wake();
         }
+    }
+}
+
+impl Registry {
+    /// How many streams `presence`'s pattern matches here, counted live from the first call
+    /// on: a page renders it, and a stream that follows it ([`crate::Stream::counting`]) gets
+    /// every change.
+    ///
+    /// # Panics
+    ///
+    /// If the presence's pattern is not a valid [`Pattern`] (a mistake in the source, found
+    /// by the first test that renders the page).
+    pub fn presence(&self, presence: &Presence) -> usize {
+        self.shared.lock().presence(presence, self.shared.epoch)
     }
 }
 

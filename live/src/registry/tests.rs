@@ -7,6 +7,7 @@ use std::{
 
 use datastar::prelude::PatchSignals;
 use futures_util::{FutureExt, StreamExt};
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::*;
 
