@@ -5,9 +5,10 @@
 //!   is stored or removed: a duplicated tab replaces the stream under its key, so it changes
 //!   nothing; a reconnecting tab leaves and comes back under the same key.
 //! - **A change costs O(1)**: the new count goes into the topic's slot, which wakes the
-//!   streams that are waiting for it (see `slot.rs`). A storm of joins wakes each stream about
-//!   as often as it manages to write, and each write is the newest count: a burst of 10 000
-//!   joins costs a tab a handful of frames, not 10 000.
+//!   streams that are waiting for it (see `slot.rs`), and each stream writes the newest count
+//!   when it gets to it. Changes closer together than [`PUBLISH_GAP`] (200 ms) are published
+//!   together when the gap is over, the first after a quiet spell at once: a storm of 10 000
+//!   joins costs a tab a few frames, not 10 000.
 //! - **A tab that vanishes** (a laptop lid closed) leaves when its connection is found dead:
 //!   when a write to it stays blocked for the send timeout, or when the kernel gives up on
 //!   data it never acknowledged — the keep-alive comment every 15–30 s is such data, and
@@ -19,7 +20,13 @@
 //! sends no signal whose name starts with `_` back to the server), which the kit's
 //! `live_presence` markup shows.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use super::{
     Registry, State,
@@ -76,25 +83,98 @@ impl Presence {
     }
 }
 
-/// One presence the registry counts.
+/// Changes closer together than this are published together, when the gap is over: a storm
+/// of joins then costs each tab a count every [`PUBLISH_GAP`] at most, not one per change it
+/// manages to write. The first change after a quiet spell is published at once.
+pub(super) const PUBLISH_GAP: Duration = Duration::from_millis(200);
+
+/// One presence the registry counts. The count changes under the registry's lock; publishing
+/// it needs only its own, so a change published later (at the end of a gap) takes no lock of
+/// the registry's.
 pub(super) struct Counted {
-    name: &'static str,
     pattern: Pattern,
+    shared: Arc<CountedShared>,
+}
+
+struct CountedShared {
+    name: &'static str,
     slot: Arc<Slot>,
-    count: usize,
-    /// Changes so far: the number of its next version.
-    changes: u64,
     epoch: u64,
+    /// The streams the pattern matches (changed under the registry's lock).
+    count: AtomicUsize,
+    publishing: Mutex<Publishing>,
+}
+
+#[derive(Default)]
+struct Publishing {
+    /// Versions so far: the number of the next one.
+    changes: u64,
+    /// When the last version was published.
+    last: Option<Instant>,
+    /// Whether a publish at the end of the gap is on its way.
+    deferred: bool,
+    /// The count last published.
+    published: Option<usize>,
 }
 
 impl Counted {
+    fn count(&self) -> usize {
+        self.shared.count.load(Ordering::Relaxed)
+    }
+
+    /// Sets the count, and publishes it now or at the end of the gap.
+    fn set(&self, count: usize) {
+        self.shared.count.store(count, Ordering::Relaxed);
+        CountedShared::changed(&self.shared);
+    }
+}
+
+impl CountedShared {
+    fn lock(&self) -> MutexGuard<'_, Publishing> {
+        self.publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the count at once if the last publish is a gap ago; else makes sure one
+    /// follows when the gap is over. Outside a tokio runtime (the registry used on its own),
+    /// at once.
+    fn changed(this: &Arc<CountedShared>) {
+        let mut publishing = this.lock();
+        if publishing.deferred {
+            return; // the coming publish reads the count then
+        }
+        let wait = publishing.last.map_or(Duration::ZERO, |last| {
+            PUBLISH_GAP.saturating_sub(last.elapsed())
+        });
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(runtime) if !wait.is_zero() => {
+                publishing.deferred = true;
+                let this = Arc::clone(this);
+                runtime.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    let mut publishing = this.lock();
+                    publishing.deferred = false;
+                    // Tabs that came and went within the gap change nothing.
+                    if publishing.published != Some(this.count.load(Ordering::Relaxed)) {
+                        this.publish(&mut publishing);
+                    }
+                });
+            }
+            _ => this.publish(&mut publishing),
+        }
+    }
+
     /// Publishes the count as the topic's next version, and wakes the streams waiting for it.
-    fn publish(&mut self) {
-        self.changes += 1;
-        let count = self.count;
+    fn publish(&self, publishing: &mut Publishing) {
+        publishing.changes += 1;
+        publishing.last = Some(Instant::now());
+        let count = self.count.load(Ordering::Relaxed);
+        publishing.published = Some(count);
         let signals = format!(r#"{{"_presence":{{"{}":{count}}}}}"#, self.name);
         let published = Arc::new(Published {
-            version: Version::new(self.epoch, self.changes),
+            version: Version::new(self.epoch, publishing.changes),
             value: Some(count.to_string().into()),
             frame: Frame::from(PatchSignals::new(signals)),
             pattern: None,
@@ -102,9 +182,8 @@ impl Counted {
             seq: next_seq(),
             probe: None,
         });
-        // Under the registry's lock, unlike other publishes: the streams listed since the
-        // last change are few (each lists itself once per change it sees), and waking one is
-        // a few atomic operations.
+        // The streams listed since the last publish are few (each lists itself once per
+        // version it sees), and waking one is a few atomic operations.
         for outbox in self.slot.publish(published).unwrap_or_default() {
             outbox.wake();
         }
@@ -128,8 +207,12 @@ impl Registry {
 impl State {
     /// The count of `presence`, counted from now on if it was not yet (`epoch`: the registry's).
     pub(super) fn presence(&mut self, presence: &Presence, epoch: u64) -> usize {
-        if let Some(counted) = self.presences.iter().find(|c| c.name == presence.name) {
-            return counted.count;
+        if let Some(counted) = self
+            .presences
+            .iter()
+            .find(|c| c.shared.name == presence.name)
+        {
+            return counted.count();
         }
         let pattern = Pattern::new(presence.pattern).unwrap_or_else(|error| {
             panic!("presence {:?}: {error}", presence.name);
@@ -137,15 +220,17 @@ impl State {
         let mut count = 0;
         self.index.for_each_match(&pattern, |_| count += 1);
         let (_, topic) = self.topic(&presence.topic());
-        let mut counted = Counted {
-            name: presence.name,
+        let counted = Counted {
             pattern,
-            slot: Arc::clone(&topic.slot),
-            count,
-            changes: 0,
-            epoch,
+            shared: Arc::new(CountedShared {
+                name: presence.name,
+                slot: Arc::clone(&topic.slot),
+                epoch,
+                count: AtomicUsize::new(count),
+                publishing: Mutex::default(),
+            }),
         };
-        counted.publish();
+        counted.shared.publish(&mut counted.shared.lock());
         self.presences.push(counted);
         count
     }
@@ -159,28 +244,25 @@ impl State {
 
     /// A stream was stored under `key`, which no stream held.
     pub(super) fn joined(&mut self, key: &Key) {
-        for counted in &mut self.presences {
+        for counted in &self.presences {
             if counted.pattern.matches(key) {
-                counted.count += 1;
-                counted.publish();
+                counted.set(counted.count() + 1);
             }
         }
     }
 
     /// Every stream was removed (a shutdown).
     pub(super) fn everyone_left(&mut self) {
-        for counted in &mut self.presences {
-            counted.count = 0;
-            counted.publish();
+        for counted in &self.presences {
+            counted.set(0);
         }
     }
 
     /// The stream under `key` was removed, and the key is free.
     fn left(&mut self, key: &Key) {
-        for counted in &mut self.presences {
+        for counted in &self.presences {
             if counted.pattern.matches(key) {
-                counted.count = counted.count.saturating_sub(1);
-                counted.publish();
+                counted.set(counted.count().saturating_sub(1));
             }
         }
     }

@@ -3,6 +3,7 @@
 use std::{
     net::IpAddr,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use datastar::prelude::PatchSignals;
@@ -773,4 +774,41 @@ fn a_storm_of_joins_wakes_each_tab_a_handful_of_times_and_every_tab_ends_on_the_
         assert_eq!(drain(tab).last().and_then(presence_count), Some(5_000));
     }
     assert_eq!(registry.presence(&HERE), 5_000);
+}
+
+#[tokio::test]
+async fn presence_changes_within_the_gap_are_published_together_when_it_is_over() {
+    let registry = Registry::default();
+    let counts = |tab: &mut Connection| drain(tab).iter().filter_map(presence_count).collect();
+    let mut watcher = counting_tab(&registry, "watcher");
+    let first: Vec<usize> = counts(&mut watcher);
+    assert_eq!(
+        first,
+        vec![0],
+        "the count it joined; its own join waits for the gap"
+    );
+
+    // 999 more within the gap: counted at once, published once, when the gap is over.
+    let _tabs: Vec<Connection> = (0..999)
+        .map(|tab| counting_tab(&registry, &tab.to_string()))
+        .collect();
+    assert_eq!(registry.presence(&HERE), 1_000);
+    let within: Vec<usize> = counts(&mut watcher);
+    assert!(within.is_empty(), "{within:?}");
+    tokio::time::sleep(presence::PUBLISH_GAP + Duration::from_millis(100)).await;
+    let after: Vec<usize> = counts(&mut watcher);
+    assert_eq!(after, vec![1_000]);
+
+    // After a quiet gap, a change is published at once; one that is undone within the next
+    // gap publishes nothing more.
+    tokio::time::sleep(presence::PUBLISH_GAP).await;
+    let late = counting_tab(&registry, "late");
+    let at_once: Vec<usize> = counts(&mut watcher);
+    assert_eq!(at_once, vec![1_001]);
+    drop(late);
+    let blip = counting_tab(&registry, "blip");
+    tokio::time::sleep(presence::PUBLISH_GAP + Duration::from_millis(100)).await;
+    let unchanged: Vec<usize> = counts(&mut watcher);
+    assert!(unchanged.is_empty(), "{unchanged:?}");
+    drop(blip);
 }
