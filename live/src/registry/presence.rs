@@ -10,9 +10,9 @@
 //!   together when the gap is over, the first after a quiet spell at once: a storm of 10 000
 //!   joins costs a tab a few frames, not 10 000.
 //! - **A tab that vanishes** (a laptop lid closed) leaves when its connection is found dead:
-//!   when a write to it stays blocked for the send timeout, or when the kernel gives up on
-//!   data it never acknowledged — the keep-alive comment every 15–30 s is such data, and
-//!   stream sockets give up after the send timeout (see `serve/socket.rs`).
+//!   when a write to it stays blocked for the send timeout, or when the kernel gives up
+//!   retransmitting data it never acknowledged (the keep-alive comment every 15–30 s is such
+//!   data): on Linux's defaults, about 15 minutes.
 //! - **Local**: the count is this instance's. Versions are the instance's own and never go
 //!   through a relay.
 //!
