@@ -94,7 +94,7 @@ fn live_submit(state: &State, url: &str) -> Result<Value, Error> {
 
 /// `live_presence(name, count)`: see the [module docs](self).
 fn live_presence(state: &State, name: &str, count: u64) -> Result<Value, Error> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !crate::registry::is_presence_name(name) {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!("live_presence: {name:?} is not a presence's name (letters, digits and _)"),

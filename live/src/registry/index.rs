@@ -149,6 +149,13 @@ impl Index {
         all(&self.root, &mut visit);
     }
 
+    /// How many entries `pattern` matches.
+    pub(super) fn matching(&self, pattern: &Pattern) -> usize {
+        let mut count = 0;
+        self.for_each_match(pattern, |_| count += 1);
+        count
+    }
+
     /// Calls `visit` with every entry whose key `pattern` matches.
     pub(super) fn for_each_match(&self, pattern: &Pattern, mut visit: impl FnMut(&Entry)) {
         let segments: Vec<&str> = pattern.segments().collect();

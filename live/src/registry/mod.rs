@@ -63,6 +63,7 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
+pub(crate) use self::presence::is_name as is_presence_name;
 use self::{
     connection::Guard,
     index::{Entry, Index},
@@ -356,12 +357,7 @@ impl Registry {
 
     /// How many connections `pattern` matches.
     pub fn count(&self, pattern: &Pattern) -> usize {
-        let mut count = 0;
-        self.shared
-            .lock()
-            .index
-            .for_each_match(pattern, |_| count += 1);
-        count
+        self.shared.lock().index.matching(pattern)
     }
 
     /// The keys `pattern` matches, sorted.

@@ -58,17 +58,10 @@ impl Presence {
     /// is a signal's name on the page). A name that is not one fails at compile time in a
     /// `static`.
     pub const fn new(name: &'static str, pattern: &'static str) -> Self {
-        let bytes = name.as_bytes();
-        assert!(!bytes.is_empty(), "a presence needs a name");
-        let mut at = 0;
-        while at < bytes.len() {
-            let byte = bytes[at];
-            assert!(
-                byte.is_ascii_alphanumeric() || byte == b'_',
-                "a presence's name is letters, digits and _"
-            );
-            at += 1;
-        }
+        assert!(
+            is_name(name),
+            "a presence's name is letters, digits and _, at least one"
+        );
         Presence { name, pattern }
     }
 
@@ -81,6 +74,20 @@ impl Presence {
     pub(crate) fn topic(&self) -> String {
         format!("presence:{}", self.name)
     }
+}
+
+/// Whether `name` can name a presence: letters, digits and `_`, at least one — it becomes a
+/// signal's name on the page, inside an attribute's expression.
+pub(crate) const fn is_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if !(bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
+            return false;
+        }
+        at += 1;
+    }
+    !bytes.is_empty()
 }
 
 /// Changes closer together than this are published together, when the gap is over: a storm
@@ -217,8 +224,7 @@ impl State {
         let pattern = Pattern::new(presence.pattern).unwrap_or_else(|error| {
             panic!("presence {:?}: {error}", presence.name);
         });
-        let mut count = 0;
-        self.index.for_each_match(&pattern, |_| count += 1);
+        let count = self.index.matching(&pattern);
         let (_, topic) = self.topic(&presence.topic());
         let counted = Counted {
             pattern,
