@@ -74,7 +74,30 @@ pub(super) fn prepare(settings: &Settings) -> io::Result<Prepared> {
 
 /// A socket of our own on `HOST:port`.
 pub(super) fn bind(settings: &Settings, port: u16) -> io::Result<TcpListener> {
-    let addr = SocketAddr::new(settings.host, port);
+    // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
+    // then waits seconds on SYN retries.
+    listen(
+        SocketAddr::new(settings.host, port),
+        settings.listen_backlog,
+    )
+}
+
+/// Binds `METRICS_ADDR`, if it is set, the way [`bind`] binds the public port (with the
+/// backlog a scraper needs).
+pub(super) fn bind_metrics(settings: &Settings) -> io::Result<Option<TcpListener>> {
+    let Some(addr) = settings.metrics_addr else {
+        return Ok(None);
+    };
+    listen(addr, 64).map(Some).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot listen on METRICS_ADDR {addr}: {error}"),
+        )
+    })
+}
+
+/// Listens on `addr` with `backlog`.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -83,33 +106,7 @@ pub(super) fn bind(settings: &Settings, port: u16) -> io::Result<TcpListener> {
     // Restarting must not wait for the old process's sockets to leave TIME_WAIT.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    // `TcpListener::bind` would use a small fixed backlog; a reconnect storm after a deploy
-    // then waits seconds on SYN retries.
-    socket.listen(settings.listen_backlog)
-}
-
-/// Binds `METRICS_ADDR`, if it is set, the way [`bind`] binds the public port (a restart does
-/// not wait for the last scrape's sockets to leave TIME_WAIT).
-pub(super) fn bind_metrics(settings: &Settings) -> io::Result<Option<TcpListener>> {
-    let Some(addr) = settings.metrics_addr else {
-        return Ok(None);
-    };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(addr)
-        .and_then(|()| socket.listen(64))
-        .map(Some)
-        .map_err(|error| {
-            io::Error::new(
-                error.kind(),
-                format!("cannot listen on METRICS_ADDR {addr}: {error}"),
-            )
-        })
+    socket.listen(backlog)
 }
 
 /// Raises the open-files limit to the hard limit the system allows.
