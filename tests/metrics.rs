@@ -52,6 +52,15 @@ fn sample(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// `n` home pages' streams, opened one after another, each past its first events.
+async fn live_tabs(app: &TestApp, n: usize) -> Vec<SseClient> {
+    let mut tabs = Vec::with_capacity(n);
+    for _ in 0..n {
+        tabs.push(app.open_live_home_stream().await);
+    }
+    tabs
+}
+
 /// Reads every tab until each shows how many tabs there are (the home page's presence): then
 /// the server writes nothing more until the test acts.
 async fn settle(tabs: &mut [SseClient]) {
@@ -121,10 +130,7 @@ async fn metrics_are_served_on_their_own_address_and_never_on_the_public_port() 
 async fn the_metrics_count_streams_events_refusals_and_requests() {
     // Arrange: three tabs, live.
     let app = app_with_metrics().await;
-    let mut tabs = Vec::new();
-    for _ in 0..3 {
-        tabs.push(app.open_live_home_stream().await);
-    }
+    let mut tabs = live_tabs(&app, 3).await;
     settle(&mut tabs).await;
     until_sample(&app, r#"live_streams_open{page="page/home"}"#, 3.0).await;
     until_sample(&app, "live_stream_events_written_total", read(&tabs)).await;
@@ -219,10 +225,7 @@ async fn the_metrics_count_streams_events_refusals_and_requests() {
 async fn the_time_from_a_greet_to_its_last_write_is_observed() {
     // Arrange: three tabs, live.
     let app = app_with_metrics().await;
-    let mut tabs = Vec::new();
-    for _ in 0..3 {
-        tabs.push(app.open_live_home_stream().await);
-    }
+    let mut tabs = live_tabs(&app, 3).await;
 
     // Act: a greet (the one sampled) that every tab reads, then a newer one, which replaces
     // it: no stream can write the first any more, so its time is final.
@@ -381,10 +384,7 @@ async fn prometheus_reads_the_open_streams_and_the_events_written() {
     const TABS: usize = 5;
 
     // Act: five tabs, and a greet they all get.
-    let mut tabs: Vec<SseClient> = Vec::new();
-    for _ in 0..TABS {
-        tabs.push(app.open_live_home_stream().await);
-    }
+    let mut tabs = live_tabs(&app, TABS).await;
     settle(&mut tabs).await;
     assert_eq!(app.greet_with_datastar("Grace").await.status(), 200);
     for tab in &mut tabs {
