@@ -90,7 +90,7 @@ impl Drop for SiteCertificate {
 /// A running proxy with the shipped configuration, and clients that reach it as browsers reach
 /// the site.
 pub struct Proxy {
-    child: Child,
+    child: Running,
     /// The HTTPS port (443 as shipped).
     pub https: u16,
     /// The plain port (80 as shipped).
@@ -106,7 +106,7 @@ impl Proxy {
     }
 
     /// [`Proxy::start`], serving `site`'s certificate.
-    pub async fn start_with(kind: Kind, upstream: SocketAddr, site: SiteCertificate) -> Proxy {
+    pub async fn start_with(kind: Kind, upstream: SocketAddr, mut site: SiteCertificate) -> Proxy {
         let (dir, cert, key) = (site.dir.clone(), site.cert.clone(), site.key.clone());
         // nginx's workers run as an unprivileged user: they must be able to read the pair.
         for file in [&cert, &key, &dir] {
@@ -114,7 +114,6 @@ impl Proxy {
             let _ =
                 std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(mode));
         }
-        let (https, http) = (free_port(), free_port());
         let shipped = |name: &str| {
             std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,88 +130,113 @@ impl Proxy {
             text.replace(from, to)
         };
         let upstream = upstream.to_string();
-        let mut command = match kind {
-            Kind::Caddy => {
-                let config = shipped("Caddyfile");
-                let config = replace(
-                    config,
-                    "admin localhost:2019",
-                    &format!("admin localhost:{}", free_port()),
-                );
-                let config = replace(config, "http_port 80", &format!("http_port {http}"));
-                let config = replace(config, "https_port 443", &format!("https_port {https}"));
-                let config = replace(
-                    config,
-                    "# tls /etc/ssl/certs/ssl-cert-snakeoil.pem /etc/ssl/private/ssl-cert-snakeoil.key",
-                    &format!("tls {} {}", cert.display(), key.display()),
-                );
-                let config = replace(config, "127.0.0.1:3000", &upstream);
-                let file = dir.join("Caddyfile");
-                std::fs::write(&file, config).unwrap();
-                let mut command = Command::new("caddy");
-                command
-                    .args(["run", "--adapter", "caddyfile", "--config"])
-                    .arg(&file)
-                    // Caddy keeps state under these: the test's own folder, not the machine's.
-                    .env("HOME", &dir)
-                    .env("XDG_DATA_HOME", dir.join("data"))
-                    .env("XDG_CONFIG_HOME", dir.join("config"));
-                command
-            }
-            Kind::Nginx => {
-                let config = shipped("nginx.conf");
-                let config = replace(config, "listen 80;", &format!("listen {http};"));
-                let config = replace(config, "listen [::]:80;", &format!("listen [::]:{http};"));
-                let config = replace(config, "listen 443 ssl", &format!("listen {https} ssl"));
-                let config = replace(
-                    config,
-                    "listen [::]:443 ssl",
-                    &format!("listen [::]:{https} ssl"),
-                );
-                let config = replace(
-                    config,
-                    "/etc/ssl/certs/ssl-cert-snakeoil.pem",
-                    &cert.display().to_string(),
-                );
-                let config = replace(
-                    config,
-                    "/etc/ssl/private/ssl-cert-snakeoil.key",
-                    &key.display().to_string(),
-                );
-                let config = replace(config, "127.0.0.1:3000", &upstream);
-                let file = dir.join("nginx.conf");
-                std::fs::write(&file, config).unwrap();
-                let mut command = Command::new("nginx");
-                command.arg("-c").arg(&file).arg("-g").arg(format!(
-                    "daemon off; pid {}; error_log {} warn;",
-                    dir.join("nginx.pid").display(),
-                    dir.join("error.log").display()
-                ));
-                command
-            }
-        };
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {kind:?}: {error}"));
-        let proxy = Proxy {
-            child,
-            https,
-            http,
-            site,
-        };
-        let client = proxy.client(None);
-        let deadline = Instant::now() + PATIENCE;
+        // A port picked free may be taken by the time the proxy binds it (other tests pick
+        // theirs at the same time): then again, on other ports.
+        let mut attempts = 3;
         loop {
-            let health = client.get(proxy.url("/healthz")).send().await;
-            if health.is_ok_and(|health| health.status() == 200) {
-                break;
+            attempts -= 1;
+            let (https, http) = (free_port(), free_port());
+            let mut command = match kind {
+                Kind::Caddy => {
+                    let config = shipped("Caddyfile");
+                    let config = replace(
+                        config,
+                        "admin localhost:2019",
+                        &format!("admin localhost:{}", free_port()),
+                    );
+                    let config = replace(config, "http_port 80", &format!("http_port {http}"));
+                    let config = replace(config, "https_port 443", &format!("https_port {https}"));
+                    let config = replace(
+                        config,
+                        "# tls /etc/ssl/certs/ssl-cert-snakeoil.pem /etc/ssl/private/ssl-cert-snakeoil.key",
+                        &format!("tls {} {}", cert.display(), key.display()),
+                    );
+                    let config = replace(config, "127.0.0.1:3000", &upstream);
+                    let file = dir.join("Caddyfile");
+                    std::fs::write(&file, config).unwrap();
+                    let mut command = Command::new("caddy");
+                    command
+                        .args(["run", "--adapter", "caddyfile", "--config"])
+                        .arg(&file)
+                        // Caddy keeps state under these: the test's own folder, not the machine's.
+                        .env("HOME", &dir)
+                        .env("XDG_DATA_HOME", dir.join("data"))
+                        .env("XDG_CONFIG_HOME", dir.join("config"));
+                    command
+                }
+                Kind::Nginx => {
+                    let config = shipped("nginx.conf");
+                    let config = replace(config, "listen 80;", &format!("listen {http};"));
+                    let config =
+                        replace(config, "listen [::]:80;", &format!("listen [::]:{http};"));
+                    let config = replace(config, "listen 443 ssl", &format!("listen {https} ssl"));
+                    let config = replace(
+                        config,
+                        "listen [::]:443 ssl",
+                        &format!("listen [::]:{https} ssl"),
+                    );
+                    let config = replace(
+                        config,
+                        "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+                        &cert.display().to_string(),
+                    );
+                    let config = replace(
+                        config,
+                        "/etc/ssl/private/ssl-cert-snakeoil.key",
+                        &key.display().to_string(),
+                    );
+                    let config = replace(config, "127.0.0.1:3000", &upstream);
+                    let file = dir.join("nginx.conf");
+                    std::fs::write(&file, config).unwrap();
+                    let mut command = Command::new("nginx");
+                    command.arg("-c").arg(&file).arg("-g").arg(format!(
+                        "daemon off; pid {}; error_log {} warn;",
+                        dir.join("nginx.pid").display(),
+                        dir.join("error.log").display()
+                    ));
+                    command
+                }
+            };
+            let output = dir.join(format!("{kind:?}.output"));
+            let child = command
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&output).unwrap())
+                .spawn()
+                .unwrap_or_else(|error| panic!("cannot start {kind:?}: {error}"));
+            let mut proxy = Proxy {
+                child: Running(child),
+                https,
+                http,
+                site,
+            };
+            let said = || {
+                let error_log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                std::fs::read_to_string(&output).unwrap_or_default() + &error_log
+            };
+            let client = proxy.client(None);
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let health = client.get(proxy.url("/healthz")).send().await;
+                if health.is_ok_and(|health| health.status() == 200) {
+                    return proxy;
+                }
+                if proxy.child.0.try_wait().unwrap().is_some() {
+                    let said = said();
+                    assert!(
+                        attempts > 0 && said.to_lowercase().contains("address already in use"),
+                        "{kind:?} stopped: {said}"
+                    );
+                    site = proxy.site; // its port was taken: again, on others
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{kind:?} did not start proxying: {}",
+                    said()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(Instant::now() < deadline, "{kind:?} did not start proxying");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        proxy
     }
 
     /// `https://example.org:<port><path>`.
@@ -262,9 +286,12 @@ impl Proxy {
     }
 }
 
-impl Drop for Proxy {
+/// The proxy's process, stopped when dropped.
+struct Running(Child);
+
+impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
