@@ -18,7 +18,7 @@ mod proxy;
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -170,7 +170,8 @@ async fn a_restart_behind_the_proxy_fails_no_request(kind: Kind) {
     let upstream = socket.local_addr().unwrap();
     let mut first = app_behind_a_proxy(Some(socket.try_clone().unwrap())).await;
     let proxy = Arc::new(Proxy::start(kind, upstream).await);
-    let failed = Arc::new(AtomicUsize::new(0));
+    // What failed, said as "what: why", so that a failure names its request.
+    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
     let back = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let restarted = Arc::new(AtomicBool::new(false));
@@ -192,7 +193,8 @@ async fn a_restart_behind_the_proxy_fails_no_request(kind: Kind) {
                 let after = restarted.load(Ordering::Relaxed);
                 let response = proxy.open_tab(&browser).await;
                 if response.status() != 200 {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                    let status = response.status();
+                    failed.lock().unwrap().push(format!("tab {n}: {status}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -214,16 +216,22 @@ async fn a_restart_behind_the_proxy_fails_no_request(kind: Kind) {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let ok = match n % 5 {
-                    0 => proxy.greet(&browser, &format!("g{n}")).await.status() == 200,
-                    _ => browser
-                        .get(proxy.url("/"))
-                        .send()
-                        .await
-                        .is_ok_and(|page| page.status() == 200),
+                let outcome = match n % 5 {
+                    0 => Ok(proxy.greet(&browser, &format!("g{n}")).await),
+                    _ => browser.get(proxy.url("/")).send().await,
                 };
-                if !ok {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                let what = if n % 5 == 0 { "greet" } else { "page" };
+                match outcome {
+                    Ok(response) if response.status() == 200 => {}
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.text().await.unwrap_or_default();
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{what} {n}: {status} {body}"));
+                    }
+                    Err(error) => failed.lock().unwrap().push(format!("{what} {n}: {error}")),
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -246,12 +254,13 @@ async fn a_restart_behind_the_proxy_fails_no_request(kind: Kind) {
     let requests = load.await.unwrap();
 
     // Assert
-    let failed = failed.load(Ordering::Relaxed);
+    let failed = failed.lock().unwrap().clone();
     let back = back.load(Ordering::Relaxed);
     println!(
-        "{kind:?}: restart behind the proxy: {failed} failed of {requests} requests; {back} of {TABS} tabs back"
+        "{kind:?}: restart behind the proxy: {} failed of {requests} requests; {back} of {TABS} tabs back",
+        failed.len()
     );
-    assert_eq!(failed, 0, "{kind:?}: no request failed");
+    assert_eq!(failed, Vec::<String>::new(), "{kind:?}: no request failed");
     assert_eq!(back, TABS, "{kind:?}: every tab came back");
     drop(second);
 }

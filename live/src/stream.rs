@@ -153,9 +153,16 @@ impl Stream {
 /// honours — unlike a `Retry-After` header on an error status, after which it retries on its
 /// own schedule). The wait is spread over a few seconds so refused tabs do not all come back
 /// at the same instant.
+///
+/// A stream asked for while the server shuts down gets what every open stream got as its
+/// last event instead: reconnect soon, without showing "offline". It comes on a connection
+/// the server drains — a browser sends its reconnect on the keep-alive connection it has — and
+/// is answered with `Connection: close`, so the next try opens a connection of its own, which
+/// waits in the socket's queue for the server taking over (if none does, it fails, and the
+/// page shows offline as usual).
 pub(crate) fn refused(views: &Views, refusal: ConnectError) -> Result<Response, Error> {
     let (from, spread) = match refusal {
-        ConnectError::ShuttingDown => (1_000, 2_000),
+        ConnectError::ShuttingDown => return Ok(sse::reply([events::restarting()])),
         ConnectError::Full(_) | ConnectError::ClientFull(_) => (3_000, 5_000),
     };
     let jitter = u64::from(Uuid::new_v4().as_u128() as u16) % spread;

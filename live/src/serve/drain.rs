@@ -58,16 +58,20 @@ impl Draining {
     }
 }
 
-/// Serves `connection` until it ends; once `draining`, ends it gracefully: at once if it has
-/// served a request (idle, it closes; busy, it closes after its response), and otherwise only
-/// after `window`.
+/// Serves `connection` until it ends; once `draining`, ends it gracefully: at once if a request
+/// is in flight (it closes after its response) or if it is an idle HTTP/2 connection that has
+/// served one (a GOAWAY), and otherwise only after `window`.
 ///
-/// The exception is what makes a restart lose nothing. A connection the kernel accepted just
+/// The window is what makes a restart lose nothing. A connection the kernel accepted just
 /// before shutdown usually has its request on the way, unread: closing it then — hyper's
 /// graceful shutdown closes a connection that has no request yet — would reset it, and the
-/// client sees a failed request instead of the answer it would get a moment later. Given the
-/// window, its request is read and answered, with `Connection: close` since the server is
-/// draining, and the connection ends by itself.
+/// client sees a failed request instead of the answer it would get a moment later. An idle
+/// HTTP/1 keep-alive connection is the same: a proxy's pool may be sending its next request
+/// on it at the moment it closes, and a proxy retries a lost `GET` but never a lost `POST`
+/// (Caddy answered one such greet with a 502 in a restart test). Given the window, a request
+/// is read and answered, with `Connection: close` since the server is draining, and the
+/// connection ends by itself; one that stays quiet for the whole window is the one its client
+/// is least likely to pick at the moment it closes.
 ///
 /// With `idle` (HTTP/2), a connection with no request in flight for that long is also ended
 /// gracefully (a GOAWAY, which tells the client to open a new connection for its next request
@@ -121,8 +125,14 @@ where
     if let Some(result) = ended {
         return result;
     }
+    let may_be_sending = match idle {
+        // HTTP/2: a GOAWAY tells the client which requests were not served, so it can retry
+        // them elsewhere; only a connection with no request yet may still be sending its first.
+        Some(_) => !activity.is_used(),
+        None => activity.is_idle(),
+    };
     if draining.is_started()
-        && !activity.is_used()
+        && may_be_sending
         && let Ok(result) = tokio::time::timeout(window, connection.as_mut()).await
     {
         return result;
