@@ -44,6 +44,11 @@ use crate::registry::{STREAM_SEND_BUFFER, SocketControl};
 /// While the server drains, the longest a write may stay blocked.
 pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How much longer than the send timeout the kernel waits for a stream's client to acknowledge
+/// what it was sent before it gives the connection up (`TCP_USER_TIMEOUT`): the client's
+/// machine is gone.
+pub(super) const VANISHED_MARGIN: Duration = Duration::from_secs(5);
+
 /// The time limits a socket is watched with.
 #[derive(Debug, Clone, Copy)]
 pub struct SocketLimits {
@@ -214,6 +219,18 @@ impl WatchedSocket {
         let socket = socket2::SockRef::from(&self.stream);
         if let Err(error) = socket.set_send_buffer_size(STREAM_SEND_BUFFER / 2) {
             tracing::debug!(%error, "cannot size the send buffer");
+        }
+        // A tab whose machine vanished (a laptop lid closed) acknowledges nothing. What it is
+        // sent waits in the send buffer, which a keep-alive comment every 15–30 s never fills,
+        // so the send timeout never trips, and Linux retransmits for about 15 minutes before it
+        // gives up. With TCP_USER_TIMEOUT it gives up once data has gone unacknowledged for
+        // the send timeout and a margin; the margin keeps a client that stops reading (a shut
+        // window, which Linux counts too) cut off by the send timeout, for that reason.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Err(error) =
+            socket.set_tcp_user_timeout(Some(self.limits.send_timeout + VANISHED_MARGIN))
+        {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
         }
     }
 
