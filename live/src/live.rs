@@ -83,6 +83,7 @@ impl Live {
                     settings.redis_ca.as_deref(),
                     prefix,
                     secret,
+                    settings.presence_expiry,
                 ) {
                     let error = crate::redact::credentials(&error.to_string()).into_owned();
                     tracing::error!(%error, "invalid REDIS_URL: staying local");

@@ -6,6 +6,8 @@
 //! - [`wire`]: the message format on the channel, signed with `REDIS_SECRET`.
 //! - `admission.rs`: which signed messages a receiver takes (this app's, recent, new).
 //! - `clock.rs`: Redis's clock, which dates every message.
+//! - `link.rs`: what the relay and presence sharing hold of the link to Redis.
+//! - [`presence`]: each instance's presence counts, shared so that pages show the total.
 //! - [`tls`]: `rediss://` (managed Redis), `REDIS_CA`, and naming what no retry can fix.
 //! - `store.rs`: the newest version of each latest-state topic, and the counter that numbers
 //!   them, in Redis — checked before they are obeyed.
@@ -21,6 +23,8 @@
 mod admission;
 mod clock;
 pub mod conn;
+mod link;
+pub mod presence;
 pub mod relay;
 mod store;
 pub mod tls;
@@ -32,18 +36,25 @@ use crate::registry::Registry;
 
 /// Relays `registry`'s broadcasts through the Redis at `url` (over TLS for `rediss://`,
 /// trusting the CAs in the PEM file `ca` if given), under key `prefix`, signing every message
-/// with `secret`. Connecting happens in the background; until it succeeds, broadcasts stay
-/// local.
+/// with `secret`; presence counts last `presence_expiry` there unless written again.
+/// Connecting happens in the background; until it succeeds, broadcasts and counts stay local.
 pub fn attach(
     registry: &Registry,
     url: &str,
     ca: Option<&std::path::Path>,
     prefix: &str,
     secret: &str,
+    presence_expiry: std::time::Duration,
 ) -> redis::RedisResult<()> {
     let client = tls::client(url, ca)?;
     let redis = Arc::new(conn::RedisConn::new(client));
     let signer = wire::Signer::new(secret);
-    registry.attach_relay(relay::RedisRelay::start(registry, redis, prefix, signer));
+    registry.attach_relay(relay::RedisRelay::start(
+        registry,
+        redis,
+        prefix,
+        signer,
+        presence_expiry,
+    ));
     Ok(())
 }

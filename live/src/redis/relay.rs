@@ -55,6 +55,8 @@ use super::{
     admission::Admission,
     clock::RedisClock,
     conn::{FIRST_BACKOFF, RedisConn, TIMEOUT, next_backoff},
+    link::Link,
+    presence::Sharing,
     store::{Store, Stored},
     wire::{Signer, WireBroadcast},
 };
@@ -77,9 +79,6 @@ const REMEMBER: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_millis(200);
 /// The most topics caught up on at resubscription (protects against a flood of forged ones).
 const MAX_TOPICS: usize = 1000;
-/// At most one line about refused messages per this long: a flood of forged messages is a line
-/// per burst, with the count, not a line per message.
-const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(5);
 
 /// The registry's link to Redis.
 #[derive(Debug)]
@@ -99,61 +98,8 @@ struct Inner {
     stop: CancellationToken,
     /// Broadcasts queued or being published, for [`Relay::flush`].
     unpublished: Unpublished,
-}
-
-/// What the relay's two tasks share with it, apart from the bookkeeping: holding it never keeps
-/// the relay alive.
-#[derive(Debug)]
-struct Link {
-    instance: Uuid,
-    prefix: String,
-    channel: String,
-    redis: Arc<RedisConn>,
-    /// Signs what this instance publishes, and checks what it receives.
-    signer: Signer,
-    /// Redis's time, which every message is dated by.
-    clock: RedisClock,
-    /// Which signed messages are delivered here.
-    admission: Admission,
-    /// The newest version of each topic, and the counter, in Redis.
-    store: Store,
-    /// When this instance started numbering its broadcasts (Redis's clock, at the first one).
-    epoch: OnceLock<u64>,
-    /// Messages refused and entries put right so far.
-    rejected: AtomicU64,
-    /// For metrics: broadcasts published, messages admitted, subscriptions made, and the age
-    /// of the last message admitted (ms, by Redis's clock; `u64::MAX` before the first).
-    published: AtomicU64,
-    received: AtomicU64,
-    connects: AtomicU64,
-    lag_ms: AtomicU64,
-    /// When a refusal was last logged.
-    rejection_logged: Mutex<Option<Instant>>,
-}
-
-impl Link {
-    /// Counts a refused message (or an entry put right), and logs it — at most one line per
-    /// [`LOG_REFUSALS_EVERY`], with the count so far.
-    fn refused(&self, reason: &str) {
-        let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut logged = self
-            .rejection_logged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if logged.is_none_or(|at| at.elapsed() > LOG_REFUSALS_EVERY) {
-            *logged = Some(Instant::now());
-            tracing::warn!(rejected, %reason, "from redis, not trusted: skipped");
-        }
-    }
-
-    /// Reads Redis's clock on the command connection.
-    async fn read_clock(&self) -> redis::RedisResult<u64> {
-        let mut connection = self.redis.get().await?;
-        self.clock
-            .read(&mut connection)
-            .await
-            .inspect_err(|error| self.redis.failed(error))
-    }
+    /// This instance's presence counts in Redis, withdrawn by [`Relay::flush`].
+    presence: Arc<Sharing>,
 }
 
 /// Counts the broadcasts queued for publishing and not yet done with.
@@ -225,11 +171,13 @@ struct Publish {
 impl RedisRelay {
     /// Relays `registry`'s broadcasts through Redis at `redis`, under key `prefix`. Returns at
     /// once: connecting happens in the background, and until it succeeds broadcasts stay local.
+    /// Presence counts last `presence_expiry` in Redis (`presence.rs`).
     pub fn start(
         registry: &Registry,
         redis: Arc<RedisConn>,
         prefix: &str,
         signer: Signer,
+        presence_expiry: Duration,
     ) -> Arc<Self> {
         let (queue, outgoing) = mpsc::channel(QUEUE);
         let channel = format!("{prefix}:broadcast");
@@ -257,8 +205,15 @@ impl RedisRelay {
             pending: Mutex::default(),
             subscribed: AtomicBool::new(false),
             unpublished: Unpublished::default(),
+            presence: Arc::new(Sharing::new(presence_expiry)),
             stop: CancellationToken::new(),
         });
+        tokio::spawn(super::presence::share(
+            Arc::clone(&inner.presence),
+            registry.downgrade(),
+            Arc::clone(&link),
+            inner.stop.clone(),
+        ));
         tokio::spawn(publish(
             Arc::downgrade(&inner),
             registry.downgrade(),
@@ -363,8 +318,16 @@ impl Relay for RedisRelay {
         }
     }
 
+    fn serving_at(&self, addr: std::net::SocketAddr) {
+        self.inner.presence.serving_at(addr);
+    }
+
     fn flush(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.inner.unpublished.flushed())
+        Box::pin(async {
+            self.inner.unpublished.flushed().await;
+            // A clean shutdown: this instance's tabs leave every page's count at once.
+            self.inner.presence.withdraw(&self.inner.link).await;
+        })
     }
 }
 

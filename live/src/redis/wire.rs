@@ -81,7 +81,7 @@ impl Signer {
         mac
     }
 
-    fn sign(&self, body: &[u8]) -> String {
+    pub(crate) fn sign(&self, body: &[u8]) -> String {
         self.mac(body)
             .finalize()
             .into_bytes()
@@ -91,7 +91,7 @@ impl Signer {
     }
 
     /// Whether `signature` (hex) is `body`'s, compared in constant time.
-    fn verify(&self, body: &[u8], signature: &str) -> bool {
+    pub(crate) fn verify(&self, body: &[u8], signature: &str) -> bool {
         let Some(bytes) = from_hex(signature) else {
             return false;
         };

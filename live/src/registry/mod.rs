@@ -63,7 +63,7 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-pub(crate) use self::presence::is_name as is_presence_name;
+pub(crate) use self::presence::{PUBLISH_GAP as PRESENCE_PUBLISH_GAP, is_name as is_presence_name};
 use self::{
     connection::Guard,
     index::{Entry, Index},
@@ -131,6 +131,8 @@ struct State {
     /// The presences counted here (see `presence.rs`): a few, each checked at every store and
     /// removal of a key.
     presences: Vec<Counted>,
+    /// Told of every change of a presence's count here (see `presence.rs`).
+    presence_changed: Arc<tokio::sync::Notify>,
 }
 
 /// One broadcast: what, to whom, and whether it is a version of a latest-state topic.
@@ -442,6 +444,14 @@ impl Registry {
         counts.open_by_page = by_page.into_iter().collect();
         counts.open_by_page.sort();
         counts
+    }
+
+    /// The server serves at `addr`; a relay may name what it shares after it
+    /// ([`Relay::serving_at`]).
+    pub fn serving_at(&self, addr: std::net::SocketAddr) {
+        if let Some(relay) = self.relay() {
+            relay.serving_at(addr);
+        }
     }
 
     /// Whether [`Registry::shut_down`] has been called.

@@ -10,11 +10,14 @@
 //!   together when the gap is over, the first after a quiet spell at once: a storm of 10 000
 //!   joins costs a tab a few frames, not 10 000.
 //! - **A tab that vanishes** (a laptop lid closed) leaves when its connection is found dead:
-//!   when a write to it stays blocked for the send timeout, or when the kernel gives up
-//!   retransmitting data it never acknowledged (the keep-alive comment every 15–30 s is such
-//!   data): on Linux's defaults, about 15 minutes.
-//! - **Local**: the count is this instance's. Versions are the instance's own and never go
-//!   through a relay.
+//!   when a write to it stays blocked for the send timeout, or when the kernel gives up data
+//!   it never acknowledged (the keep-alive comment every 15–30 s is such data) after the send
+//!   timeout and 5 s more (`TCP_USER_TIMEOUT`, set in `serve/socket.rs`): 30–45 s at the
+//!   default settings, where Linux alone would retransmit for about 15 minutes.
+//! - **Across instances**: with a relay (Redis), each instance's own count is shared, and
+//!   the count shown is this instance's plus the others' ([`Registry::set_remote_presence`];
+//!   the `redis` module's `presence.rs` keeps them). Versions are the instance's own and never
+//!   go through the relay: each instance publishes its total to its own streams.
 //!
 //! The count reaches pages as the signal `_presence.<name>` (local to the page: Datastar
 //! sends no signal whose name starts with `_` back to the server), which the kit's
@@ -27,6 +30,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use tokio::sync::Notify;
 
 use super::{
     Registry, State,
@@ -93,7 +98,7 @@ pub(crate) const fn is_name(name: &str) -> bool {
 /// Changes closer together than this are published together, when the gap is over: a storm
 /// of joins then costs each tab a count every [`PUBLISH_GAP`] at most, not one per change it
 /// manages to write. The first change after a quiet spell is published at once.
-pub(super) const PUBLISH_GAP: Duration = Duration::from_millis(200);
+pub(crate) const PUBLISH_GAP: Duration = Duration::from_millis(200);
 
 /// One presence the registry counts. The count changes under the registry's lock; publishing
 /// it needs only its own, so a change published later (at the end of a gap) takes no lock of
@@ -107,8 +112,12 @@ struct CountedShared {
     name: &'static str,
     slot: Arc<Slot>,
     epoch: u64,
-    /// The streams the pattern matches (changed under the registry's lock).
+    /// The streams the pattern matches here (changed under the registry's lock).
     count: AtomicUsize,
+    /// The streams it matches on other instances, as the relay last read them.
+    remote: AtomicUsize,
+    /// Told of every change of `count`: what shares it with other instances waits on it.
+    changed: Arc<Notify>,
     publishing: Mutex<Publishing>,
 }
 
@@ -125,18 +134,27 @@ struct Publishing {
 }
 
 impl Counted {
+    /// The streams matched here.
     fn count(&self) -> usize {
         self.shared.count.load(Ordering::Relaxed)
     }
 
-    /// Sets the count, and publishes it now or at the end of the gap.
+    /// Sets the count here, and publishes the total now or at the end of the gap.
     fn set(&self, count: usize) {
         self.shared.count.store(count, Ordering::Relaxed);
+        self.shared.changed.notify_one();
         CountedShared::changed(&self.shared);
     }
 }
 
 impl CountedShared {
+    /// What pages show: the streams matched here and on the other instances.
+    fn total(&self) -> usize {
+        self.count
+            .load(Ordering::Relaxed)
+            .saturating_add(self.remote.load(Ordering::Relaxed))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Publishing> {
         self.publishing
             .lock()
@@ -164,7 +182,7 @@ impl CountedShared {
                     let mut publishing = this.lock();
                     publishing.deferred = false;
                     // Tabs that came and went within the gap change nothing.
-                    if publishing.published != Some(this.count.load(Ordering::Relaxed)) {
+                    if publishing.published != Some(this.total()) {
                         this.publish(&mut publishing);
                     }
                 });
@@ -177,7 +195,7 @@ impl CountedShared {
     fn publish(&self, publishing: &mut Publishing) {
         publishing.changes += 1;
         publishing.last = Some(Instant::now());
-        let count = self.count.load(Ordering::Relaxed);
+        let count = self.total();
         publishing.published = Some(count);
         let signals = format!(r#"{{"_presence":{{"{}":{count}}}}}"#, self.name);
         let published = Arc::new(Published {
@@ -209,6 +227,37 @@ impl Registry {
     pub fn presence(&self, presence: &Presence) -> usize {
         self.shared.lock().presence(presence, self.shared.epoch)
     }
+
+    /// Each presence counted here, with the streams it matches on this instance alone: what a
+    /// relay shares with the other instances.
+    pub fn local_presences(&self) -> Vec<(&'static str, usize)> {
+        let state = self.shared.lock();
+        let counted = state.presences.iter();
+        counted.map(|c| (c.shared.name, c.count())).collect()
+    }
+
+    /// Completes at the next change of a count here (one may have happened since the last
+    /// call: a change while nobody waits is kept for the next one). For a relay, which shares
+    /// the counts.
+    pub fn local_presence_changed(&self) -> impl Future<Output = ()> + Send + use<> {
+        let changed = Arc::clone(&self.shared.lock().presence_changed);
+        async move { changed.notified().await }
+    }
+
+    /// Sets how many streams the presence `name` matches on the other instances, as a relay
+    /// read them; pages then show this instance's count plus `remote`. An unknown name changes
+    /// nothing.
+    pub fn set_remote_presence(&self, name: &str, remote: usize) {
+        let state = self.shared.lock();
+        let Some(counted) = state.presences.iter().find(|c| c.shared.name == name) else {
+            return;
+        };
+        let shared = Arc::clone(&counted.shared);
+        drop(state);
+        if shared.remote.swap(remote, Ordering::Relaxed) != remote {
+            CountedShared::changed(&shared);
+        }
+    }
 }
 
 impl State {
@@ -219,7 +268,7 @@ impl State {
             .iter()
             .find(|c| c.shared.name == presence.name)
         {
-            return counted.count();
+            return counted.shared.total();
         }
         let pattern = Pattern::new(presence.pattern).unwrap_or_else(|error| {
             panic!("presence {:?}: {error}", presence.name);
@@ -233,11 +282,15 @@ impl State {
                 slot: Arc::clone(&topic.slot),
                 epoch,
                 count: AtomicUsize::new(count),
+                remote: AtomicUsize::new(0),
+                changed: Arc::clone(&self.presence_changed),
                 publishing: Mutex::default(),
             }),
         };
         counted.shared.publish(&mut counted.shared.lock());
         self.presences.push(counted);
+        // A relay shares the new presence's count.
+        self.presence_changed.notify_one();
         count
     }
 

@@ -54,6 +54,10 @@ pub trait Relay: Send + Sync + fmt::Debug {
         RelayCounts::default()
     }
 
+    /// The server serves at `addr`: where this instance is, which names what it shares with
+    /// the others (a relay that shares nothing under a name ignores it).
+    fn serving_at(&self, _addr: std::net::SocketAddr) {}
+
     /// Completes once every broadcast taken so far has been sent on (or given up on): the
     /// server waits for it, within its shutdown timeout, before the process exits.
     fn flush(&self) -> BoxFuture<'_, ()>;

@@ -234,6 +234,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let registry = self.live.registry.clone();
+        registry.serving_at(self.local_addr()?);
         let grace = self.settings.shutdown_timeout;
         let draining = Draining::new();
         // One timer for the keep-alive comments of every stream.

@@ -109,6 +109,10 @@ pub struct Settings {
     /// `REDIS_URL`, instead of the system's (a managed Redis with a private CA). Checked at
     /// start: a file that is missing or holds no certificate stops the app.
     pub redis_ca: Option<PathBuf>,
+    /// `PRESENCE_EXPIRY_SECS`: with `REDIS_URL`, how long an instance's presence counts last
+    /// in Redis unless it writes them again (it does every third of this): how long the tabs of
+    /// an instance that was killed keep being counted on the others' pages.
+    pub presence_expiry: Duration,
     /// `METRICS_ADDR`: where to serve Prometheus metrics (`GET /metrics`), say
     /// `127.0.0.1:9100`: a listener of its own, never the public port. Unset: no listener, and
     /// no counting that only metrics need.
@@ -204,6 +208,7 @@ impl Default for Settings {
             redis_secret: None,
             redis_prefix: None,
             redis_ca: None,
+            presence_expiry: Duration::from_secs(15),
             metrics_addr: None,
             tls_cert: None,
             tls_key: None,
@@ -379,6 +384,8 @@ impl Settings {
                 None => defaults.redis_prefix,
             },
             redis_ca: redis_ca(&lookup)?,
+            presence_expiry: bounded(&lookup, "PRESENCE_EXPIRY_SECS", 3, 3600)?
+                .map_or(defaults.presence_expiry, Duration::from_secs),
             metrics_addr: parse(&lookup, "METRICS_ADDR")?,
             tls_cert: lookup("TLS_CERT").map(PathBuf::from),
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
@@ -500,6 +507,7 @@ mod tests {
             ("MAX_CONNECTIONS", "60000"),
             ("CLIENT_IP_HEADER", "X-Forwarded-For"),
             ("CLIENT_IP_HOPS", "2"),
+            ("PRESENCE_EXPIRY_SECS", "30"),
         ])
         .unwrap();
         assert_eq!(config.host.to_string(), "0.0.0.0");
@@ -518,6 +526,7 @@ mod tests {
         let header = config.client_ip_header.unwrap();
         assert_eq!(header.name, "x-forwarded-for");
         assert_eq!(header.hops, 2);
+        assert_eq!(config.presence_expiry, Duration::from_secs(30));
     }
 
     #[test]
@@ -548,6 +557,9 @@ mod tests {
             ("SEND_TIMEOUT_SECS", "99999999999"),
             ("HEADER_READ_TIMEOUT_SECS", "0"),
             ("KEEP_ALIVE_TIMEOUT_SECS", "11"),
+            // Under 3 s, the heartbeat (a third) would come every second or more often.
+            ("PRESENCE_EXPIRY_SECS", "2"),
+            ("PRESENCE_EXPIRY_SECS", "3601"),
             ("MAX_STREAMS", "0"),
             ("MAX_STREAMS", "lots"),
             ("MAX_STREAMS_PER_CLIENT", "0"),

@@ -109,6 +109,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the namespace of this app's keys and channel in Redis (default: the app's name)",
     ),
     (
+        "PRESENCE_EXPIRY_SECS",
+        "15",
+        "with REDIS_URL: how long a killed instance's tabs still count on the others' pages",
+    ),
+    (
         "METRICS_ADDR",
         "",
         "serve Prometheus metrics (GET /metrics) on this address, e.g. 127.0.0.1:9100; never public",

@@ -10,6 +10,7 @@
 //! (`rediss://`, `REDIS_CA`).
 
 mod faults;
+mod presence;
 mod proxy;
 #[path = "../support/mod.rs"]
 mod support;
