@@ -13,9 +13,10 @@ use tokio::{
 };
 
 use super::{
+    activity::Activity,
     connection::ConnectionService,
     drain::{Draining, serve_until_drained},
-    socket::{Activity, SocketLimits, WatchedSocket},
+    socket::{SocketLimits, WatchedSocket},
 };
 use crate::{registry::SocketControl, settings::Settings};
 

@@ -25,8 +25,8 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use tower::ServiceExt;
 
 use super::{
+    activity::{Activity, InFlight},
     drain::Draining,
-    socket::{Activity, InFlight},
 };
 use crate::{
     client::{ClientAddr, ClientIpHeader},

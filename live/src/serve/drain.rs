@@ -21,7 +21,10 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::socket::{Activity, DRAIN_SEND_TIMEOUT};
+use super::activity::Activity;
+
+/// While the server drains, the longest a write may stay blocked.
+pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether the server is draining. Cheap to clone; every clone shares the same state.
 #[derive(Clone, Debug, Default)]

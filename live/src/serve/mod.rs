@@ -8,12 +8,15 @@
 //! - `http2.rs` (HTTPS): each HTTP/2 stream held to the limits a connection is held to.
 //! - `redirect.rs`: the plain-HTTP port of an HTTPS server.
 //! - `drain.rs`: the draining signal, and how each connection ends once it is given.
+//! - `activity.rs`: the requests in flight on a connection, which draining and its socket ask
+//!   about.
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
 //!   beyond.
 //! - `prepare.rs`: before serving — settings checked, certificates read, sockets bound.
 
 mod accepted;
+mod activity;
 mod connection;
 mod drain;
 #[cfg(feature = "tls")]
@@ -48,9 +51,10 @@ use self::{
     prepare::{bind, bind_metrics, prepare},
 };
 pub use self::{
-    drain::Draining,
+    activity::Activity,
+    drain::{DRAIN_SEND_TIMEOUT, Draining},
     limits::{HEADROOM, connection_cap},
-    socket::{Activity, DRAIN_SEND_TIMEOUT, SocketLimits, WatchedSocket},
+    socket::{SocketLimits, WatchedSocket},
 };
 pub use crate::client::ClientAddr;
 #[cfg(feature = "tls")]

@@ -23,10 +23,7 @@ use std::{
     future::Future,
     io::{self, IoSlice},
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -38,11 +35,11 @@ use tokio::{
 };
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::drain::Draining;
+use super::{
+    activity::Activity,
+    drain::{DRAIN_SEND_TIMEOUT, Draining},
+};
 use crate::registry::{STREAM_SEND_BUFFER, SocketControl};
-
-/// While the server drains, the longest a write may stay blocked.
-pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How much longer than the send timeout the kernel waits for a stream's client to acknowledge
 /// what it was sent before it gives the connection up (`TCP_USER_TIMEOUT`): the client's
@@ -56,45 +53,6 @@ pub struct SocketLimits {
     pub send_timeout: Duration,
     /// How long the connection may sit idle between requests.
     pub keep_alive_timeout: Duration,
-}
-
-/// Requests in flight on one connection, shared by the connection's service (which counts
-/// them) and its socket (which is idle only when there are none).
-#[derive(Debug, Default)]
-pub struct Activity {
-    in_flight: AtomicUsize,
-    /// Whether any request has started: a connection without one may have it on the way.
-    used: AtomicBool,
-}
-
-impl Activity {
-    /// A request started; it ends when the returned guard is dropped (with its response body,
-    /// once that has been sent).
-    pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.used.store(true, Ordering::Release);
-        InFlight(Arc::clone(self))
-    }
-
-    /// Whether a request has started on this connection.
-    pub fn is_used(&self) -> bool {
-        self.used.load(Ordering::Acquire)
-    }
-
-    /// Whether no request is in flight.
-    pub(super) fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-    }
-}
-
-/// One request in flight; see [`Activity::start`].
-#[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A TCP socket whose writes may not stay blocked for longer than the send timeout, and which
