@@ -20,11 +20,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// package's name, so it is found from this test's own location rather than
 /// `CARGO_BIN_EXE_<name>`, which would tie this file to one project name.)
 fn binary() -> PathBuf {
-    let test = std::env::current_exe().unwrap();
-    let dir = test.parent().and_then(Path::parent).unwrap();
-    let binary = dir.join(env!("CARGO_PKG_NAME"));
-    assert!(binary.is_file(), "no binary at {binary:?}");
-    binary
+    live::testing::app_binary(env!("CARGO_PKG_NAME"))
 }
 
 /// A running app process, its address, and its log lines.

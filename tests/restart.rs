@@ -18,7 +18,7 @@
 use std::{
     net::{SocketAddr, TcpListener},
     os::{fd::AsRawFd, unix::process::CommandExt},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
@@ -49,14 +49,7 @@ fn binary() -> PathBuf {
     if let Some(binary) = std::env::var_os("RESTART_BINARY") {
         return PathBuf::from(binary);
     }
-    let test = std::env::current_exe().unwrap();
-    let binary = test
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(env!("CARGO_PKG_NAME"));
-    assert!(binary.is_file(), "no binary at {binary:?}");
-    binary
+    live::testing::app_binary(env!("CARGO_PKG_NAME"))
 }
 
 /// How a new process gets its socket.

@@ -5,31 +5,18 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use futures_util::future::join_all;
-use live::testing::{PATIENCE, RedisServer, SseClient};
-use uuid::Uuid;
+use live::testing::{PATIENCE, RedisServer, SseClient, app_binary, open_tab};
 
 const SECRET: &str = "the scale-out test's secret, 32+ characters";
 /// A short expiry, so that the test waits seconds, not the default 15.
 const EXPIRY: Duration = Duration::from_secs(5);
 /// The presence the home page shows.
 const HERE: &str = "here";
-
-fn binary() -> PathBuf {
-    let test = std::env::current_exe().unwrap();
-    let binary = test
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(env!("CARGO_PKG_NAME"));
-    assert!(binary.is_file(), "no binary at {binary:?}");
-    binary
-}
 
 /// One app process on `addr`, killed (`kill -9`) when dropped.
 struct Instance {
@@ -40,7 +27,7 @@ struct Instance {
 
 impl Instance {
     async fn start(addr: SocketAddr, redis: &RedisServer) -> Instance {
-        let child = Command::new(binary())
+        let child = Command::new(app_binary(env!("CARGO_PKG_NAME")))
             .env("RUST_LOG", "warn")
             .env("HOST", addr.ip().to_string())
             .env("PORT", addr.port().to_string())
@@ -78,17 +65,7 @@ impl Instance {
     /// `count` home-page tabs, each past its first events.
     async fn tabs(&self, count: usize) -> Vec<SseClient> {
         join_all((0..count).map(|_| async {
-            let signals = serde_json::json!({ "sessionId": Uuid::new_v4() });
-            let response = self
-                .client
-                .get(self.url("/sse/home"))
-                .header("datastar-request", "true")
-                .query(&[("datastar", signals.to_string())])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            let mut tab = SseClient::new(response);
+            let mut tab = open_tab(&self.client, &self.url("/sse/home")).await;
             tab.read_initial_events().await;
             tab
         }))

@@ -23,7 +23,7 @@ pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 
-pub use self::server::TestServer;
+pub use self::server::{TestServer, app_binary, open_tab};
 use crate::registry::{Pattern, Registry};
 #[cfg(feature = "browser")]
 use std::{path::PathBuf, sync::OnceLock};

@@ -1,6 +1,9 @@
 //! The app served for real, by the kit's server, for a test to talk to over TCP.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use axum::Router;
 use tokio::sync::oneshot;
@@ -78,20 +81,9 @@ impl TestServer {
         &self.client
     }
 
-    /// Opens the stream at `path` as a page's `live_stream` does, for a new tab: with a fresh
-    /// `sessionId` in the signals Datastar sends.
+    /// Opens the stream at `path` as a page's `live_stream` does, for a new tab ([`open_tab`]).
     pub async fn open_tab(&self, path: &str) -> SseClient {
-        let signals = serde_json::json!({ "sessionId": Uuid::new_v4(), "connected": false });
-        let response = self
-            .client
-            .get(self.url(path))
-            .query(&[("datastar", signals.to_string())])
-            .header("datastar-request", "true")
-            .send()
-            .await
-            .expect("the stream answers");
-        assert_eq!(response.status(), 200, "opening {path}");
-        SseClient::new(response)
+        open_tab(&self.client, &self.url(path)).await
     }
 
     /// Posts `form` (form-urlencoded) to `path` as Datastar's `@post(…, {contentType: 'form'})`
@@ -113,4 +105,32 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Opens the stream at `url` with `client` as a page's `live_stream` does, for a new tab: with
+/// a fresh `sessionId` in the signals Datastar sends. Fails the test unless it answers 200.
+pub async fn open_tab(client: &reqwest::Client, url: &str) -> SseClient {
+    let signals = serde_json::json!({ "sessionId": Uuid::new_v4(), "connected": false });
+    let response = client
+        .get(url)
+        .query(&[("datastar", signals.to_string())])
+        .header("datastar-request", "true")
+        .send()
+        .await
+        .expect("the stream answers");
+    assert_eq!(response.status(), 200, "opening {url}");
+    SseClient::new(response)
+}
+
+/// The binary of the app `package` that cargo built for the running integration test, beside
+/// it (`target/<profile>/<package>`), for tests that run the real process.
+pub fn app_binary(package: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test's own path");
+    let dir = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let binary = dir.join(package);
+    assert!(binary.is_file(), "no binary at {binary:?}");
+    binary
 }

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use live::testing::RedisServer;
-use uuid::Uuid;
+use live::testing::{RedisServer, open_tab};
 
 use crate::{
     PREFIX, SECRET,
@@ -35,17 +34,7 @@ async fn instance(redis: &RedisServer, expiry: Duration) -> TestApp {
 /// `count` tabs on `app`'s `/sse/present`, each past its first events.
 async fn tabs(app: &TestApp, count: usize) -> Vec<SseClient> {
     join_all((0..count).map(|_| async {
-        let signals = serde_json::json!({ "sessionId": Uuid::new_v4() });
-        let response = app
-            .client
-            .get(app.url("/sse/present"))
-            .header("datastar-request", "true")
-            .query(&[("datastar", signals.to_string())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut tab = SseClient::new(response);
+        let mut tab = open_tab(&app.client, &app.url("/sse/present")).await;
         // Its first events (counts aside): `connected`, and in debug builds the dev loop's.
         let connected = tab.next_event().await;
         assert!(
