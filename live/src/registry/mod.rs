@@ -63,7 +63,9 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-pub(crate) use self::presence::{PUBLISH_GAP as PRESENCE_PUBLISH_GAP, is_name as is_presence_name};
+#[cfg(feature = "redis")]
+pub(crate) use self::presence::PUBLISH_GAP as PRESENCE_PUBLISH_GAP;
+pub(crate) use self::presence::is_name as is_presence_name;
 use self::{
     connection::Guard,
     index::{Entry, Index},
