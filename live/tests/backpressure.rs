@@ -19,18 +19,9 @@ use tokio::{
     net::{TcpSocket, TcpStream},
     sync::Barrier,
 };
-use uuid::Uuid;
 
 use live::registry::CloseReason;
-use support::{PATIENCE, raise_open_files_limit, spawn_app_with};
-
-fn stream_request(addr: SocketAddr) -> String {
-    let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", Uuid::new_v4());
-    format!(
-        "GET /sse/notes?datastar={signals} HTTP/1.1\r\nHost: {addr}\r\n\
-         Accept: text/event-stream\r\ndatastar-request: true\r\n\r\n"
-    )
-}
+use support::{PATIENCE, raise_open_files_limit, raw_stream_request, spawn_app_with};
 
 /// What the reading clients saw.
 #[derive(Default)]
@@ -66,7 +57,9 @@ impl Readers {
 async fn reader(addr: SocketAddr, index: usize, readers: Arc<Readers>) {
     let connected = async {
         let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(stream_request(addr).as_bytes()).await?;
+        stream
+            .write_all(raw_stream_request(addr).as_bytes())
+            .await?;
         Ok::<_, std::io::Error>(stream)
     };
     let mut stream = match connected.await {
@@ -226,7 +219,7 @@ async fn non_reader(addr: SocketAddr) -> TcpStream {
     socket.set_recv_buffer_size(4 * 1024).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
     stream
-        .write_all(stream_request(addr).as_bytes())
+        .write_all(raw_stream_request(addr).as_bytes())
         .await
         .unwrap();
     stream

@@ -15,11 +15,10 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpSocket,
+    net::TcpStream,
 };
-use uuid::Uuid;
 
-use support::spawn_app_with;
+use support::{raw_stream_request, spawn_app_with};
 
 /// A rule dropping every packet sent from the loopback port `port`; removed when dropped.
 struct Vanished {
@@ -61,16 +60,10 @@ async fn a_tab_whose_machine_vanished_leaves_after_a_keep_alive_and_the_send_tim
     })
     .await;
     let mut healthy = app.open_live_stream().await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut tab = socket.connect(app.addr).await.unwrap();
-    let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", Uuid::new_v4());
-    let request = format!(
-        "GET /sse/notes?datastar={signals} HTTP/1.1\r\nHost: {}\r\n\
-         Accept: text/event-stream\r\ndatastar-request: true\r\n\r\n",
-        app.addr
-    );
-    tab.write_all(request.as_bytes()).await.unwrap();
+    let mut tab = TcpStream::connect(app.addr).await.unwrap();
+    tab.write_all(raw_stream_request(app.addr).as_bytes())
+        .await
+        .unwrap();
     let mut first = vec![0; 4096];
     let read = tab.read(&mut first).await.unwrap();
     assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));

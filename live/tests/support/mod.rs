@@ -30,6 +30,15 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// `GET /sse/notes` for a new tab, as raw HTTP/1.1 to write on a socket of the test's own.
+pub fn raw_stream_request(addr: SocketAddr) -> String {
+    let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", Uuid::new_v4());
+    format!(
+        "GET /sse/notes?datastar={signals} HTTP/1.1\r\nHost: {addr}\r\n\
+         Accept: text/event-stream\r\ndatastar-request: true\r\n\r\n"
+    )
+}
+
 /// Thousands of sockets need more than the usual 1 024 descriptors.
 pub fn raise_open_files_limit() {
     live::serve::raise_open_files_limit();
