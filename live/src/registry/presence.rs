@@ -248,12 +248,14 @@ impl Registry {
     /// read them; pages then show this instance's count plus `remote`. An unknown name changes
     /// nothing.
     pub fn set_remote_presence(&self, name: &str, remote: usize) {
-        let state = self.shared.lock();
-        let Some(counted) = state.presences.iter().find(|c| c.shared.name == name) else {
+        let Some(shared) = self
+            .shared
+            .lock()
+            .counted(name)
+            .map(|counted| Arc::clone(&counted.shared))
+        else {
             return;
         };
-        let shared = Arc::clone(&counted.shared);
-        drop(state);
         if shared.remote.swap(remote, Ordering::Relaxed) != remote {
             CountedShared::changed(&shared);
         }
@@ -263,11 +265,7 @@ impl Registry {
 impl State {
     /// The count of `presence`, counted from now on if it was not yet (`epoch`: the registry's).
     pub(super) fn presence(&mut self, presence: &Presence, epoch: u64) -> usize {
-        if let Some(counted) = self
-            .presences
-            .iter()
-            .find(|c| c.shared.name == presence.name)
-        {
+        if let Some(counted) = self.counted(presence.name) {
             return counted.shared.total();
         }
         let pattern = Pattern::new(presence.pattern).unwrap_or_else(|error| {
@@ -292,6 +290,11 @@ impl State {
         // A relay shares the new presence's count.
         self.presence_changed.notify_one();
         count
+    }
+
+    /// The presence counted here under `name`, if it is.
+    fn counted(&self, name: &str) -> Option<&Counted> {
+        self.presences.iter().find(|c| c.shared.name == name)
     }
 
     /// Removes the connection `id` under `key`, and counts the key out.
