@@ -17,8 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "template/example.rs"]
+mod example;
 #[path = "template/readme.rs"]
 mod readme;
+#[path = "template/upgrade.rs"]
+mod upgrade;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -214,10 +218,20 @@ fn check_generated_project(project: &Path, name: &str) {
         assert_ne!(relative, "cargo-generate.toml");
         assert!(!relative.starts_with(".ci"), "leftover {relative}");
         assert_ne!(relative, "tests/template.rs");
-        assert!(
-            !relative.starts_with("tests/template/"),
-            "leftover {relative}"
-        );
+        assert_ne!(relative, "CONTRIBUTING.md");
+        // The template's own tests, the operations tests and the kit's tests and benchmark
+        // stay in this repository.
+        for repository_only in [
+            "tests/template/",
+            "tests/ops/",
+            "live/tests/",
+            "live/examples/",
+        ] {
+            assert!(
+                !relative.starts_with(repository_only),
+                "leftover {relative}"
+            );
+        }
         if let Ok(text) = fs::read_to_string(&file) {
             for placeholder in [
                 "{{project-name",

@@ -6,6 +6,8 @@
 //!
 //! Without `pebble` on the PATH the test says so and passes (`.ci/run` installs it).
 
+#![cfg(feature = "acme")]
+
 mod support;
 
 use std::{

@@ -1,10 +1,10 @@
-//! The benchmark's `--addr` check (`benches/fanout/probe.rs`): it accepts the notes app, and
+//! The benchmark's `--addr` check (`examples/fanout/probe.rs`): it accepts the notes app, and
 //! refuses anything else — nothing listening, another app, a server that never answers, a
 //! notes app that turns streams away — with a message that says what to start.
 
 mod support;
 
-#[path = "../benches/fanout/probe.rs"]
+#[path = "../examples/fanout/probe.rs"]
 mod probe;
 
 use std::net::SocketAddr;

@@ -7,6 +7,8 @@
 //!
 //! The tests take turns (one lock): each measures the whole process's memory.
 
+#![cfg(feature = "tls")]
+
 mod support;
 
 use std::{

@@ -3,6 +3,8 @@
 //! shutdown says GOAWAY and ends every stream with the restart event, idle connections are
 //! closed, a certificate is renewed without a restart, the plain port redirects.
 
+#![cfg(feature = "tls")]
+
 mod support;
 
 use std::time::Duration;

@@ -12,10 +12,6 @@ mod helpers;
 
 mod dev_loop;
 mod offline;
-#[cfg(all(unix, feature = "tls"))]
-#[allow(dead_code)]
-#[path = "../proxy/mod.rs"]
-mod proxy;
 mod scenarios;
 
 use tokio::sync::{Semaphore, SemaphorePermit};

@@ -138,7 +138,7 @@ pub fn named_paths(readme: &str) -> Vec<String> {
 }
 
 /// The entries of the project tree under "Two crates" (the first block without a language
-/// whose first line is the project's folder), as paths: `src/home/`, `tests/`, `live/benches/`.
+/// whose first line is the project's folder), as paths: `src/home/`, `tests/`, `live/src/`.
 /// Nesting is by indentation, two spaces a level; an entry is a word ending in `/` or one with
 /// an extension, as many as a line holds before its description.
 pub fn tree_entries(readme: &str, project: &str) -> Vec<String> {

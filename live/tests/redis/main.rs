@@ -9,6 +9,8 @@
 //! and against one that speaks only TLS and wants a password, as managed Redis does
 //! (`rediss://`, `REDIS_CA`).
 
+#![cfg(feature = "redis")]
+
 mod faults;
 mod presence;
 mod proxy;

@@ -1,4 +1,4 @@
-//! The app behind the proxies the project ships configurations for (`tests/proxy/`: the real
+//! The app behind the proxies the project ships configurations for (`tests/ops/proxy.rs`: the real
 //! `caddy` and `nginx` with the shipped `deploy/Caddyfile` and `deploy/nginx.conf`).
 //!
 //! Each proxy is checked for what an app behind it needs: the page and its stream, a greet
@@ -8,13 +8,6 @@
 //! Without `caddy` or `nginx` on the PATH a test says so and passes (`.ci/run` installs both).
 
 #![cfg(all(unix, feature = "tls"))]
-
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-
-#[allow(dead_code)]
-mod proxy;
 
 use std::{
     sync::{

@@ -3,17 +3,17 @@
 //! the same bytes.
 //!
 //! ```sh
-//! cargo bench -p live-kit --bench fanout            # the whole set (a few minutes)
-//! cargo bench -p live-kit --bench fanout -- --clients 2000 --rounds 50 --burst-clients ''
-//! cargo bench -p live-kit --bench fanout -- --clients '' --burst-clients 3000 --bursts 128,1024
-//! cargo bench -p live-kit --bench fanout --features redis -- --redis  # also across two instances
+//! cargo run --release -p live-kit --example fanout            # the whole set (a few minutes)
+//! cargo run --release -p live-kit --example fanout -- --clients 2000 --rounds 50 --burst-clients ''
+//! cargo run --release -p live-kit --example fanout -- --clients '' --burst-clients 3000 --bursts 128,1024
+//! cargo run --release -p live-kit --example fanout --features redis -- --redis  # also across two instances
 //! ```
 //!
 //! Or against a notes app started apart (on another machine, behind a proxy):
 //!
 //! ```sh
-//! MAX_STREAMS=12000 cargo bench -p live-kit --bench fanout -- --serve-notes  # 127.0.0.1:3000
-//! cargo bench -p live-kit --bench fanout -- --addr 127.0.0.1:3000 --clients 10000
+//! MAX_STREAMS=12000 cargo run --release -p live-kit --example fanout -- --serve-notes  # 127.0.0.1:3000
+//! cargo run --release -p live-kit --example fanout -- --addr 127.0.0.1:3000 --clients 10000
 //! ```
 //!
 //! `--addr` first checks, within seconds, that the server there is the notes app (a stream
@@ -25,7 +25,7 @@
 //! The server is the kit's notes app (`tests/support/notes.rs`: a page stream following a
 //! latest-state topic, an action that publishes it, an action that broadcasts an ordinary
 //! event — the shapes of every live page), run in a process of its own: this benchmark's own
-//! binary, built in release mode by `cargo bench`, in `--serve-notes` mode. The baseline is
+//! binary, built in release mode by `cargo run --release`, in `--serve-notes` mode. The baseline is
 //! the same binary in `--serve-raw` mode: no HTTP library, no framework, a `watch` channel for
 //! the latest note and an `mpsc` queue per stream for ordinary events, each event encoded once.
 //!

@@ -8,10 +8,6 @@
 
 #![cfg(unix)]
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -119,7 +115,7 @@ async fn metrics_are_served_on_their_own_address_and_never_on_the_public_port() 
     drop(app);
 
     // Unset: no listener, no metrics kept.
-    let plain = helpers::spawn_app().await;
+    let plain = crate::helpers::spawn_app().await;
     assert_eq!(plain.metrics_addr, None);
     assert!(plain.state.live.metrics().is_none());
     assert_eq!(plain.get("/metrics").await.status(), 404);

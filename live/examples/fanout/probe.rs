@@ -18,8 +18,8 @@ pub const STEP: Duration = Duration::from_secs(5);
 pub const NEEDS: &str = "--addr needs the kit's notes app, the server this benchmark otherwise \
     starts by itself (a page stream at /sse/notes, actions at /notes and /shouts; a generated \
     app has other routes). Start it in another terminal, then run the benchmark against it:
-  MAX_STREAMS=12000 cargo bench -p live-kit --bench fanout -- --serve-notes   # 127.0.0.1:3000 (HOST, PORT)
-  cargo bench -p live-kit --bench fanout -- --addr 127.0.0.1:3000 --clients 10000";
+  MAX_STREAMS=12000 cargo run --release -p live-kit --example fanout -- --serve-notes   # 127.0.0.1:3000 (HOST, PORT)
+  cargo run --release -p live-kit --example fanout -- --addr 127.0.0.1:3000 --clients 10000";
 
 /// Checks that `addr` serves the notes app: a stream opens at `/sse/notes` and gets its first
 /// event, and a note posted to `/notes` reaches it. The error says what went wrong and what to
