@@ -366,7 +366,7 @@ fn http(address: &str, request_line: &str, headers: &[String], body: &str) -> St
 /// say what it needs that a test does not have (`# needs …`): the network, root, a server.
 const RUN_IN_A_FRESH_PROJECT: &[&str] = &[
     "cargo test",
-    "cargo test --workspace",
+    "cargo test --features browser-tests",
     "cargo run",
     "cargo build --release",
     "./target/release/{name}",
@@ -393,10 +393,27 @@ fn shell(project: &Path, command: &str) -> Command {
     shell
 }
 
-/// `command` (with `{name}`, the project's name) as the project's README writes it; fails if
-/// the README no longer has it.
+/// The generated README and its guides (`docs/*.md`), one after another: what a reader follows.
+fn guides(project: &Path) -> String {
+    let mut text = fs::read_to_string(project.join("README.md")).unwrap();
+    let mut docs: Vec<PathBuf> = fs::read_dir(project.join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    docs.sort();
+    assert!(docs.len() >= 7, "the guides: {docs:?}");
+    for doc in docs {
+        text.push('\n');
+        text.push_str(&fs::read_to_string(doc).unwrap());
+    }
+    text
+}
+
+/// `command` (with `{name}`, the project's name) as the project's README or a guide writes it;
+/// fails if none has it any more.
 fn as_written(project: &Path, name: &str, command: &str) -> String {
-    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+    let readme = guides(project);
     let written = command.replace("{name}", name);
     assert!(
         readme::shell_commands(&readme)
@@ -541,11 +558,12 @@ fn every_readme_command_runs_in_a_test_or_says_what_it_needs() {
     let name = "my-app";
     let dir = TempDir::new("readme-commands");
     let project = generate(name, &dir);
-    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+    let readme = guides(&project);
 
     let run: Vec<String> = RUN_IN_A_FRESH_PROJECT
         .iter()
         .chain(RUN_WITH_THE_RECIPES)
+        .chain(example::COMMANDS)
         .map(|command| command.replace("{name}", name))
         .collect();
     let commands = readme::shell_commands(&readme);
@@ -578,12 +596,38 @@ fn every_path_the_readme_names_exists_and_its_tree_shows_the_project() {
     let dir = TempDir::new("readme-paths");
     let project = generate(name, &dir);
     let readme = fs::read_to_string(project.join("README.md")).unwrap();
+    let all = guides(&project);
+    assert!(
+        readme.lines().count() <= 150,
+        "the README fits on two screens: {} lines",
+        readme.lines().count()
+    );
 
-    let recipes: Vec<String> = readme::recipe_files(&readme)
+    // Every link from the README or a guide to a file of the project reaches it.
+    for (from, text) in std::iter::once(("README.md".to_owned(), readme.clone())).chain(
+        fs::read_dir(project.join("docs"))
+            .unwrap()
+            .filter_map(|entry| {
+                let path = entry.unwrap().path();
+                let name = format!("docs/{}", path.file_name()?.to_str()?);
+                name.ends_with(".md")
+                    .then(|| (name, fs::read_to_string(&path).unwrap()))
+            }),
+    ) {
+        let base = Path::new(&from).parent().unwrap();
+        for target in readme::local_links(&text) {
+            assert!(
+                project.join(base).join(&target).exists(),
+                "{from} links to {target}, which a generated project does not have"
+            );
+        }
+    }
+
+    let recipes: Vec<String> = readme::recipe_files(&all)
         .into_iter()
         .map(|(path, _)| path)
         .collect();
-    let named = readme::named_paths(&readme);
+    let named = readme::named_paths(&all);
     assert!(named.len() > 30, "{named:?}");
     let missing: Vec<&String> = named
         .iter()
@@ -652,7 +696,7 @@ fn every_path_the_readme_names_exists_and_its_tree_shows_the_project() {
 /// `DATASTAR_CDN_INTEGRITY` (base64 there, hex here).
 #[test]
 fn the_readme_fetches_and_checks_the_datastar_file_the_kit_pins() {
-    let readme = read("README.md.liquid");
+    let readme = read("docs/develop.md");
     let commands = readme::shell_commands(&readme);
     let fetch = commands
         .iter()
@@ -728,7 +772,7 @@ fn readme_recipes_pasted_verbatim_pass_the_generated_ci() {
     let dir = TempDir::new("readme-test");
     let project = generate(name, &dir);
     share_target_dir(&project);
-    let readme = fs::read_to_string(project.join("README.md")).unwrap();
+    let readme = guides(&project);
 
     let files = readme::recipe_files(&readme);
     let paths: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
@@ -790,9 +834,8 @@ fn readme_recipes_pasted_verbatim_pass_the_generated_ci() {
     )
     .unwrap();
 
-    // The generated CI's steps, as written. Its test step runs the whole workspace; the recipes
-    // change only the app, so its tests run here (the kit's are the same in every generated
-    // project, and run in `generated_projects_build_pass_their_tests_and_run`).
+    // The generated CI's steps, as written: formatting, lints, and the app's tests with the
+    // browser tests.
     let in_project = |command: &str| {
         let mut command = shell(&project, command);
         command.env("CARGO_TARGET_DIR", target_dir());
@@ -803,9 +846,7 @@ fn readme_recipes_pasted_verbatim_pass_the_generated_ci() {
     for command in RUN_WITH_THE_RECIPES {
         run(&mut in_project(&as_written(&project, name, command)));
     }
-    let tests = ci_step("Tests");
-    assert_eq!(tests, "cargo test --workspace --locked --all-features");
-    run(&mut in_project(&tests.replace(" --workspace", "")));
+    run(&mut in_project(&ci_step("Tests")));
 
     #[cfg(unix)]
     smoke_test_binary(

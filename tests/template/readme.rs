@@ -1,6 +1,7 @@
-//! Reading the generated README the way a newcomer follows it: its code blocks (files to paste,
-//! commands to run), the paths it names, and its project tree. The template tests hold these
-//! to the generated project, so that a README that drifts from the code fails a test.
+//! Reading the generated README and its guides (`docs/`) the way a newcomer follows them: their
+//! code blocks (files to paste, commands to run), the paths and links they name, and the
+//! README's project tree. The template tests hold these to the generated project, so that docs
+//! that drift from the code fail a test.
 
 /// A fenced code block: its language and its lines (with the fence's indentation removed), and
 /// the last non-blank line before it (where a file's name is given).
@@ -92,6 +93,17 @@ pub fn shell_commands(readme: &str) -> Vec<ShellCommand> {
     commands
 }
 
+/// The targets of the Markdown links (`[text](target)`) that stay in the project: relative
+/// paths, without their `#anchor`; web addresses and links within the page are left out.
+pub fn local_links(text: &str) -> Vec<String> {
+    text.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target))
+        .filter(|target| !target.contains("://") && !target.starts_with('#'))
+        .map(|target| target.split('#').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// The backquoted spans of a piece of prose.
 pub fn code_spans(text: &str) -> Vec<String> {
     text.split('`')
@@ -137,7 +149,7 @@ pub fn named_paths(readme: &str) -> Vec<String> {
     paths
 }
 
-/// The entries of the project tree under "Two crates" (the first block without a language
+/// The entries of the project tree under "Where your code goes" (the first block without a language
 /// whose first line is the project's folder), as paths: `src/home/`, `tests/`, `live/src/`.
 /// Nesting is by indentation, two spaces a level; an entry is a word ending in `/` or one with
 /// an extension, as many as a line holds before its description.
