@@ -13,7 +13,10 @@ pub mod notes;
 
 use std::{
     net::SocketAddr,
-    sync::{LazyLock, OnceLock},
+    sync::{
+        Arc, LazyLock, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -273,15 +276,27 @@ pub async fn flood(
     workers: usize,
     duration: Duration,
 ) -> Flood {
+    let never = Arc::new(AtomicBool::new(false));
+    flood_until(url, from, workers, never, duration).await
+}
+
+/// [`flood`], until `stop` is set or `duration` is up.
+pub async fn flood_until(
+    url: String,
+    from: std::net::IpAddr,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    duration: Duration,
+) -> Flood {
     let client = client_from(from);
     let started = std::time::Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|worker| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, url, stop) = (client.clone(), url.clone(), Arc::clone(&stop));
             tokio::spawn(async move {
                 let mut got = Flood::default();
                 let mut n = 0;
-                while started.elapsed() < duration {
+                while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let response = client
                         .post(&url)
