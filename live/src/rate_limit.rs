@@ -200,7 +200,7 @@ pub async fn limit(State(limit): State<Arc<RateLimit>>, request: Request, next: 
             // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let seconds = seconds.max(1);
-            tracing::debug!(?client, seconds, "action refused: over the client's rate");
+            tracing::debug!(seconds, "action refused: over the client's rate");
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, seconds.to_string())],
