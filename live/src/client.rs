@@ -12,7 +12,8 @@ use std::{
 use axum::http::{HeaderMap, HeaderName, header::InvalidHeaderName};
 
 /// The client's address, on every request: the TCP peer's, or what `CLIENT_IP_HEADER` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`Hash`: the action rate limits keep a bucket per client, [`crate::rate_limit`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr(pub IpAddr);
 
 /// Where the client's address is, behind proxies you trust (`CLIENT_IP_HEADER`,

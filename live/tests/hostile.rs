@@ -1,5 +1,6 @@
 //! A hostile internet: connections that never finish their headers, connection floods,
-//! cross-site posts, malformed forms — and the app must keep answering everyone else.
+//! cross-site posts, malformed forms, a client posting as fast as it can — and the app must
+//! keep answering everyone else.
 
 mod support;
 
@@ -17,8 +18,9 @@ use tokio::{
     net::TcpStream,
 };
 
+use live::rate_limit::ActionLimit;
 use support::{
-    PATIENCE, elements, raise_open_files_limit, reply_events, spawn_app, spawn_app_with,
+    PATIENCE, elements, flood, raise_open_files_limit, reply_events, spawn_app, spawn_app_with,
 };
 
 /// Reads until the server closes the connection (an orderly end or a reset).
@@ -221,6 +223,104 @@ async fn cross_site_posts_are_refused_visibly_and_broadcast_nothing() {
     assert_eq!(same_origin.status(), 303);
     let next = elements(&tab.next_event().await);
     assert!(next.contains("Ada") && !next.contains("Mallory"), "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_posting_as_fast_as_it_can_gets_its_rate_and_a_person_elsewhere_gets_every_post() {
+    // Arrange: 10 a second and 20 at once; the spammer is 127.0.0.2, the person 127.0.0.1.
+    const LIMIT: ActionLimit = ActionLimit {
+        per_second: 10.0,
+        burst: 20,
+    };
+    const FLOOD: Duration = Duration::from_secs(3);
+    let app = spawn_app_with(|config| {
+        config.action_limit = Some(LIMIT);
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let spammer: std::net::IpAddr = [127, 0, 0, 2].into();
+
+    // Act: the spammer posts on 16 connections at once for 3 s; meanwhile the person posts
+    // 12 notes, one every 250 ms.
+    let spam = tokio::spawn(flood(app.url("/notes"), spammer, 16, FLOOD));
+    let mut person = Vec::new();
+    for n in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        person.push(app.publish_with_form(&format!("person {n}")).await.status());
+    }
+    let spam = spam.await.unwrap();
+
+    // Assert: the spammer got its burst and the rate over the time it posted, no more (one
+    // token of slack for the instants the count started and stopped), and enough to show the
+    // bucket refills; everything else was refused with the page and `Retry-After`.
+    let most = f64::from(LIMIT.burst) + LIMIT.per_second * spam.elapsed.as_secs_f64() + 1.0;
+    let least = f64::from(LIMIT.burst) + LIMIT.per_second * FLOOD.as_secs_f64() * 0.5;
+    eprintln!(
+        "spammer: {} accepted, {} refused in {:?} ({:.1} accepted a second against a limit of \
+         {} a second after a burst of {}); the person: {} of {} accepted",
+        spam.accepted,
+        spam.refused,
+        spam.elapsed,
+        (spam.accepted as f64 - f64::from(LIMIT.burst)) / spam.elapsed.as_secs_f64(),
+        LIMIT.per_second,
+        LIMIT.burst,
+        person
+            .iter()
+            .filter(|status| status.as_u16() == 303)
+            .count(),
+        person.len(),
+    );
+    assert!(
+        spam.unexpected.is_empty(),
+        "{:?}",
+        &spam.unexpected[..3.min(spam.unexpected.len())]
+    );
+    assert!(
+        (least..=most).contains(&(spam.accepted as f64)),
+        "{} accepted, not within {least}..={most}",
+        spam.accepted
+    );
+    assert!(spam.refused > spam.accepted, "a flood, refused: {spam:?}");
+    // A token comes back every 100 ms: retry in a second.
+    assert_eq!(spam.retry_after, ["1".to_owned()].into(), "{spam:?}");
+    assert!(
+        person.iter().all(|status| status.as_u16() == 303),
+        "{person:?}"
+    );
+
+    // Through Datastar, a refusal is a notice in the page: empty the spammer's bucket again.
+    let datastar = support::client_from(spammer);
+    let mut notices = 0;
+    for n in 0..LIMIT.burst + 5 {
+        let reply = datastar
+            .post(app.url("/notes"))
+            .header("datastar-request", "true")
+            .form(&[("text", format!("spam {n}"))])
+            .send()
+            .await
+            .unwrap();
+        let events = reply_events(reply).await;
+        if let Some(event) = events.first() {
+            let shown = elements(event);
+            assert!(
+                shown.contains(r#"id="notice""#) && shown.contains("sent a lot in a short time"),
+                "{shown}"
+            );
+            notices += 1;
+        }
+    }
+    assert!(notices >= 5, "{notices} notices");
+
+    // Counted, each refusal once, whichever way it was shown.
+    let exposition = app.live.metrics().unwrap().render();
+    let counted = format!(
+        r#"live_refusals_total{{reason="rate_limited"}} {}"#,
+        spam.refused + notices
+    );
+    assert!(
+        exposition.contains(&counted),
+        "no {counted} in:\n{exposition}"
+    );
 }
 
 #[tokio::test]

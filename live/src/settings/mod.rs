@@ -18,9 +18,11 @@ mod validate;
 mod variables;
 
 use self::parse::{
-    acme, bounded, client_ip_header, is_integrity, parse, redis_ca, redis_url, seconds,
+    acme, action_limit, bounded, client_ip_header, is_integrity, parse, redis_ca, redis_url,
+    seconds,
 };
 pub use self::variables::VARIABLES;
+pub use crate::rate_limit::ActionLimit;
 use crate::{
     client::ClientIpHeader,
     script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL},
@@ -50,6 +52,14 @@ pub struct Settings {
     /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
     /// have no timeout. Default 10 s.
     pub action_timeout: Duration,
+    /// `ACTION_RATE_PER_SEC` and `ACTION_BURST`: how many actions one client may send, as a
+    /// token bucket (see [`crate::rate_limit`]): `ACTION_BURST` at once after a quiet spell,
+    /// then `ACTION_RATE_PER_SEC` (decimals allowed: `0.5` is one every 2 s); more get a
+    /// visible `429`. Default 10 a second and 50 at once: far above what a person clicking
+    /// does, and room for a household or office behind one address, while a script posting
+    /// thousands a second gets ten. `ACTION_RATE_PER_SEC=off`: no limit (`None`). Counted per
+    /// instance.
+    pub action_limit: Option<ActionLimit>,
     /// `SEND_TIMEOUT_SECS`: how long a write to a client may stay blocked (its socket
     /// unwritable: the client is not reading) before the client is disconnected. This is the
     /// only test of a slow client. Default 10 s: a tab reads whatever arrives, so a socket that
@@ -194,6 +204,7 @@ impl Default for Settings {
             datastar_integrity: Integrity::Known,
             keep_alive: Duration::from_secs(15),
             action_timeout: Duration::from_secs(10),
+            action_limit: Some(ActionLimit::DEFAULT),
             send_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
@@ -353,6 +364,7 @@ impl Settings {
             keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
             action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
                 .unwrap_or(defaults.action_timeout),
+            action_limit: action_limit(&lookup)?,
             send_timeout: seconds(&lookup, "SEND_TIMEOUT_SECS")?.unwrap_or(defaults.send_timeout),
             header_read_timeout: seconds(&lookup, "HEADER_READ_TIMEOUT_SECS")?
                 .unwrap_or(defaults.header_read_timeout),
@@ -527,6 +539,47 @@ mod tests {
         assert_eq!(header.name, "x-forwarded-for");
         assert_eq!(header.hops, 2);
         assert_eq!(config.presence_expiry, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn action_limits_can_be_set_or_turned_off() {
+        let set = config(&[("ACTION_RATE_PER_SEC", "0.5"), ("ACTION_BURST", "5")]).unwrap();
+        assert_eq!(
+            set.action_limit,
+            Some(ActionLimit {
+                per_second: 0.5,
+                burst: 5
+            })
+        );
+        let off = config(&[("ACTION_RATE_PER_SEC", "off")]).unwrap();
+        assert_eq!(off.action_limit, None);
+        for (name, value) in [
+            ("ACTION_RATE_PER_SEC", "0"),
+            ("ACTION_RATE_PER_SEC", "-1"),
+            ("ACTION_RATE_PER_SEC", "NaN"),
+            ("ACTION_RATE_PER_SEC", "inf"),
+            ("ACTION_RATE_PER_SEC", "1e400"),
+            ("ACTION_RATE_PER_SEC", "fast"),
+            ("ACTION_BURST", "0"),
+            ("ACTION_BURST", "1.5"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("invalid {name}=")), "{error}");
+        }
+        // A bucket size for a limit that is off is a mistake worth saying.
+        let both = config(&[("ACTION_RATE_PER_SEC", "off"), ("ACTION_BURST", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(both.starts_with("invalid ACTION_BURST="), "{both}");
+        // Made in code, not read: checked all the same.
+        let made = Settings {
+            action_limit: Some(ActionLimit {
+                per_second: f64::NAN,
+                burst: 5,
+            }),
+            ..Settings::default()
+        };
+        assert!(made.validate().is_err());
     }
 
     #[test]

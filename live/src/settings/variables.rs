@@ -34,6 +34,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the longest an action may run before it answers 408",
     ),
     (
+        "ACTION_RATE_PER_SEC",
+        "10",
+        "actions a second one client may keep sending (0.5: one every 2 s), per instance; off: no limit",
+    ),
+    (
+        "ACTION_BURST",
+        "50",
+        "actions one client may send at once before ACTION_RATE_PER_SEC applies; beyond: a visible 429",
+    ),
+    (
         "SEND_TIMEOUT_SECS",
         "10",
         "how long a write to a client may stay blocked before it is disconnected",
