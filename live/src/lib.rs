@@ -36,6 +36,7 @@ pub mod client;
 pub mod dev;
 pub mod error;
 pub mod events;
+mod files;
 pub mod frame;
 mod health;
 mod live;
