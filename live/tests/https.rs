@@ -554,6 +554,67 @@ async fn the_plain_port_redirects_every_request_to_https() {
     );
 }
 
+/// The redirect's `Location` is built from the client's `Host`: a host with userinfo led to
+/// another site (`good.example@evil.example` to `https://evil.example/…`), and a port out of
+/// range was taken as it came. Over a real socket, as a browser or a crafted link sends them.
+#[tokio::test]
+async fn the_plain_port_refuses_a_host_that_would_redirect_elsewhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Arrange
+    let https = support::https::Https::new();
+    let (cert, key) = https.certificate.write(&https.dir);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirect_port = free.local_addr().unwrap().port();
+    drop(free);
+    let settings = live::Settings {
+        port: 0,
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        http_redirect_port: Some(redirect_port),
+        ..live::Settings::default()
+    };
+    let live = support::notes::live(&settings);
+    let server = live::Server::bind(&settings, live.clone()).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let router = support::notes::router(live);
+    let _server = tokio::spawn(server.run(router, std::future::pending()));
+    let answer = |host: &'static str| async move {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect_port))
+            .await
+            .unwrap();
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(PATIENCE, tcp.read_to_string(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        answer
+    };
+
+    // Act and assert
+    for host in [
+        "good.example@evil.example",
+        "good.example:99999",
+        "evil_example.org",
+        "127.1",
+    ] {
+        let answer = answer(host).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+        assert!(
+            !answer.to_lowercase().contains("location:"),
+            "{host}: {answer}"
+        );
+    }
+    let fine = answer("good.example:80").await;
+    assert!(fine.starts_with("HTTP/1.1 308"), "{fine}");
+    assert!(
+        fine.contains(&format!("location: https://good.example:{port}/x")),
+        "{fine}"
+    );
+}
+
 #[tokio::test]
 async fn a_plain_app_still_speaks_plain_http11() {
     let app = spawn_app_with(|_| {}).await;
