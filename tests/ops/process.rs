@@ -436,6 +436,8 @@ fn settings_that_are_not_utf8_stop_the_start_with_the_variable_named() {
     let mut invalid: Vec<(&str, &[u8])> = vec![
         ("MAX_STREAMS_PER_CLIENT", b"1\xff"),
         ("DATASTAR_URL", b"/static/datastar\xff.js"),
+        // Read by the logging before the settings: before, taken for unset.
+        ("RUST_LOG", b"debug\xff"),
     ];
     if cfg!(feature = "redis") {
         invalid.push(("REDIS_URL", b"redis://127.0.0.1:1/\xff"));

@@ -297,7 +297,10 @@ impl Settings {
     /// Reads settings through `lookup`, refusing a value that is not valid UTF-8 with its
     /// variable named.
     fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
-        for (name, ..) in VARIABLES {
+        // `RUST_LOG` is read by `logging::init`, before the settings: refused here all the
+        // same, rather than taken for unset.
+        let names = VARIABLES.iter().map(|(name, ..)| name).chain([&"RUST_LOG"]);
+        for name in names {
             if let Some(value) = lookup(name)
                 && value.to_str().is_none()
             {
@@ -633,6 +636,8 @@ mod tests {
             "REDIS_URL",
             "REDIS_SECRET",
             "CLIENT_IP_HEADER",
+            // Read by the logging, before the settings: refused here all the same.
+            "RUST_LOG",
         ] {
             let lookup =
                 |asked: &str| (asked == name).then(|| OsString::from_vec(b"1\xff".to_vec()));
