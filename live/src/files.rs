@@ -26,6 +26,7 @@ use std::{
 
 /// The largest PEM file the kit reads: a certificate chain is a few KiB, a key less; 1 MiB
 /// leaves room for any real chain or CA bundle (Mozilla's roots are about 200 KiB).
+#[cfg_attr(not(any(feature = "tls", feature = "redis")), allow(dead_code))]
 pub(crate) const PEM_LIMIT: u64 = 1024 * 1024;
 
 /// How long a read of a small local file may take before it is given up: a disk answers in
@@ -60,6 +61,7 @@ async fn off_runtime<T: Send + 'static>(
 
 /// [`read`] for code that is not async (reading settings, building a configuration at start):
 /// blocks the calling thread for at most `timeout`.
+#[cfg_attr(not(any(feature = "tls", feature = "redis")), allow(dead_code))]
 pub(crate) fn read_blocking(path: &Path, limit: u64, timeout: Duration) -> io::Result<Vec<u8>> {
     let (done, result) = mpsc::sync_channel(1);
     let path: PathBuf = path.to_owned();
