@@ -37,6 +37,7 @@ pub mod client;
 pub mod dev;
 pub mod error;
 pub mod events;
+mod files;
 pub mod frame;
 mod health;
 mod live;

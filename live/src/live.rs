@@ -72,6 +72,7 @@ impl Live {
         let registry = Registry::new(Limits {
             max_connections: settings.max_streams,
             max_per_client: settings.max_streams_per_client,
+            presence_per_client: settings.presence_per_client,
             queue_limit: settings.queue_limit,
         });
         match &settings.redis_url {

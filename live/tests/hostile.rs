@@ -422,3 +422,59 @@ async fn a_connection_accepted_just_before_shutdown_still_gets_its_answer() {
     eprintln!("silent connection closed {:?} later", waited.elapsed());
     stopping.await.unwrap().unwrap();
 }
+
+/// Any UUID is a session id, so one client could open a stream per made-up id and make every
+/// page read "257 people here". Real SSE clients: a watcher from 127.0.0.2, 60 streams from
+/// 127.0.0.1 with 60 session ids, then one more client from 127.0.0.3.
+#[tokio::test]
+async fn one_client_with_many_session_ids_adds_at_most_its_share_to_the_presence_count() {
+    use live::testing::{SseClient, open_tab};
+
+    // Arrange: the default share, 4.
+    let app = spawn_app_with(|_| {}).await;
+    let share = live::Settings::default().presence_per_client as u64;
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap()
+    };
+    let present = app.url("/sse/present");
+    let first_events = |mut tab: SseClient| async move {
+        let connected = tab.next_event().await;
+        assert!(
+            connected.data.contains("\"connected\":true"),
+            "{connected:?}"
+        );
+        #[cfg(debug_assertions)]
+        assert!(tab.next_event().await.data.contains("_devServer"));
+        tab
+    };
+    let mut watcher = first_events(open_tab(&from(2), &present).await).await;
+    watcher.until_presence("present", 1, PATIENCE).await;
+
+    // Act: one client, 60 session ids.
+    let flooder = from(1);
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(first_events(open_tab(&flooder, &present).await).await);
+    }
+    app.wait_for_streams("page/present/*", 61).await;
+    // Past the publish gap, everything the watcher was sent, read: the count of all 61.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet = watcher.try_next_event(Duration::from_millis(500)).await;
+    let flooded = watcher.presence("present");
+    let another = first_events(open_tab(&from(3), &present).await).await;
+    watcher.until_presence("present", 2 + share, PATIENCE).await;
+    drop(flood);
+    watcher.until_presence("present", 2, PATIENCE).await;
+
+    // Assert (the waits above fail the test too, if the count does not get there)
+    assert!(quiet.is_none(), "only counts: {quiet:?}");
+    assert_eq!(
+        flooded,
+        Some(1 + share),
+        "60 streams of one client count {share}"
+    );
+    drop(another);
+}

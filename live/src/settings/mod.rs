@@ -123,6 +123,12 @@ pub struct Settings {
     /// in Redis unless it writes them again (it does every third of this): how long the tabs of
     /// an instance that was killed keep being counted on the others' pages.
     pub presence_expiry: Duration,
+    /// `PRESENCE_PER_CLIENT`: how much one client (its address, as `ClientAddr` has it) may
+    /// add to a presence count, however many streams it holds. Every stream key is a session
+    /// id the client picks, so without a bound one client with 256 streams made every page say
+    /// "257 people here". Visitors behind one shared address (an office, a school) count up to
+    /// this many. Default 4; 1 to 10 000 000.
+    pub presence_per_client: usize,
     /// `METRICS_ADDR`: where to serve Prometheus metrics (`GET /metrics`), say
     /// `127.0.0.1:9100`: a listener of its own, never the public port. Unset: no listener, and
     /// no counting that only metrics need.
@@ -220,6 +226,7 @@ impl Default for Settings {
             redis_prefix: None,
             redis_ca: None,
             presence_expiry: Duration::from_secs(15),
+            presence_per_client: 4,
             metrics_addr: None,
             tls_cert: None,
             tls_key: None,
@@ -308,7 +315,10 @@ impl Settings {
     /// Reads settings through `lookup`, refusing a value that is not valid UTF-8 with its
     /// variable named.
     fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
-        for (name, ..) in VARIABLES {
+        // `RUST_LOG` is read by `logging::init`, before the settings: refused here all the
+        // same, rather than taken for unset.
+        let names = VARIABLES.iter().map(|(name, ..)| name).chain([&"RUST_LOG"]);
+        for name in names {
             if let Some(value) = lookup(name)
                 && value.to_str().is_none()
             {
@@ -398,6 +408,8 @@ impl Settings {
             redis_ca: redis_ca(&lookup)?,
             presence_expiry: bounded(&lookup, "PRESENCE_EXPIRY_SECS", 3, 3600)?
                 .map_or(defaults.presence_expiry, Duration::from_secs),
+            presence_per_client: bounded(&lookup, "PRESENCE_PER_CLIENT", 1, 10_000_000)?
+                .unwrap_or(defaults.presence_per_client),
             metrics_addr: parse(&lookup, "METRICS_ADDR")?,
             tls_cert: lookup("TLS_CERT").map(PathBuf::from),
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
@@ -520,6 +532,7 @@ mod tests {
             ("CLIENT_IP_HEADER", "X-Forwarded-For"),
             ("CLIENT_IP_HOPS", "2"),
             ("PRESENCE_EXPIRY_SECS", "30"),
+            ("PRESENCE_PER_CLIENT", "40"),
         ])
         .unwrap();
         assert_eq!(config.host.to_string(), "0.0.0.0");
@@ -539,6 +552,7 @@ mod tests {
         assert_eq!(header.name, "x-forwarded-for");
         assert_eq!(header.hops, 2);
         assert_eq!(config.presence_expiry, Duration::from_secs(30));
+        assert_eq!(config.presence_per_client, 40);
     }
 
     #[test]
@@ -613,6 +627,8 @@ mod tests {
             // Under 3 s, the heartbeat (a third) would come every second or more often.
             ("PRESENCE_EXPIRY_SECS", "2"),
             ("PRESENCE_EXPIRY_SECS", "3601"),
+            ("PRESENCE_PER_CLIENT", "0"),
+            ("PRESENCE_PER_CLIENT", "10000001"),
             ("MAX_STREAMS", "0"),
             ("MAX_STREAMS", "lots"),
             ("MAX_STREAMS_PER_CLIENT", "0"),
@@ -686,6 +702,8 @@ mod tests {
             "REDIS_URL",
             "REDIS_SECRET",
             "CLIENT_IP_HEADER",
+            // Read by the logging, before the settings: refused here all the same.
+            "RUST_LOG",
         ] {
             let lookup =
                 |asked: &str| (asked == name).then(|| OsString::from_vec(b"1\xff".to_vec()));

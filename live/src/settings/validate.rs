@@ -54,6 +54,13 @@ impl Settings {
                 ));
             }
         }
+        if self.presence_per_client == 0 {
+            return Err(ConfigError::new(
+                "PRESENCE_PER_CLIENT",
+                "0",
+                "must be at least 1: every client counts at least once",
+            ));
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), None) => {
                 return Err(ConfigError::new(

@@ -124,6 +124,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "with REDIS_URL: how long a killed instance's tabs still count on the others' pages",
     ),
     (
+        "PRESENCE_PER_CLIENT",
+        "4",
+        "how much one client address may add to a presence count (\"N people here\")",
+    ),
+    (
         "METRICS_ADDR",
         "",
         "serve Prometheus metrics (GET /metrics) on this address, e.g. 127.0.0.1:9100; never public",
