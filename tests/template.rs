@@ -17,6 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use live::testing::Process;
+
 #[path = "template/example.rs"]
 mod example;
 #[path = "template/readme.rs"]
@@ -282,17 +284,18 @@ fn check_generated_project(project: &Path, name: &str) {
 /// Starts `command` (an app's server, in its project or an empty directory) on a free port,
 /// waits for it to serve, checks `/healthz` and then whatever `check` wants with the address,
 /// stops it with SIGTERM and checks it exits cleanly. (`command` must become the server's
-/// process: `cargo run` does, `sh -c` does with `exec`.)
+/// process: `cargo run` does, `sh -c` does with `exec`.) None of the developer's exported
+/// settings reach it; a failing check stops it too.
 #[cfg(unix)]
 fn smoke_test(command: &mut Command, check: impl FnOnce(&str)) {
-    let mut child = command
-        .env("PORT", "0")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    let mut child = Process::spawn(
+        live::testing::without_settings(command)
+            .env("PORT", "0")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let address = stdout
         .lines()
@@ -518,9 +521,9 @@ fn release_binary_serves_everything_alone(built: &Path) {
 }
 
 /// Another name, built as CI builds it: `--locked` (the shipped lockfile is complete and
-/// current), the whole workspace (the app's tests and the kit's), and the browser tests, which
-/// ship behind a feature, built (they run in this repository's own `cargo test
-/// --all-features`).
+/// current), the whole workspace (the app's tests and the kit's) beside a `.env` that breaks
+/// every setting (the tests read no developer's settings), and the browser tests, which ship
+/// behind a feature, built (they run in this repository's own `cargo test --all-features`).
 #[test]
 fn generated_projects_build_pass_their_tests_and_run() {
     let name = "blog_2026";
@@ -528,11 +531,20 @@ fn generated_projects_build_pass_their_tests_and_run() {
     let project = generate(name, &dir);
     check_generated_project(&project, name);
     share_target_dir(&project);
+    // A developer's `.env`, in the project and in its kit, that would break any test that read
+    // it: the tests read none.
+    let dotenvs = [project.join(".env"), project.join("live").join(".env")];
+    for dotenv in &dotenvs {
+        fs::write(dotenv, hostile_dotenv()).unwrap();
+    }
 
     run(cargo()
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target_dir())
         .args(["test", "--workspace", "--locked"]));
+    for dotenv in &dotenvs {
+        fs::remove_file(dotenv).unwrap();
+    }
     run(cargo()
         .current_dir(&project)
         .env("CARGO_TARGET_DIR", target_dir())
@@ -548,6 +560,16 @@ fn generated_projects_build_pass_their_tests_and_run() {
     assert!(binary.is_file(), "the binary is named after the project");
     #[cfg(unix)]
     smoke_test_binary(&binary, &project, |_| {});
+}
+
+/// A `.env` that sets every setting the kit reads (`live::settings::VARIABLES`) to a value the
+/// app refuses, and silences its log: a test that read it would fail.
+fn hostile_dotenv() -> String {
+    live::settings::VARIABLES
+        .iter()
+        .map(|(name, ..)| format!("{name}=\"{name} from a .env no test may read; <>\"\n"))
+        .chain(["RUST_LOG=off\n".to_owned()])
+        .collect()
 }
 
 /// Every command in the generated README's `sh` blocks runs in a test as written, or says what
@@ -1018,18 +1040,16 @@ fn the_release_binary_serves_https_over_http2_and_takes_a_renewal_on_sighup() {
     let (cert, key) = ca.issue().write(&dir.0);
     let ca_file = dir.0.join("ca.pem");
     fs::write(&ca_file, ca.pem()).unwrap();
-    let mut child = Command::new(&binary)
-        .current_dir(&dir.0)
-        .env("PORT", "0")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("TLS_CERT", &cert)
-        .env("TLS_KEY", &key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _stop = Kill(child.id());
+    let mut child = Process::spawn(
+        live::testing::without_settings(Command::new(&binary).current_dir(&dir.0))
+            .env("PORT", "0")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("TLS_CERT", &cert)
+            .env("TLS_KEY", &key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let (lines, log) = std::sync::mpsc::channel();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     std::thread::spawn(move || {
@@ -1075,16 +1095,15 @@ fn the_release_binary_serves_https_over_http2_and_takes_a_renewal_on_sighup() {
 
     // A stream over HTTP/2, and a greet over HTTP/2 that reaches it.
     let signals = format!("%7B%22sessionId%22%3A%22{}%22%7D", uuid::Uuid::new_v4());
-    let mut stream = curl(&[
-        "--no-buffer",
-        "--header",
-        "datastar-request: true",
-        &format!("{base}/sse/home?datastar={signals}"),
-    ])
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let _stop_stream = Kill(stream.id());
+    let mut stream = Process::spawn(
+        curl(&[
+            "--no-buffer",
+            "--header",
+            "datastar-request: true",
+            &format!("{base}/sse/home?datastar={signals}"),
+        ])
+        .stdout(Stdio::piped()),
+    );
     let (events, received) = std::sync::mpsc::channel();
     let stream_out = BufReader::new(stream.stdout.take().unwrap());
     std::thread::spawn(move || {
@@ -1137,23 +1156,55 @@ fn the_release_binary_serves_https_over_http2_and_takes_a_renewal_on_sighup() {
     greet("Grace");
     wait_for_event("<strong>Grace</strong>");
 
-    let _ = stream.kill();
-    let _ = stream.wait();
+    drop(stream);
     run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 
-/// Sends SIGKILL to a process when dropped (a failed test leaves nothing running).
-#[cfg(all(unix, feature = "tls"))]
-struct Kill(u32);
+/// The configuration guide's table lists every setting the kit reads (its one list,
+/// `live::settings::VARIABLES`, and `RUST_LOG`), once each, and nothing else: the `ACME_*`
+/// settings were missing from it.
+#[test]
+fn the_configuration_table_lists_every_setting() {
+    let guide = read("docs/configuration.md");
+    let mut listed: Vec<&str> = guide
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .collect();
+    let mut settings: Vec<&str> = live::settings::VARIABLES
+        .iter()
+        .map(|(name, ..)| *name)
+        .chain(["RUST_LOG"])
+        .collect();
+    listed.sort_unstable();
+    settings.sort_unstable();
+    assert_eq!(listed, settings, "docs/configuration.md's table");
+}
 
-#[cfg(all(unix, feature = "tls"))]
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .status();
+/// `deploy/nginx.conf` says, in its header, how it is installed as `docs/deploy.md` installs
+/// it: as the server's whole `nginx.conf`, or its blocks as a site of their own.
+#[test]
+fn the_nginx_configuration_says_how_it_is_installed_as_the_guide_does() {
+    let guide = read("docs/deploy.md");
+    let header: String = read("deploy/nginx.conf")
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let installed = guide
+        .lines()
+        .find_map(|line| line.strip_prefix("sudo install -m 644 deploy/nginx.conf "))
+        .expect("the guide installs deploy/nginx.conf");
+    for named in [
+        installed.trim(),
+        "/etc/nginx/sites-available/",
+        "docs/deploy.md",
+    ] {
+        assert!(
+            header.contains(named),
+            "the header does not say {named}: {header}"
+        );
     }
 }
 

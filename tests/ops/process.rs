@@ -2,12 +2,13 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    path::Path,
+    process::{Command, ExitStatus, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
+use live::testing::Process;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -16,24 +17,17 @@ use tokio::{
 /// Generous: these bounds only have to catch a hang, not measure speed.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The app's binary, which cargo builds before running integration tests. (Its name is the
-/// package's name, so it is found from this test's own location rather than
-/// `CARGO_BIN_EXE_<name>`, which would tie this file to one project name.)
-fn binary() -> PathBuf {
-    live::testing::app_binary(env!("CARGO_PKG_NAME"))
-}
-
-/// A running app process, its address, and its log lines.
+/// A running app process (stopped with the test), its address, and its log lines.
 struct AppProcess {
-    child: Child,
+    child: Process,
     addr: String,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl AppProcess {
-    fn start(env: &[(&str, &str)], dir: &Path) -> AppProcess {
-        let mut child = Self::command(env, dir).spawn().expect("start the app");
+    fn start(env: &[(&str, &str)], dir: Option<&Path>) -> AppProcess {
+        let mut child = Process::spawn(&mut Self::command(env, dir));
         let (sender, lines) = mpsc::channel();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         std::thread::spawn(move || {
@@ -54,12 +48,15 @@ impl AppProcess {
         process
     }
 
-    fn command(env: &[(&str, &str)], dir: &Path) -> Command {
-        let mut command = Command::new(binary());
+    /// The app's binary (which cargo builds before running integration tests) with `env`, in
+    /// `dir` for a test of `.env`, else in a folder of its own with none of the developer's
+    /// settings ([`live::testing::app_command`]).
+    fn command(env: &[(&str, &str)], dir: Option<&Path>) -> Command {
+        let mut command = live::testing::app_command(env!("CARGO_PKG_NAME"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
         command
-            .current_dir(dir)
-            .env_remove("RUST_LOG")
-            .env_remove("DATASTAR_URL")
             .env("PORT", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -122,17 +119,6 @@ impl AppProcess {
     }
 }
 
-impl Drop for AppProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn here() -> PathBuf {
-    std::env::temp_dir()
-}
-
 /// Opens a home stream over raw TCP and reads until its first event has arrived.
 async fn open_stream(addr: &str) -> TcpStream {
     open_stream_as(addr, uuid::Uuid::new_v4()).await
@@ -170,7 +156,7 @@ async fn read_to_end(mut stream: TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn sigterm_ends_every_open_stream_and_exits_cleanly() {
     // Arrange
-    let mut app = AppProcess::start(&[], &here());
+    let mut app = AppProcess::start(&[], None);
     let mut streams = Vec::new();
     for _ in 0..200 {
         streams.push(open_stream(&app.addr).await);
@@ -198,7 +184,7 @@ async fn sigterm_ends_every_open_stream_and_exits_cleanly() {
 #[tokio::test]
 async fn requests_in_flight_finish_during_shutdown() {
     // tower_http's debug line says when the server has started on a request.
-    let mut app = AppProcess::start(&[("RUST_LOG", "info,tower_http=debug")], &here());
+    let mut app = AppProcess::start(&[("RUST_LOG", "info,tower_http=debug")], None);
     let body = "name=Ada";
     let mut request = TcpStream::connect(&app.addr).await.unwrap();
     let head = format!(
@@ -248,7 +234,7 @@ fn invalid_settings_stop_the_start_with_the_variable_named() {
         if name == "REDIS_SECRET" {
             env = vec![("REDIS_URL", "redis://127.0.0.1:1")];
         }
-        let output = AppProcess::command(&env, &here()).output().unwrap();
+        let output = exit_of(AppProcess::command(&env, None), &format!("{env:?}"));
 
         assert!(!output.status.success(), "{name}={value} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -286,7 +272,7 @@ fn https_settings_that_cannot_work_stop_the_start_with_the_setting_named() {
             "invalid HTTP_REDIRECT_PORT=",
         ),
     ] {
-        let output = AppProcess::command(&env, &here()).output().unwrap();
+        let output = exit_of(AppProcess::command(&env, None), &format!("{env:?}"));
 
         assert!(!output.status.success(), "{env:?} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -320,7 +306,7 @@ async fn two_passed_sockets_serve_https_and_redirect_plain_http_to_it() {
             ("TLS_KEY", key.to_str().unwrap()),
             ("LISTEN_FDS", "2"),
         ],
-        &here(),
+        None,
     );
     command.env_remove("LISTEN_PID");
     // SAFETY: between fork and exec only async-signal-safe calls: dup2 and fcntl.
@@ -338,7 +324,7 @@ async fn two_passed_sockets_serve_https_and_redirect_plain_http_to_it() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
+    let mut child = Process::spawn(&mut command);
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let (lines, log) = mpsc::channel();
     std::thread::spawn(move || {
@@ -401,7 +387,7 @@ async fn a_sighup_with_the_key_replaced_by_a_pipe_keeps_serving_and_sigterm_stil
             ("TLS_CERT", cert.to_str().unwrap()),
             ("TLS_KEY", key.to_str().unwrap()),
         ],
-        &here(),
+        None,
     );
     std::fs::remove_file(&key).unwrap();
     let made = Command::new("mkfifo").arg(&key).status().unwrap();
@@ -460,6 +446,59 @@ async fn a_sighup_with_the_key_replaced_by_a_pipe_keeps_serving_and_sigterm_stil
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `.env` that sets every setting to a value the app refuses, and silences its log: read by
+/// a test's app, it would stop it from starting.
+fn hostile_dotenv() -> String {
+    live::settings::VARIABLES
+        .iter()
+        .map(|(name, ..)| format!("{name}=\"{name} from a .env no test may read; <>\"\n"))
+        .chain(["RUST_LOG=off\n".to_owned()])
+        .collect()
+}
+
+/// Tests never read the developer's settings. The app they start runs in a folder of its own
+/// with no `.env` (not the project's, where a developer's `.env` with `METRICS_ADDR` made two
+/// instances fight over one port), inherits none of the settings' variables, and reads no
+/// `.env` above its folder either.
+#[tokio::test]
+async fn the_app_a_test_starts_reads_no_dotenv_of_the_project_nor_above_its_folder() {
+    // The folder: apart from the project (neither in it nor above it), without a `.env`.
+    let command = AppProcess::command(&[], None);
+    let dir = command.get_current_dir().expect("a folder of its own");
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        !dir.starts_with(project) && !project.starts_with(dir),
+        "{dir:?} is apart from {project:?}"
+    );
+    assert!(!dir.join(".env").exists());
+    // The environment: every setting removed but the port the test asks for.
+    for (name, ..) in live::settings::VARIABLES {
+        let value = command
+            .get_envs()
+            .find(|(set, _)| set.to_str() == Some(name))
+            .map(|(_, value)| value);
+        match *name {
+            "PORT" => assert_eq!(value, Some(Some("0".as_ref()))),
+            _ => assert_eq!(value, Some(None), "{name} is not removed"),
+        }
+    }
+
+    // A `.env` one folder up is not read…
+    let above = std::env::temp_dir().join(format!("dotenv-above-{}", uuid::Uuid::new_v4()));
+    let below = above.join("app");
+    std::fs::create_dir_all(&below).unwrap();
+    std::fs::write(above.join(".env"), hostile_dotenv()).unwrap();
+    let app = AppProcess::start(&[], Some(&below));
+    assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
+
+    // …where the same file in the app's own folder stops it: it would have broken the tests.
+    let output = exit_of(AppProcess::command(&[], Some(&above)), "a hostile .env");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("from a .env no test may read"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&above);
+}
+
 #[tokio::test]
 async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
     let dir = std::env::temp_dir().join(format!("dotenv-test-{}", uuid::Uuid::new_v4()));
@@ -470,16 +509,19 @@ async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
     )
     .unwrap();
 
-    let from_file = AppProcess::start(&[], &dir);
+    let from_file = AppProcess::start(&[], Some(&dir));
     let page = from_file.get("/").await;
     assert!(page.contains(r#"src="&#x2f;from-dotenv.js""#), "{page}");
 
-    let overridden = AppProcess::start(&[("DATASTAR_URL", "/from-env.js")], &dir);
+    let overridden = AppProcess::start(&[("DATASTAR_URL", "/from-env.js")], Some(&dir));
     let page = overridden.get("/").await;
     assert!(page.contains(r#"src="&#x2f;from-env.js""#), "{page}");
 
     std::fs::write(dir.join(".env"), "NOT A SETTING\n").unwrap();
-    let output = AppProcess::command(&[], &dir).output().unwrap();
+    let output = exit_of(
+        AppProcess::command(&[], Some(&dir)),
+        "a .env that cannot be read",
+    );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains(".env"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -488,11 +530,11 @@ async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
 /// Runs `command` until it exits, which must be soon: a process still running after
 /// [`PATIENCE`] started when it should not have, and is killed.
 fn exit_of(mut command: Command, what: &str) -> std::process::Output {
-    let mut child = command.spawn().expect("start the app");
+    let mut child = Process::spawn(&mut command);
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > PATIENCE {
-            let _ = child.kill();
+            child.kill_all();
             let output = child.wait_with_output().unwrap();
             panic!(
                 "{what}: the app started and kept running; it logged:\n{}",
@@ -520,7 +562,7 @@ fn settings_that_are_not_utf8_stop_the_start_with_the_variable_named() {
         invalid.push(("REDIS_URL", b"redis://127.0.0.1:1/\xff"));
     }
     for (name, value) in invalid {
-        let mut command = AppProcess::command(&[("REDIS_SECRET", &"s".repeat(32))], &here());
+        let mut command = AppProcess::command(&[("REDIS_SECRET", &"s".repeat(32))], None);
         command.env(name, OsStr::from_bytes(value));
 
         let output = exit_of(command, name);
@@ -575,7 +617,7 @@ async fn no_session_id_password_or_secret_is_logged_at_any_level() {
     }
     for env in &failing {
         let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let mut command = AppProcess::command(&env, &here());
+        let mut command = AppProcess::command(&env, None);
         command.env("RUST_LOG", "trace");
         let output = exit_of(command, &format!("{env:?}"));
         assert!(!output.status.success());
@@ -603,7 +645,7 @@ async fn no_session_id_password_or_secret_is_logged_at_any_level() {
         .into_iter()
         .chain(redis_env.iter().map(|(n, v)| (*n, v.as_str())))
         .collect();
-    let mut app = AppProcess::start(&env, &here());
+    let mut app = AppProcess::start(&env, None);
     let connected = |line: &str| line.contains("redis relay connected");
     if cfg!(feature = "redis") && !app.seen.iter().any(|line| connected(line)) {
         app.wait_for_line(connected);
@@ -693,7 +735,7 @@ async fn a_refused_redis_password_or_an_untrusted_redis_certificate_is_named_in_
             ("RUST_LOG", "trace"),
         ];
         env.extend(ca.map(|ca| ("REDIS_CA", ca.as_str())));
-        let mut app = AppProcess::start(&env, &here());
+        let mut app = AppProcess::start(&env, None);
         if !app.seen.iter().any(|line| line.contains(expected)) {
             app.wait_for_line(|line| line.contains(expected));
         }
@@ -721,7 +763,7 @@ async fn every_setting_may_be_empty_and_the_example_may_be_uncommented_as_shippe
         .filter(|(name, _)| *name != "PORT")
         .chain([("RUST_LOG", "")])
         .collect();
-    let app = AppProcess::start(&empty, &here());
+    let app = AppProcess::start(&empty, None);
     assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
 
     let dir = std::env::temp_dir().join(format!("example-test-{}", uuid::Uuid::new_v4()));
@@ -742,7 +784,7 @@ async fn every_setting_may_be_empty_and_the_example_may_be_uncommented_as_shippe
     );
     std::fs::write(dir.join(".env"), uncommented).unwrap();
     // The environment's `PORT=0` wins over the file's `PORT=3000`.
-    let app = AppProcess::start(&[], &dir);
+    let app = AppProcess::start(&[], Some(&dir));
     assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -755,7 +797,7 @@ fn the_log_filter_can_come_from_a_dotenv_file() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(".env"), "RUST_LOG=debug\n").unwrap();
 
-    let mut app = AppProcess::start(&[], &dir);
+    let mut app = AppProcess::start(&[], Some(&dir));
 
     // Logged at start, before the listening line, at debug level only.
     assert!(
@@ -770,7 +812,7 @@ fn the_log_filter_can_come_from_a_dotenv_file() {
 
 #[tokio::test]
 async fn each_request_logs_one_line_at_the_default_level() {
-    let mut app = AppProcess::start(&[], &here());
+    let mut app = AppProcess::start(&[], None);
 
     let response = app.get("/about").await;
     assert!(response.starts_with("HTTP/1.1 200"));
@@ -784,7 +826,7 @@ async fn each_request_logs_one_line_at_the_default_level() {
 #[tokio::test]
 async fn a_stuck_log_reader_never_stops_the_app() {
     // Arrange: the app's stdout is a pipe that nobody reads after the first line.
-    let mut child = AppProcess::command(&[], &here()).spawn().unwrap();
+    let mut child = Process::spawn(&mut AppProcess::command(&[], None));
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("listening on http://") {
@@ -800,7 +842,7 @@ async fn a_stuck_log_reader_never_stops_the_app() {
         .unwrap()
         .trim()
         .to_owned();
-    let mut app = Stopping(child);
+    let mut app = child;
 
     // Act: far more requests than the pipe and the log buffer hold lines for, each of them
     // logged, over a few kept-alive connections.
@@ -844,13 +886,13 @@ async fn a_stuck_log_reader_never_stops_the_app() {
     assert!(dropped > 0, "{body}");
     eprintln!("{dropped} log lines dropped");
     let status = Command::new("kill")
-        .args(["-TERM", &app.0.id().to_string()])
+        .args(["-TERM", &app.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let start = Instant::now();
     loop {
-        if let Some(status) = app.0.try_wait().unwrap() {
+        if let Some(status) = app.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }
@@ -861,14 +903,4 @@ async fn a_stuck_log_reader_never_stops_the_app() {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(stdout);
-}
-
-/// Kills the child if the test fails before it exits.
-struct Stopping(Child);
-
-impl Drop for Stopping {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

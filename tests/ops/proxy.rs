@@ -6,12 +6,12 @@
 use std::{
     net::{IpAddr, SocketAddr, TcpListener},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use live::testing::{
-    PATIENCE,
+    PATIENCE, Process,
     tls::{TestCa, TestCertificate},
 };
 use uuid::Uuid;
@@ -34,9 +34,10 @@ impl Kind {
         }
     }
 
-    /// Whether the proxy can run here; if not, says so (the test then passes without it).
-    pub fn available(self) -> bool {
-        live::testing::installed(self.binary(), self.binary())
+    /// Fails the test unless the proxy is installed: tests that need it are ignored unless
+    /// asked for (`-- --ignored`), and then must run.
+    pub fn require(self) {
+        live::testing::require(self.binary(), self.binary())
     }
 }
 
@@ -90,7 +91,7 @@ impl Drop for SiteCertificate {
 /// A running proxy with the shipped configuration, and clients that reach it as browsers reach
 /// the site.
 pub struct Proxy {
-    child: Running,
+    child: Process,
     /// The HTTPS port (443 as shipped).
     pub https: u16,
     /// The plain port (80 as shipped).
@@ -107,6 +108,7 @@ impl Proxy {
 
     /// [`Proxy::start`], serving `site`'s certificate.
     pub async fn start_with(kind: Kind, upstream: SocketAddr, mut site: SiteCertificate) -> Proxy {
+        kind.require();
         let (dir, cert, key) = (site.dir.clone(), site.cert.clone(), site.key.clone());
         // nginx's workers run as an unprivileged user: they must be able to read the pair.
         for file in [&cert, &key, &dir] {
@@ -198,13 +200,15 @@ impl Proxy {
                 }
             };
             let output = dir.join(format!("{kind:?}.output"));
-            let child = command
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&output).unwrap())
-                .spawn()
-                .unwrap_or_else(|error| panic!("cannot start {kind:?}: {error}"));
+            // Stopped with its workers when dropped: killing nginx's master alone left them
+            // listening.
+            let child = Process::spawn(
+                command
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&output).unwrap()),
+            );
             let mut proxy = Proxy {
-                child: Running(child),
+                child,
                 https,
                 http,
                 site,
@@ -220,7 +224,7 @@ impl Proxy {
                 if health.is_ok_and(|health| health.status() == 200) {
                     return proxy;
                 }
-                if proxy.child.0.try_wait().unwrap().is_some() {
+                if proxy.child.try_wait().unwrap().is_some() {
                     let said = said();
                     assert!(
                         attempts > 0 && said.to_lowercase().contains("address already in use"),
@@ -237,6 +241,11 @@ impl Proxy {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// The process started (Caddy's, nginx's master).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `https://example.org:<port><path>`.
@@ -283,15 +292,5 @@ impl Proxy {
             .send()
             .await
             .unwrap()
-    }
-}
-
-/// The proxy's process, stopped when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -18,8 +18,7 @@
 use std::{
     net::{SocketAddr, TcpListener},
     os::{fd::AsRawFd, unix::process::CommandExt},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -27,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use live::testing::RedisServer;
+use live::testing::{Process, RedisServer};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -45,11 +44,16 @@ fn tabs() -> usize {
         .unwrap_or(DEFAULT_TABS)
 }
 
-fn binary() -> PathBuf {
-    if let Some(binary) = std::env::var_os("RESTART_BINARY") {
-        return PathBuf::from(binary);
-    }
-    live::testing::app_binary(env!("CARGO_PKG_NAME"))
+/// The app's binary, or `RESTART_BINARY`'s, run apart from the developer's settings
+/// ([`live::testing::app_command`]).
+fn command() -> Command {
+    let Some(binary) = std::env::var_os("RESTART_BINARY") else {
+        return live::testing::app_command(env!("CARGO_PKG_NAME"));
+    };
+    let mut command = Command::new(binary);
+    command.current_dir(live::testing::empty_dir());
+    live::testing::without_settings(&mut command);
+    command
 }
 
 /// How a new process gets its socket.
@@ -61,12 +65,12 @@ enum Socket<'a> {
     Plain(SocketAddr),
 }
 
-/// One app process.
-struct App(Child);
+/// One app process, stopped with the test.
+struct App(Process);
 
 impl App {
     fn start(socket: Socket<'_>, redis: &RedisServer) -> App {
-        let mut command = Command::new(binary());
+        let mut command = command();
         command
             .env("RUST_LOG", "warn")
             .env("REDIS_URL", redis.url())
@@ -100,7 +104,7 @@ impl App {
                     .env("PORT", addr.port().to_string());
             }
         }
-        App(command.spawn().expect("start the app"))
+        App(Process::spawn(&mut command))
     }
 
     fn terminate(&self) {
@@ -117,13 +121,6 @@ impl App {
             assert!(Instant::now() < deadline, "no exit after SIGTERM");
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -5,12 +5,12 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use futures_util::future::join_all;
-use live::testing::{PATIENCE, RedisServer, SseClient, app_binary, open_tab};
+use live::testing::{PATIENCE, Process, RedisServer, SseClient, app_command, open_tab};
 
 const SECRET: &str = "the scale-out test's secret, 32+ characters";
 /// A short expiry, so that the test waits seconds, not the default 15.
@@ -20,25 +20,25 @@ const HERE: &str = "here";
 
 /// One app process on `addr`, killed (`kill -9`) when dropped.
 struct Instance {
-    child: Child,
+    child: Process,
     addr: SocketAddr,
     client: reqwest::Client,
 }
 
 impl Instance {
     async fn start(addr: SocketAddr, redis: &RedisServer) -> Instance {
-        let child = Command::new(app_binary(env!("CARGO_PKG_NAME")))
-            .env("RUST_LOG", "warn")
-            .env("HOST", addr.ip().to_string())
-            .env("PORT", addr.port().to_string())
-            .env("REDIS_URL", redis.url())
-            .env("REDIS_SECRET", SECRET)
-            .env("REDIS_PREFIX", prefix(redis))
-            .env("PRESENCE_EXPIRY_SECS", EXPIRY.as_secs().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the app");
+        let child = Process::spawn(
+            app_command(env!("CARGO_PKG_NAME"))
+                .env("RUST_LOG", "warn")
+                .env("HOST", addr.ip().to_string())
+                .env("PORT", addr.port().to_string())
+                .env("REDIS_URL", redis.url())
+                .env("REDIS_SECRET", SECRET)
+                .env("REDIS_PREFIX", prefix(redis))
+                .env("PRESENCE_EXPIRY_SECS", EXPIRY.as_secs().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        );
         let instance = Instance {
             child,
             addr,
@@ -74,15 +74,8 @@ impl Instance {
 
     /// `kill -9`: no shutdown, nothing withdrawn.
     fn kill(mut self) {
-        self.child.kill().unwrap();
+        self.child.kill_all();
         self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

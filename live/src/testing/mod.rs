@@ -1,7 +1,8 @@
 //! What tests of a live app need to talk to it as a browser does (feature `testing`, for
 //! dev-dependencies): the app served for real ([`TestServer`]), a real SSE client, readers for
-//! Datastar's events, a wait on the registry, with feature `redis` a `redis-server` of the
-//! test's own, and with feature `browser` headless Chromium ([`browser`]) and the real
+//! Datastar's events, a wait on the registry, the app's own binary started apart from the
+//! developer's settings and every started program stopped with the test ([`app_command`],
+//! [`Process`]), with feature `redis` a `redis-server` of the test's own, and with feature `browser` headless Chromium ([`browser`]) and the real
 //! Datastar bundle to serve it ([`bundle`]).
 //!
 //! The kit's tests and the app's tests both use these, so a change to the wire format or to
@@ -13,6 +14,7 @@ pub mod axe;
 pub mod browser;
 #[cfg(feature = "browser")]
 pub mod bundle;
+mod process;
 mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -23,7 +25,8 @@ pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 
-pub use self::server::{TestServer, app_binary, open_tab};
+pub use self::process::{Process, app_binary, app_command, empty_dir, without_settings};
+pub use self::server::{TestServer, open_tab};
 use crate::registry::{Pattern, Registry};
 #[cfg(feature = "browser")]
 use std::{path::PathBuf, sync::OnceLock};
@@ -186,21 +189,21 @@ impl SseClient {
     }
 }
 
-/// Whether `binary` is on the PATH. If not, says so on stderr, naming the Debian `package`
-/// that brings it: a test that needs a program this machine lacks then passes without running,
-/// and its output says why.
-pub fn installed(binary: &str, package: &str) -> bool {
+/// Fails the test unless `binary` is on the PATH, naming the Debian `package` that brings it.
+///
+/// For tests marked `#[ignore = "needs …"]`: libtest cannot skip a test once it runs, so a
+/// test that needs a program a machine may lack is ignored, and counted as such, unless asked
+/// for (`cargo test -- --ignored`); asked for, it fails rather than pass without running.
+pub fn require(binary: &str, package: &str) {
     let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {binary}")])
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    if !found {
-        eprintln!(
-            "SKIPPED: no `{binary}` on the PATH (apt-get install {package}); the test did not run"
-        );
-    }
-    found
+    assert!(
+        found,
+        "no `{binary}` on the PATH: apt-get install {package}, or leave this ignored test out"
+    );
 }
 
 /// The HTML lines of a `datastar-patch-elements` event, joined as Datastar joins them.
@@ -298,7 +301,7 @@ mod redis_server {
     use std::{
         net::TcpListener,
         path::{Path, PathBuf},
-        process::{Child, Command, Stdio},
+        process::{Command, Stdio},
         time::{Duration, Instant},
     };
 
@@ -312,7 +315,7 @@ mod redis_server {
     pub struct RedisServer {
         /// The port it listens on, on 127.0.0.1 (its TLS port, over TLS).
         pub port: u16,
-        child: Option<Child>,
+        child: Option<super::Process>,
         tls: Option<TlsFiles>,
     }
 
@@ -413,16 +416,15 @@ mod redis_server {
                     .arg(&tls.ca)
                     .args(["--tls-auth-clients", "no", "--requirepass", PASSWORD]),
             };
-            let child = command
+            command
                 .args(["--save", "", "--appendonly", "no"])
                 // Fault tests make Redis sleep (`DEBUG SLEEP`).
                 .args(["--enable-debug-command", "yes"])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|error| {
-                    panic!("cannot start {binary}: {error} (apt-get install redis-server)")
-                });
+                .stderr(Stdio::null());
+            let child = super::Process::try_spawn(&mut command).unwrap_or_else(|error| {
+                panic!("cannot start {binary}: {error} (apt-get install redis-server)")
+            });
             self.child = Some(child);
             let deadline = Instant::now() + PATIENCE;
             while !self.answers().await {
@@ -468,8 +470,7 @@ mod redis_server {
         /// Kills it without warning (`kill -9`); it comes back empty on `restart`.
         pub fn stop(&mut self) {
             if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill_all();
             }
         }
     }

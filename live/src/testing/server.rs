@@ -1,9 +1,6 @@
 //! The app served for real, by the kit's server, for a test to talk to over TCP.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::sync::oneshot;
@@ -120,17 +117,4 @@ pub async fn open_tab(client: &reqwest::Client, url: &str) -> SseClient {
         .expect("the stream answers");
     assert_eq!(response.status(), 200, "opening {url}");
     SseClient::new(response)
-}
-
-/// The binary of the app `package` that cargo built for the running integration test, beside
-/// it (`target/<profile>/<package>`), for tests that run the real process.
-pub fn app_binary(package: &str) -> PathBuf {
-    let test = std::env::current_exe().expect("the test's own path");
-    let dir = test
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let binary = dir.join(package);
-    assert!(binary.is_file(), "no binary at {binary:?}");
-    binary
 }

@@ -27,7 +27,7 @@
 use std::{
     net::TcpListener,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -57,7 +57,7 @@ pub struct Browser {
     /// The WebDriver session, for what the helpers below do not cover.
     pub client: Client,
     name: &'static str,
-    driver: Child,
+    driver: super::Process,
     profile: PathBuf,
 }
 
@@ -81,21 +81,18 @@ impl Browser {
         let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
         let port = free_port();
         let mut command = Command::new(&chromedriver);
-        // Its own process group, so that Chromium and its helpers can be killed along with it
-        // when a failing test never reaches `close`.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = command
+        command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start {chromedriver}: {error} \
+            .stderr(Stdio::null());
+        // Chromium and its helpers run under chromedriver: dropping it stops them all, when a
+        // failing test never reaches `close` too.
+        let driver = super::Process::try_spawn(&mut command).unwrap_or_else(|error| {
+            panic!(
+                "cannot start {chromedriver}: {error} \
                      (apt-get install chromium chromium-driver, or set CHROMEDRIVER)"
-                )
-            });
+            )
+        });
         let profile = std::env::temp_dir().join(format!("browser-test-{}", uuid::Uuid::new_v4()));
 
         let mut options = json!({
@@ -408,12 +405,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // A failed test does not reach `close`: never leave processes behind.
-        #[cfg(unix)]
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.driver.kill_all();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
