@@ -44,8 +44,8 @@ fn free_port() -> u16 {
 
 /// A running pebble, and its DNS.
 struct Pebble {
-    /// Its DNS and itself, stopped with the test.
-    children: Vec<Process>,
+    /// Its DNS and itself, held only to be stopped with the test when dropped.
+    _children: Vec<Process>,
     directory: String,
     management: u16,
 }
@@ -97,7 +97,7 @@ impl Pebble {
             std::thread::sleep(Duration::from_millis(50));
         }
         Pebble {
-            children: vec![dns_server, pebble],
+            _children: vec![dns_server, pebble],
             directory: format!("https://127.0.0.1:{listen}/dir"),
             management,
         }
