@@ -3,11 +3,17 @@
 //! the same bytes.
 //!
 //! ```sh
-//! cargo run --release -p live-kit --example fanout            # the whole set (a few minutes)
-//! cargo run --release -p live-kit --example fanout -- --clients 2000 --rounds 50 --burst-clients ''
-//! cargo run --release -p live-kit --example fanout -- --clients '' --burst-clients 3000 --bursts 128,1024
+//! cargo run --release -p live-kit --example fanout            # the whole set (minutes)
+//! cargo run --release -p live-kit --example fanout -- --help  # every option
+//! cargo run --release -p live-kit --example fanout -- --clients 2000 --rounds 50   # steady only
+//! cargo run --release -p live-kit --example fanout -- --burst-clients 3000 --bursts 128,1024
 //! cargo run --release -p live-kit --example fanout --features redis -- --redis  # also across two instances
 //! ```
+//!
+//! A command that names a part (`--registry`, `--clients`, `--burst-clients`/`--bursts`,
+//! `--https-clients`, `--metrics-clients`, `--presence-clients`) runs only the parts it names;
+//! with none named, every part runs. Sizes above what the open-files limit allows are lowered
+//! to fit (both processes hold one descriptor per stream), and the run says so.
 //!
 //! Or against a notes app started apart (on another machine, behind a proxy):
 //!
@@ -89,6 +95,7 @@ use tokio::{
     net::TcpStream,
 };
 
+/// What to measure, from the command line ([`HELP`]).
 struct Options {
     steady: Vec<usize>,
     /// N for the HTTPS rows (TLS with HTTP/1.1, and HTTP/2), beside plain HTTP/1.1.
@@ -103,21 +110,97 @@ struct Options {
     metrics: Vec<usize>,
     /// N for presence: a storm of N joins, then of N / 2 leaves.
     presence: Vec<usize>,
+    /// The registry alone, without a server.
+    registry: bool,
 }
+
+/// `--help`: every option. A command that names a part runs that part only, so that a small
+/// command stays small: before, `--clients 2000` still ran the HTTPS, metrics and presence
+/// parts at 10 000 streams (minutes).
+const HELP: &str = "\
+The kit's fan-out benchmark: the notes app and a bare tokio server, side by side.
+
+USAGE:
+    cargo run --release -p live-kit --example fanout -- [OPTIONS]
+
+With no part named, every part runs at its default sizes (minutes). Name one or more parts and
+only those run. Each N is a number of open streams (a comma-separated list runs each); an empty
+list ('') turns a part off. Sizes above what the open-files limit allows (ulimit -n) are
+lowered to fit, and the run says so.
+
+PARTS:
+    --registry                 the registry alone, no server: broadcasts and publishes to
+                               10 000 connections
+    --clients N[,N...]         steady fan-out, one update at a time to N streams
+                               (default 2500,10000 and the most the open-files limit allows)
+    --burst-clients N[,N...]   bursts of simultaneous updates to N streams (default 3000,10000)
+    --bursts B[,B...]          the updates per burst (default 128,1024); names the burst part
+    --https-clients N[,N...]   steady fan-out over TLS with HTTP/1.1 and over HTTP/2, beside
+                               plain HTTP/1.1 (default 10000)
+    --metrics-clients N[,N...] the cost of metrics: steady fan-out with METRICS_ADDR unset,
+                               set, set, unset, scraped every second (default 10000)
+    --presence-clients N[,N...] N tabs join a page that counts them, then half leave
+                               (default 10000)
+
+MODIFIERS:
+    --rounds R                 updates of each kind per steady run (default 20)
+    --no-raw                   without the bare tokio baseline
+    --redis                    also across two instances sharing a redis-server
+                               (build with --features redis; needs redis-server)
+    --addr HOST:PORT           measure the notes app started apart (--serve-notes) with the
+                               steady and burst parts, instead of one started here
+    -h, --help                 this text
+
+SERVERS (run by the benchmark itself, or by hand for --addr):
+    --serve-notes              serve the notes app, configured from the environment
+                               (HOST, PORT, MAX_STREAMS...), on 127.0.0.1:3000 by default
+    --serve-raw PORT           serve the bare tokio baseline on 127.0.0.1:PORT
+";
 
 fn numbers(list: &str) -> Vec<usize> {
     list.split(',')
         .filter(|n| !n.trim().is_empty())
-        .map(|n| n.trim().parse().expect("a number"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .unwrap_or_else(|_| stop(&format!("{n:?} is not a number (see --help)")))
+        })
         .collect()
 }
 
+/// Descriptors each process keeps beside its streams: the server's headroom (512, which its
+/// connection cap leaves for everything else), and as many again for the load generator's own
+/// (its runtime, the posting connections).
+const FD_HEADROOM: u64 = 1_024;
+
 /// The most streams this machine's open-files limit allows one server (and the load generator,
-/// which holds the other end of each), with room for the rest: the server keeps 512
-/// descriptors back, and the steady rounds post one note at a time.
-fn largest_n() -> usize {
+/// which holds the other end of each), with room for the rest ([`FD_HEADROOM`]) and for the
+/// `extra` connections a part opens at the same time (a burst's posts, each on its own).
+fn largest_n(extra: usize) -> usize {
     let limit = open_files_limit();
-    (limit.saturating_sub(1_000) / 1_000 * 1_000).max(1_000) as usize
+    let room = limit.saturating_sub(FD_HEADROOM + extra as u64);
+    (room / 1_000 * 1_000).max(1_000) as usize
+}
+
+/// `sizes`, each lowered to what the open-files limit allows beside `extra` connections: a
+/// stream over the limit would be refused by the benchmark's own machine, not the server.
+fn fitted(part: &str, sizes: Vec<usize>, extra: usize) -> Vec<usize> {
+    let largest = largest_n(extra);
+    let mut fitted: Vec<usize> = sizes
+        .into_iter()
+        .map(|n| {
+            if n > largest {
+                println!(
+                    "{part}: N = {n} does not fit the open-files limit ({}): measuring {largest} \
+                     (raise it with `ulimit -n`)",
+                    open_files_limit()
+                );
+            }
+            n.min(largest)
+        })
+        .collect();
+    fitted.dedup();
+    fitted
 }
 
 fn open_files_limit() -> u64 {
@@ -133,7 +216,7 @@ fn open_files_limit() -> u64 {
 
 fn options() -> Options {
     let mut options = Options {
-        steady: vec![2_500, 10_000, largest_n()],
+        steady: vec![2_500, 10_000, largest_n(0)],
         https: vec![10_000],
         burst_clients: vec![3_000, 10_000],
         rounds: 20,
@@ -143,32 +226,87 @@ fn options() -> Options {
         raw: true,
         metrics: vec![10_000],
         presence: vec![10_000],
+        registry: true,
     };
-    options.steady.dedup();
+    // The parts the command names; none: all of them.
+    let mut named = Vec::new();
     let mut args = std::env::args().skip(1);
+    let value = |args: &mut std::iter::Skip<std::env::Args>, option: &str| {
+        args.next()
+            .unwrap_or_else(|| stop(&format!("{option} wants a value (see --help)")))
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--clients" => options.steady = numbers(&args.next().expect("--clients N[,N…]")),
-            "--https-clients" => {
-                options.https = numbers(&args.next().expect("--https-clients N[,N…]"));
+            "-h" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "--registry" => named.push("registry"),
+            "--clients" => {
+                options.steady = numbers(&value(&mut args, "--clients"));
+                named.push("steady");
             }
             "--burst-clients" => {
-                options.burst_clients = numbers(&args.next().expect("--burst-clients N[,N…]"));
+                options.burst_clients = numbers(&value(&mut args, "--burst-clients"));
+                named.push("bursts");
             }
-            "--rounds" => options.rounds = args.next().expect("--rounds R").parse().unwrap(),
-            "--bursts" => options.bursts = numbers(&args.next().expect("--bursts B[,B…]")),
-            "--addr" => options.addr = Some(address(args.next())),
-            "--redis" => options.redis = true,
+            "--bursts" => {
+                options.bursts = numbers(&value(&mut args, "--bursts"));
+                named.push("bursts");
+            }
+            "--https-clients" => {
+                options.https = numbers(&value(&mut args, "--https-clients"));
+                named.push("https");
+            }
             "--metrics-clients" => {
-                options.metrics = numbers(&args.next().expect("--metrics-clients N[,N…]"));
+                options.metrics = numbers(&value(&mut args, "--metrics-clients"));
+                named.push("metrics");
             }
             "--presence-clients" => {
-                options.presence = numbers(&args.next().expect("--presence-clients N[,N…]"));
+                options.presence = numbers(&value(&mut args, "--presence-clients"));
+                named.push("presence");
             }
+            "--rounds" => {
+                let rounds = value(&mut args, "--rounds");
+                options.rounds = rounds
+                    .parse()
+                    .unwrap_or_else(|_| stop(&format!("--rounds {rounds:?}: want a number")));
+            }
+            "--addr" => options.addr = Some(address(args.next())),
+            "--redis" => options.redis = true,
             "--no-raw" => options.raw = false,
-            _ => {} // `cargo bench` passes `--bench`; ignore what is not ours
+            other => stop(&format!("unknown option {other:?} (see --help)")),
         }
     }
+    if !named.is_empty() {
+        let off = |part: &str| !named.contains(&part);
+        if off("registry") {
+            options.registry = false;
+        }
+        if off("steady") {
+            options.steady.clear();
+        }
+        if off("bursts") {
+            options.burst_clients.clear();
+        }
+        if off("https") {
+            options.https.clear();
+        }
+        if off("metrics") {
+            options.metrics.clear();
+        }
+        if off("presence") {
+            options.presence.clear();
+        }
+    }
+    // A burst's posts are connections of their own, open at once beside the streams.
+    let burst = options.bursts.iter().copied().max().unwrap_or(0);
+    options.steady = fitted("--clients", options.steady, 0);
+    options.burst_clients = fitted("--burst-clients", options.burst_clients, burst);
+    options.https = fitted("--https-clients", options.https, 0);
+    options.metrics = fitted("--metrics-clients", options.metrics, 0);
+    // The presence part's server is allowed 2 000 streams more than it is sent.
+    options.presence = fitted("--presence-clients", options.presence, 2_000);
     options
 }
 
@@ -230,6 +368,8 @@ struct Shared {
     ended: AtomicUsize,
     /// Clients whose stream never went live: refused, closed, or never connected.
     refused: AtomicUsize,
+    /// Why they were, counted by reason: so that a refusal says whose it was.
+    why_refused: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     latest_rounds: Vec<Round>,
     ordinary_rounds: Vec<Round>,
     /// The highest note number each client has seen ("Note #N").
@@ -241,6 +381,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// Counts a client turned away, and why.
+    fn refuse(&self, why: String) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        *self.why_refused.lock().unwrap().entry(why).or_default() += 1;
+    }
+
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -481,9 +627,9 @@ async fn publish(addr: SocketAddr, kind: Kind, text: &str) {
 /// One SSE client: connects, counts itself live at the first event, then counts every complete
 /// event as it arrives, until the server ends the stream.
 async fn client(addr: SocketAddr, index: usize, shared: Arc<Shared>) {
-    let Ok(stream) = TcpStream::connect(addr).await else {
-        shared.refused.fetch_add(1, Ordering::Relaxed);
-        return;
+    let stream = match TcpStream::connect(addr).await {
+        Ok(stream) => stream,
+        Err(error) => return shared.refuse(format!("connect: {}", error.kind())),
     };
     let _ = stream.set_nodelay(true);
     read_http1_stream(stream, addr, index, shared).await;
@@ -498,24 +644,36 @@ where
         "GET /sse/notes?datastar=%7B%22sessionId%22%3A%22{}%22%7D HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\ndatastar-request: true\r\n\r\n",
         uuid::Uuid::new_v4()
     );
-    if stream.write_all(request.as_bytes()).await.is_err() || stream.flush().await.is_err() {
-        shared.refused.fetch_add(1, Ordering::Relaxed);
-        return;
+    if let Err(error) = stream.write_all(request.as_bytes()).await {
+        return shared.refuse(format!("sending the request: {}", error.kind()));
+    }
+    if let Err(error) = stream.flush().await {
+        return shared.refuse(format!("sending the request: {}", error.kind()));
     }
     let mut events = Events::default();
     let mut buffer = vec![0u8; 8192];
+    let mut ended = "closed".to_owned();
     loop {
         let n = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(error) => {
+                ended = error.kind().to_string();
+                break;
+            }
             Ok(n) => n,
         };
+        if !events.live && events.pending.is_empty() {
+            // The status line, for a refusal's reason.
+            let head = String::from_utf8_lossy(&buffer[..n.min(64)]);
+            ended = head.lines().next().unwrap_or_default().to_owned();
+        }
         events.feed(&buffer[..n], index, &shared);
         if events.pending.contains("\r\n0\r\n\r\n") {
             break; // the server ended the stream: the response's last chunk
         }
     }
     if !events.live {
-        shared.refused.fetch_add(1, Ordering::Relaxed);
+        shared.refuse(format!("ended before the first event: {ended}"));
     }
     shared.ended.fetch_add(1, Ordering::Relaxed);
 }
@@ -832,6 +990,7 @@ async fn run(
         last_live: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
         refused: AtomicUsize::new(0),
+        why_refused: Default::default(),
         latest_rounds: (0..rounds).map(|_| round()).collect(),
         ordinary_rounds: (0..rounds).map(|_| round()).collect(),
         newest: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -883,9 +1042,11 @@ async fn run(
     let live = shared.live.load(Ordering::Relaxed);
     let refused = shared.refused.load(Ordering::Relaxed);
     if refused > 0 {
+        let why = shared.why_refused.lock().unwrap();
+        let why: Vec<String> = why.iter().map(|(why, n)| format!("{n} {why}")).collect();
         println!(
-            "N = {n}: {refused} streams refused or closed before their first event (the \
-             server's MAX_STREAMS or MAX_STREAMS_PER_CLIENT, or the open-files limit?)"
+            "N = {n}: {refused} streams refused or closed before their first event: {}",
+            why.join("; ")
         );
     }
     let all_live_ms = (shared
@@ -1441,6 +1602,15 @@ fn serve_notes() {
         if std::env::var("PRESENCE_PER_CLIENT").map_or(true, |value| value.is_empty()) {
             settings.presence_per_client = settings.max_streams;
         }
+        // The benchmark opens every stream in one burst from this same machine: at 17 000 on
+        // two cores the server reached some requests, already sent, only after the 5 s the
+        // first one may take (KEEP_ALIVE_TIMEOUT_SECS caps it) and closed them unanswered —
+        // refusals the benchmark caused itself. A minute each, unless set.
+        let unset = |name: &str| std::env::var(name).map_or(true, |value| value.is_empty());
+        if unset("HEADER_READ_TIMEOUT_SECS") && unset("KEEP_ALIVE_TIMEOUT_SECS") {
+            settings.header_read_timeout = Duration::from_secs(60);
+            settings.keep_alive_timeout = Duration::from_secs(60);
+        }
         let live = notes::live(&settings);
         let server = live::Server::bind(&settings, live.clone())
             .await
@@ -1507,7 +1677,7 @@ fn main() {
             stop(&message);
         }
         println!("{addr} serves the notes app: a stream opened and a note reached it");
-    } else {
+    } else if options.registry {
         registry_benchmark();
     }
     runtime.block_on(async {
