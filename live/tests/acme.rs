@@ -205,12 +205,15 @@ async fn the_server_gets_caches_and_renews_its_certificate_from_an_acme_server()
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let cache = dir.join("cache");
     let (port, redirect, acme_port) = (free_port(), free_port(), free_port());
+    // The plain port as a browser asks it, for the site's name: with ACME_DOMAINS it answers
+    // 400 to any other.
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
+        .resolve(SITE, SocketAddr::from(([127, 0, 0, 1], redirect)))
         .build()
         .unwrap();
-    let plain_health = format!("http://127.0.0.1:{redirect}/healthz");
+    let plain_health = format!("http://{SITE}:{redirect}/healthz");
 
     // 1. No ACME server yet: the app starts, and serves plain HTTP on the redirect port
     //    rather than redirect to an HTTPS without a certificate.
