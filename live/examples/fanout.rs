@@ -19,8 +19,9 @@
 //! `--addr` first checks, within seconds, that the server there is the notes app (a stream
 //! opens and a note reaches it), and stops with a message saying what to start if not: a
 //! generated app has other routes. `--serve-notes` reads its settings from the environment like
-//! any app, except that one client address may hold every stream unless
-//! `MAX_STREAMS_PER_CLIENT` says otherwise (all the benchmark's clients share one).
+//! any app, except that one client address may hold every stream (and twice as many
+//! connections) unless `MAX_STREAMS_PER_CLIENT` and `MAX_CONNECTIONS_PER_CLIENT` say otherwise
+//! (all the benchmark's clients share one).
 //!
 //! The server is the kit's notes app (`tests/support/notes.rs`: a page stream following a
 //! latest-state topic, an action that publishes it, an action that broadcasts an ordinary
@@ -359,6 +360,7 @@ impl Server {
             .env("MAX_STREAMS", max_streams.to_string())
             // Every client of the benchmark comes from 127.0.0.1.
             .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
+            .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
@@ -883,7 +885,8 @@ async fn run(
     if refused > 0 {
         println!(
             "N = {n}: {refused} streams refused or closed before their first event (the \
-             server's MAX_STREAMS or MAX_STREAMS_PER_CLIENT, or the open-files limit?)"
+             server's MAX_STREAMS, MAX_STREAMS_PER_CLIENT or MAX_CONNECTIONS_PER_CLIENT, or \
+             the open-files limit?)"
         );
     }
     let all_live_ms = (shared
@@ -1318,6 +1321,7 @@ mod https {
             .env("PORT", port.to_string())
             .env("MAX_STREAMS", max_streams.to_string())
             .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
+            .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
             .env("TLS_CERT", &MATERIAL.cert)
             .env("TLS_KEY", &MATERIAL.key)
             .env("RUST_LOG", "warn")
@@ -1429,6 +1433,9 @@ fn serve_notes() {
         // Every client of the benchmark comes from one address.
         if std::env::var("MAX_STREAMS_PER_CLIENT").map_or(true, |value| value.is_empty()) {
             settings.max_streams_per_client = settings.max_streams;
+        }
+        if std::env::var("MAX_CONNECTIONS_PER_CLIENT").map_or(true, |value| value.is_empty()) {
+            settings.max_connections_per_client = 2 * settings.max_streams;
         }
         let live = notes::live(&settings);
         let server = live::Server::bind(&settings, live.clone())

@@ -14,7 +14,11 @@ const HERE: &str = "here";
 /// Room for the storm: every tab comes from 127.0.0.1.
 async fn roomy_app() -> TestApp {
     live::serve::raise_open_files_limit();
-    spawn_app_with(|settings| settings.max_streams_per_client = 10_000).await
+    spawn_app_with(|settings| {
+        settings.max_streams_per_client = 10_000;
+        settings.max_connections_per_client = 10_000;
+    })
+    .await
 }
 
 /// Reads every tab until each shows `count`, at once; returns how long the last took.

@@ -47,7 +47,7 @@ use self::prepare::Background;
 pub use self::prepare::raise_open_files_limit;
 use self::{
     accepted::Serving,
-    limits::Refusals,
+    limits::{PerClient, Refusal, Refusals},
     prepare::{bind, bind_metrics, prepare},
 };
 pub use self::{
@@ -275,6 +275,7 @@ impl Server {
             );
         }
         let permits = Arc::new(Semaphore::new(cap));
+        let per_client = PerClient::new(&self.settings);
         let refusals = Refusals::new();
         // Debug builds: push template and stylesheet changes to open tabs while serving.
         #[cfg(debug_assertions)]
@@ -350,10 +351,23 @@ impl Server {
                     continue;
                 }
             };
+            // One place per open connection in its client's network first: a client at its
+            // own cap is refused without taking a permit that someone else could use.
+            let slot = match &per_client {
+                Some(per_client) => match per_client.admit(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let why = Refusal::ClientFull;
+                        refusals.refuse(tcp, peer.ip(), why, per_client.cap(), serving.is_tls());
+                        continue;
+                    }
+                },
+                None => None,
+            };
             // One permit per open connection: beyond the cap, a short answer instead of
             // running into the open-files limit.
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                refusals.refuse(tcp, cap);
+                refusals.refuse(tcp, peer.ip(), Refusal::Full, cap, serving.is_tls());
                 continue;
             };
             // Events are small and latency matters more than packet count.
@@ -364,6 +378,7 @@ impl Server {
             connections.spawn(async move {
                 serving.serve(tcp, peer).await;
                 drop(permit);
+                drop(slot);
             });
         }
         drop(self.redirect);
