@@ -13,6 +13,7 @@
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
 //!   beyond.
+//! - `trim.rs`: memory given back to the system once a flood of connections has gone.
 //! - `prepare.rs`: before serving — settings checked, certificates read, sockets bound.
 
 mod accepted;
@@ -25,6 +26,7 @@ mod limits;
 mod prepare;
 mod redirect;
 mod socket;
+mod trim;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -276,6 +278,12 @@ impl Server {
         }
         let permits = Arc::new(Semaphore::new(cap));
         let per_client = PerClient::new(&self.settings);
+        let peak = Arc::new(trim::Peak::default());
+        let _trim = AbortOnDropHandle::new(tokio::spawn(trim::after_floods(
+            Arc::clone(&peak),
+            Arc::clone(&permits),
+            cap,
+        )));
         let refusals = Refusals::new();
         // Debug builds: push template and stylesheet changes to open tabs while serving.
         #[cfg(debug_assertions)]
@@ -370,6 +378,7 @@ impl Server {
                 refusals.refuse(tcp, peer.ip(), Refusal::Full, cap, serving.is_tls());
                 continue;
             };
+            peak.opened(cap - permits.available_permits());
             // Events are small and latency matters more than packet count.
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
