@@ -20,8 +20,9 @@
 //! opens and a note reaches it), and stops with a message saying what to start if not: a
 //! generated app has other routes. `--serve-notes` reads its settings from the environment like
 //! any app, except that one client address may hold every stream (and twice as many
-//! connections) unless `MAX_STREAMS_PER_CLIENT` and `MAX_CONNECTIONS_PER_CLIENT` say otherwise
-//! (all the benchmark's clients share one).
+//! connections) and count that many in presence unless `MAX_STREAMS_PER_CLIENT`,
+//! `MAX_CONNECTIONS_PER_CLIENT` and `PRESENCE_PER_CLIENT` say otherwise (all the benchmark's
+//! clients share one).
 //!
 //! The server is the kit's notes app (`tests/support/notes.rs`: a page stream following a
 //! latest-state topic, an action that publishes it, an action that broadcasts an ordinary
@@ -361,6 +362,7 @@ impl Server {
             // Every client of the benchmark comes from 127.0.0.1.
             .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
             .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
+            .env("PRESENCE_PER_CLIENT", max_streams.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
@@ -1322,6 +1324,7 @@ mod https {
             .env("MAX_STREAMS", max_streams.to_string())
             .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
             .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
+            .env("PRESENCE_PER_CLIENT", max_streams.to_string())
             .env("TLS_CERT", &MATERIAL.cert)
             .env("TLS_KEY", &MATERIAL.key)
             .env("RUST_LOG", "warn")
@@ -1436,6 +1439,14 @@ fn serve_notes() {
         }
         if std::env::var("MAX_CONNECTIONS_PER_CLIENT").map_or(true, |value| value.is_empty()) {
             settings.max_connections_per_client = 2 * settings.max_streams;
+        }
+        // …and so does every post: bursts of 1 024 at once are what is measured.
+        if std::env::var("ACTION_RATE_PER_SEC").map_or(true, |value| value.is_empty()) {
+            settings.action_limit = None;
+        }
+        // And each of its tabs counts in presence.
+        if std::env::var("PRESENCE_PER_CLIENT").map_or(true, |value| value.is_empty()) {
+            settings.presence_per_client = settings.max_streams;
         }
         let live = notes::live(&settings);
         let server = live::Server::bind(&settings, live.clone())

@@ -18,7 +18,8 @@ use axum::http::{HeaderMap, HeaderName, header::InvalidHeaderName};
 /// A network, not an address: one IPv6 host is handed a whole /64 and can send from any of
 /// its 2⁶⁴ addresses, so a limit keyed on the exact address would limit nothing. Anything
 /// that counts per client (streams, connections, requests) keys on this value, so they all
-/// group alike. The exact address is [`ClientIp`].
+/// group alike (the action rate limits keep a bucket per client, [`crate::rate_limit`]). The
+/// exact address is [`ClientIp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr(pub IpAddr);
 

@@ -22,7 +22,8 @@
 //!   environment; [`logging`]; [`metrics`]: Prometheus metrics on an address of their own
 //!   (`METRICS_ADDR`).
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
-//!   embedded in release builds; [`security`] headers; [`refusals`] made visible.
+//!   embedded in release builds; [`security`] headers; [`refusals`] made visible;
+//!   [`rate_limit`]: how many actions one client may send.
 //! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.
 //! - `dev` (debug builds only): the dev loop. `redis` (feature `redis`): the relay over Redis.
 //! - `testing` (feature `testing`, for tests): an SSE client and Datastar event readers.
@@ -36,12 +37,14 @@ pub mod client;
 pub mod dev;
 pub mod error;
 pub mod events;
+mod files;
 pub mod frame;
 mod health;
 mod live;
 pub mod logging;
 pub mod markup;
 pub mod metrics;
+pub mod rate_limit;
 mod redact;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -110,12 +113,13 @@ where
 }
 
 /// Wraps the app's actions: a body limit, a timeout, CSRF protection (a cross-site post gets
-/// `403`), and every refusal shown to whoever caused it ([`refusals`]).
+/// `403`), a rate limit per client ([`rate_limit`]: `429`), and every refusal shown to whoever
+/// caused it ([`refusals`]).
 pub fn actions<S>(actions: Router<S>, live: &Live) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    actions
+    let actions = actions
         .layer(DefaultBodyLimit::max(ACTION_BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -123,11 +127,20 @@ where
         ))
         // Sec-Fetch-Site and Origin checks, no tokens. Behind a proxy, forward `Host` and
         // `Origin` unchanged, or same-origin posts may look cross-site.
-        .layer(CsrfLayer::new())
-        .layer(axum::middleware::from_fn_with_state(
-            live.clone(),
-            refusals::visible,
-        ))
+        .layer(CsrfLayer::new());
+    // Outside the rest, so that a flood is refused before any of it runs (cross-site and
+    // oversized posts cost their sender tokens too); inside `visible`, which shows the `429`.
+    let actions = match live.rate_limit() {
+        Some(limit) => actions.layer(axum::middleware::from_fn_with_state(
+            Arc::clone(limit),
+            rate_limit::limit,
+        )),
+        None => actions,
+    };
+    actions.layer(axum::middleware::from_fn_with_state(
+        live.clone(),
+        refusals::visible,
+    ))
 }
 
 /// What every response gets, outermost: one log line per request, gzip for pages and assets

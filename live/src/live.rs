@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::{
     assets::{Assets, Files},
     metrics::Metrics,
+    rate_limit::RateLimit,
     registry::{Limits, Registry},
     settings::Settings,
     views::{DatastarScript, Views},
@@ -48,6 +49,8 @@ pub struct Live {
     /// The template renderer.
     pub views: Arc<Views>,
     action_timeout: Duration,
+    /// `ACTION_RATE_PER_SEC`, `ACTION_BURST`: one bucket per client, shared by every action.
+    rate_limit: Option<Arc<RateLimit>>,
     instance: Uuid,
     /// With `METRICS_ADDR`: what the metrics listener serves.
     metrics: Option<Arc<Metrics>>,
@@ -69,6 +72,7 @@ impl Live {
         let registry = Registry::new(Limits {
             max_connections: settings.max_streams,
             max_per_client: settings.max_streams_per_client,
+            presence_per_client: settings.presence_per_client,
             queue_limit: settings.queue_limit,
         });
         match &settings.redis_url {
@@ -103,6 +107,9 @@ impl Live {
             registry,
             views: Arc::new(views),
             action_timeout: settings.action_timeout,
+            rate_limit: settings
+                .action_limit
+                .map(|limit| Arc::new(RateLimit::new(limit))),
             instance,
             metrics,
         }
@@ -116,6 +123,11 @@ impl Live {
     /// The longest an action may take (`ACTION_TIMEOUT_SECS`).
     pub fn action_timeout(&self) -> Duration {
         self.action_timeout
+    }
+
+    /// The buckets that limit each client's actions, unless `ACTION_RATE_PER_SEC=off`.
+    pub fn rate_limit(&self) -> Option<&Arc<RateLimit>> {
+        self.rate_limit.as_ref()
     }
 
     /// This server process: tells instances apart (dev builds reload pages rendered by

@@ -50,11 +50,12 @@ impl Drop for Logging {
 }
 
 /// Sets up logging to stdout for the process: `RUST_LOG` filters (default `info`, which
-/// includes a line per request); colours only at a terminal.
+/// includes a line per request; see [`filter`]); colours only at a terminal.
 ///
 /// `RUST_LOG` is read like every setting: from the environment, else from `.env` (logging
 /// starts before the settings are read, and must not miss a `RUST_LOG=debug` written there),
-/// and an empty value means the default.
+/// and an empty value means the default. A value that is not UTF-8 is refused by
+/// [`Settings::load`](crate::Settings::load), right after.
 pub fn init() -> Logging {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
@@ -62,11 +63,7 @@ pub fn init() -> Logging {
         .finish(std::io::stdout());
     let _ = DROPPED.set(writer.error_counter());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            rust_log()
-                .and_then(|directives| EnvFilter::try_new(directives).ok())
-                .unwrap_or_else(|| EnvFilter::new("info,tower_http=info")),
-        )
+        .with_env_filter(filter(rust_log().as_deref()))
         // Colours for people at a terminal, plain text for log collectors.
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(writer)
@@ -74,13 +71,61 @@ pub fn init() -> Logging {
     Logging { guard: Some(guard) }
 }
 
+/// The libraries under the server whose debug and trace lines follow what clients send — a
+/// line per HTTP/2 frame (`h2`), per TLS record or handshake step (`rustls`), per read and
+/// write (`mio`, `tokio_util`'s codecs), per connection state change (`hyper`, `hyper_util`,
+/// `want`, `tower`'s buffers). At `RUST_LOG=debug` 51 500 `WINDOW_UPDATE` frames from one
+/// client wrote 7.7 MB of log: whoever can open a connection could fill the disk, or push the
+/// lines that matter out of the buffer ([`dropped_lines`]).
+pub const CLIENT_DRIVEN_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "mio",
+    "rustls",
+    "tokio_rustls",
+    "tokio_util",
+    "tower",
+    "want",
+];
+
+/// The filter for the directives of `RUST_LOG` (`None`: the default, `info`).
+///
+/// Each of [`CLIENT_DRIVEN_TARGETS`] stays at `info` or quieter unless the directives name it
+/// (`RUST_LOG=debug,h2=trace` to debug HTTP/2 itself): `RUST_LOG=debug` shows the app's and the
+/// kit's debug lines (each stream's open and close), never a line per frame a client sends.
+/// Directives that cannot be read give the default.
+pub fn filter(directives: Option<&str>) -> EnvFilter {
+    let Some(directives) = directives.filter(|directives| EnvFilter::try_new(directives).is_ok())
+    else {
+        return EnvFilter::new("info,tower_http=info");
+    };
+    let named: Vec<&str> = directives
+        .split(',')
+        .map(|directive| {
+            directive
+                .split(['[', '='])
+                .next()
+                .unwrap_or_default()
+                .trim()
+        })
+        .collect();
+    let mut capped = directives.to_owned();
+    for target in CLIENT_DRIVEN_TARGETS {
+        if !named.contains(target) {
+            capped.push_str(&format!(",{target}=info"));
+        }
+    }
+    EnvFilter::try_new(&capped).unwrap_or_else(|_| EnvFilter::new(directives))
+}
+
 /// `RUST_LOG` from the environment or, if it is not set there, from `.env` (a file that cannot
 /// be read is reported by [`Settings::load`](crate::Settings::load) right after); `None` when
-/// unset or empty.
+/// unset, empty or not UTF-8 (refused by the settings right after, too).
 fn rust_log() -> Option<String> {
-    let value = match std::env::var("RUST_LOG") {
-        Ok(value) => value,
-        Err(_) => {
+    let value = match std::env::var_os("RUST_LOG") {
+        Some(value) => value.into_string().ok()?,
+        None => {
             dotenvy::from_path_iter(".env")
                 .ok()?
                 .map_while(Result::ok)
@@ -115,5 +160,47 @@ impl<B> MakeSpan<B> for RequestSpan {
             uri = %uri,
             version = ?request.version(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter's directives, as `EnvFilter` prints them, sorted.
+    fn directives(filter: &EnvFilter) -> Vec<String> {
+        let mut directives: Vec<String> =
+            filter.to_string().split(',').map(str::to_owned).collect();
+        directives.sort();
+        directives
+    }
+
+    #[test]
+    fn client_driven_libraries_stay_at_info_unless_named() {
+        let debug = directives(&filter(Some("debug")));
+        for target in CLIENT_DRIVEN_TARGETS {
+            assert!(
+                debug.contains(&format!("{target}=info")),
+                "{target}: {debug:?}"
+            );
+        }
+        assert!(debug.contains(&"debug".to_owned()), "{debug:?}");
+
+        let named = directives(&filter(Some("debug,h2=trace,rustls=debug")));
+        assert!(named.contains(&"h2=trace".to_owned()), "{named:?}");
+        assert!(!named.contains(&"h2=info".to_owned()), "{named:?}");
+        assert!(named.contains(&"rustls=debug".to_owned()), "{named:?}");
+        assert!(named.contains(&"hyper=info".to_owned()), "{named:?}");
+    }
+
+    #[test]
+    fn the_default_and_unreadable_directives_give_info() {
+        for given in [None, Some("h2=[[")] {
+            assert_eq!(
+                directives(&filter(given)),
+                ["info", "tower_http=info"],
+                "{given:?}"
+            );
+        }
     }
 }

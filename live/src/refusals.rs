@@ -1,12 +1,12 @@
 //! Every refusal of an action is seen by the person who caused it.
 //!
 //! Refusals come from many places — the CSRF check (403), the body limit (413), an unreadable
-//! form (400, 415, 422), the action timeout (408) — and most answer with an empty or
+//! form (400, 415, 422), the action timeout (408), the client's rate limit (429) — and most answer with an empty or
 //! plain-text body. A browser without JavaScript would show that bare text; Datastar shows
 //! *nothing*, because it applies only the events of a `200` answer. So [`visible`] turns each
 //! such refusal into something the person sees: for Datastar, a `200` event stream that puts
 //! the message in the page's notice area; for a plain form post, a page with the message,
-//! keeping the status code. Answers that already speak for themselves (HTML pages, event
+//! keeping the status code and `Retry-After`. Answers that already speak for themselves (HTML pages, event
 //! streams) pass through untouched.
 
 use axum::{
@@ -41,9 +41,17 @@ pub async fn visible(State(live): State<Live>, request: Request, next: Next) -> 
     let shown = if from_datastar {
         events::notice(&live.views, Some(message)).map(|frame| sse::reply([frame]))
     } else {
+        // When to try again (a rate limit's), for whatever reads it besides the person.
+        let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
         live.views
             .render("refused.html", context! { title, message })
-            .map(|page| (status, Html(page)).into_response())
+            .map(|page| {
+                let mut page = (status, Html(page)).into_response();
+                if let Some(retry_after) = retry_after {
+                    page.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                }
+                page
+            })
     };
     // A template that fails here must not hide the refusal itself.
     shown.unwrap_or(response)
@@ -74,7 +82,12 @@ pub fn explain(status: StatusCode) -> (&'static str, &'static str) {
             "Too slow",
             "The server took too long to answer. Please try again.",
         ),
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => (
+        StatusCode::TOO_MANY_REQUESTS => (
+            "Too fast",
+            "You sent a lot in a short time, so this was not done. Please wait a moment and try \
+             again.",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
             "Busy",
             "The server is busy right now. Please try again in a moment.",
         ),

@@ -142,6 +142,7 @@ async fn a_burst_of_simultaneous_updates_drops_no_reading_stream_and_all_end_on_
         config.max_streams = STREAMS + 10;
         config.max_streams_per_client = STREAMS + 10; // every client is 127.0.0.1 here
         config.max_connections_per_client = STREAMS + NOTES + 10; // the posts too
+        config.action_limit = None; // and so is every poster: 128 at once is the point
     })
     .await;
     let readers = Readers::new(STREAMS);
@@ -244,7 +245,11 @@ async fn clients_that_stop_reading_are_cut_off_within_the_send_timeout_and_reade
     // Arrange
     raise_open_files_limit();
     const SEND_TIMEOUT: Duration = Duration::from_secs(1);
-    let app = spawn_app_with(|config| config.send_timeout = SEND_TIMEOUT).await;
+    let app = spawn_app_with(|config| {
+        config.send_timeout = SEND_TIMEOUT;
+        config.action_limit = None; // the test posts as fast as it can, from one address
+    })
+    .await;
     let readers = Readers::new(20);
     for index in 0..20 {
         tokio::spawn(reader(app.addr, index, Arc::clone(&readers)));
@@ -301,6 +306,7 @@ async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
     let mut app = spawn_app_with(|config| {
         config.send_timeout = Duration::from_secs(120);
         config.shutdown_timeout = Duration::from_secs(120);
+        config.action_limit = None; // 400 posts in a row, from one address
     })
     .await;
     let mut stalled = non_reader(app.addr).await;

@@ -1,5 +1,6 @@
 //! A hostile internet: connections that never finish their headers, connection floods,
-//! cross-site posts, malformed forms — and the app must keep answering everyone else.
+//! cross-site posts, malformed forms, a client posting as fast as it can — and the app must
+//! keep answering everyone else.
 
 mod support;
 
@@ -17,8 +18,9 @@ use tokio::{
     net::TcpStream,
 };
 
+use live::rate_limit::ActionLimit;
 use support::{
-    PATIENCE, elements, raise_open_files_limit, reply_events, spawn_app, spawn_app_with,
+    PATIENCE, elements, flood, raise_open_files_limit, reply_events, spawn_app, spawn_app_with,
 };
 
 /// Reads until the server closes the connection (an orderly end or a reset).
@@ -224,6 +226,104 @@ async fn cross_site_posts_are_refused_visibly_and_broadcast_nothing() {
     assert!(next.contains("Ada") && !next.contains("Mallory"), "{next}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_posting_as_fast_as_it_can_gets_its_rate_and_a_person_elsewhere_gets_every_post() {
+    // Arrange: 10 a second and 20 at once; the spammer is 127.0.0.2, the person 127.0.0.1.
+    const LIMIT: ActionLimit = ActionLimit {
+        per_second: 10.0,
+        burst: 20,
+    };
+    const FLOOD: Duration = Duration::from_secs(3);
+    let app = spawn_app_with(|config| {
+        config.action_limit = Some(LIMIT);
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let spammer: std::net::IpAddr = [127, 0, 0, 2].into();
+
+    // Act: the spammer posts on 16 connections at once for 3 s; meanwhile the person posts
+    // 12 notes, one every 250 ms.
+    let spam = tokio::spawn(flood(app.url("/notes"), spammer, 16, FLOOD));
+    let mut person = Vec::new();
+    for n in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        person.push(app.publish_with_form(&format!("person {n}")).await.status());
+    }
+    let spam = spam.await.unwrap();
+
+    // Assert: the spammer got its burst and the rate over the time it posted, no more (one
+    // token of slack for the instants the count started and stopped), and enough to show the
+    // bucket refills; everything else was refused with the page and `Retry-After`.
+    let most = f64::from(LIMIT.burst) + LIMIT.per_second * spam.elapsed.as_secs_f64() + 1.0;
+    let least = f64::from(LIMIT.burst) + LIMIT.per_second * FLOOD.as_secs_f64() * 0.5;
+    eprintln!(
+        "spammer: {} accepted, {} refused in {:?} ({:.1} accepted a second against a limit of \
+         {} a second after a burst of {}); the person: {} of {} accepted",
+        spam.accepted,
+        spam.refused,
+        spam.elapsed,
+        (spam.accepted as f64 - f64::from(LIMIT.burst)) / spam.elapsed.as_secs_f64(),
+        LIMIT.per_second,
+        LIMIT.burst,
+        person
+            .iter()
+            .filter(|status| status.as_u16() == 303)
+            .count(),
+        person.len(),
+    );
+    assert!(
+        spam.unexpected.is_empty(),
+        "{:?}",
+        &spam.unexpected[..3.min(spam.unexpected.len())]
+    );
+    assert!(
+        (least..=most).contains(&(spam.accepted as f64)),
+        "{} accepted, not within {least}..={most}",
+        spam.accepted
+    );
+    assert!(spam.refused > spam.accepted, "a flood, refused: {spam:?}");
+    // A token comes back every 100 ms: retry in a second.
+    assert_eq!(spam.retry_after, ["1".to_owned()].into(), "{spam:?}");
+    assert!(
+        person.iter().all(|status| status.as_u16() == 303),
+        "{person:?}"
+    );
+
+    // Through Datastar, a refusal is a notice in the page: empty the spammer's bucket again.
+    let datastar = support::client_from(spammer);
+    let mut notices = 0;
+    for n in 0..LIMIT.burst + 5 {
+        let reply = datastar
+            .post(app.url("/notes"))
+            .header("datastar-request", "true")
+            .form(&[("text", format!("spam {n}"))])
+            .send()
+            .await
+            .unwrap();
+        let events = reply_events(reply).await;
+        if let Some(event) = events.first() {
+            let shown = elements(event);
+            assert!(
+                shown.contains(r#"id="notice""#) && shown.contains("sent a lot in a short time"),
+                "{shown}"
+            );
+            notices += 1;
+        }
+    }
+    assert!(notices >= 5, "{notices} notices");
+
+    // Counted, each refusal once, whichever way it was shown.
+    let exposition = app.live.metrics().unwrap().render();
+    let counted = format!(
+        r#"live_refusals_total{{reason="rate_limited"}} {}"#,
+        spam.refused + notices
+    );
+    assert!(
+        exposition.contains(&counted),
+        "no {counted} in:\n{exposition}"
+    );
+}
+
 #[tokio::test]
 async fn a_form_with_a_field_twice_gets_a_page_or_a_message_not_a_bare_422() {
     let app = spawn_app().await;
@@ -322,4 +422,60 @@ async fn a_connection_accepted_just_before_shutdown_still_gets_its_answer() {
         .expect("the silent connection is closed");
     eprintln!("silent connection closed {:?} later", waited.elapsed());
     stopping.await.unwrap().unwrap();
+}
+
+/// Any UUID is a session id, so one client could open a stream per made-up id and make every
+/// page read "257 people here". Real SSE clients: a watcher from 127.0.0.2, 60 streams from
+/// 127.0.0.1 with 60 session ids, then one more client from 127.0.0.3.
+#[tokio::test]
+async fn one_client_with_many_session_ids_adds_at_most_its_share_to_the_presence_count() {
+    use live::testing::{SseClient, open_tab};
+
+    // Arrange: the default share, 4.
+    let app = spawn_app_with(|_| {}).await;
+    let share = live::Settings::default().presence_per_client as u64;
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap()
+    };
+    let present = app.url("/sse/present");
+    let first_events = |mut tab: SseClient| async move {
+        let connected = tab.next_event().await;
+        assert!(
+            connected.data.contains("\"connected\":true"),
+            "{connected:?}"
+        );
+        #[cfg(debug_assertions)]
+        assert!(tab.next_event().await.data.contains("_devServer"));
+        tab
+    };
+    let mut watcher = first_events(open_tab(&from(2), &present).await).await;
+    watcher.until_presence("present", 1, PATIENCE).await;
+
+    // Act: one client, 60 session ids.
+    let flooder = from(1);
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(first_events(open_tab(&flooder, &present).await).await);
+    }
+    app.wait_for_streams("page/present/*", 61).await;
+    // Past the publish gap, everything the watcher was sent, read: the count of all 61.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet = watcher.try_next_event(Duration::from_millis(500)).await;
+    let flooded = watcher.presence("present");
+    let another = first_events(open_tab(&from(3), &present).await).await;
+    watcher.until_presence("present", 2 + share, PATIENCE).await;
+    drop(flood);
+    watcher.until_presence("present", 2, PATIENCE).await;
+
+    // Assert (the waits above fail the test too, if the count does not get there)
+    assert!(quiet.is_none(), "only counts: {quiet:?}");
+    assert_eq!(
+        flooded,
+        Some(1 + share),
+        "60 streams of one client count {share}"
+    );
+    drop(another);
 }

@@ -391,3 +391,88 @@ async fn many_connections_that_never_finish_the_tls_handshake() {
     assert_eq!(closed, 1_000);
     still_serving(&app, &mut tab, before, "unfinished handshakes").await;
 }
+
+/// A log that tests read back: every line the server writes while a test's subscriber is the
+/// default on its thread.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// `RUST_LOG=debug` must not let a client write the log: before, h2 logged every frame a client
+/// sent (51 500 `WINDOW_UPDATE`s grew the log by 7.7 MB). The server runs under the filter the
+/// kit builds from `RUST_LOG=debug` (the test's runtime runs it on this thread, where the
+/// subscriber is the default), and one client sends thousands of `WINDOW_UPDATE` and `PING`
+/// frames.
+#[tokio::test]
+async fn a_frame_flood_at_debug_level_writes_no_log_line_per_frame() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(live::logging::filter(Some("debug")))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = app().await;
+    let tab = healthy(&app).await;
+    let before = log.text().len();
+
+    // Act: 6 000 frames, none of them wrong: a window grown by one byte at a time, and pings.
+    const FRAMES: usize = 6_000;
+    let mut raw = RawH2::connect(&app, &[]).await;
+    let mut sent = 0;
+    for n in 0..FRAMES {
+        let (ping, one) = ((n as u64).to_be_bytes(), 1u32.to_be_bytes());
+        let write = match n % 6 {
+            0 => raw.send(frames::PING, 0, 0, &ping),
+            _ => raw.send(frames::WINDOW_UPDATE, 0, 0, &one),
+        };
+        match tokio::time::timeout(Duration::from_secs(5), write).await {
+            Ok(true) => sent += 1,
+            _ => break,
+        }
+    }
+    let (goaway, pongs) = drain(&mut raw, Duration::from_secs(1), frames::PING).await;
+    let before_close = log.text().len();
+    // The healthy tab closes: the kit's debug line says so.
+    drop(tab);
+    app.wait_for_streams("page/notes/*", 0).await;
+
+    // Assert
+    let text = log.text();
+    let grown = before_close - before;
+    println!(
+        "frame flood at RUST_LOG=debug: {sent} frames sent, {pongs} PINGs answered, GOAWAY \
+         {goaway:?}; the log grew {grown} bytes"
+    );
+    assert_eq!(sent, FRAMES, "the frames are all fine, and all read");
+    assert!(
+        grown < 16 * 1024,
+        "the log grew {grown} bytes: {}",
+        &text[before..before_close]
+    );
+    assert!(
+        text.contains("stream opened"),
+        "the kit's debug lines: {text}"
+    );
+    assert!(
+        text.contains("stream closed"),
+        "the kit's debug lines: {text}"
+    );
+}

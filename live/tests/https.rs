@@ -395,10 +395,10 @@ async fn a_renewed_certificate_is_presented_to_new_connections_while_open_stream
     // Act: a renewal on disk, and a reload (what SIGHUP does); then a broken renewal.
     let renewed = https.ca.issue();
     renewed.write(&https.dir);
-    let reloaded = app.tls.as_ref().unwrap().reload();
+    let reloaded = app.tls.as_ref().unwrap().reload().await;
     let after_renewal = presented(&app).await;
     std::fs::write(https.dir.join("key.pem"), https.ca.issue().key_pem).unwrap();
-    let refused = app.tls.as_ref().unwrap().reload();
+    let refused = app.tls.as_ref().unwrap().reload().await;
     let after_refusal = presented(&app).await;
     app.publish_with_datastar("after the renewal").await;
 
@@ -415,6 +415,100 @@ async fn a_renewed_certificate_is_presented_to_new_connections_while_open_stream
     assert_eq!(after_refusal, renewed.der, "and the pair in use stays");
     assert_ne!(https.certificate.der, renewed.der);
     tab.read_until("after the renewal").await;
+}
+
+/// A renewal gone wrong: the key replaced by a named pipe (no writer ever comes), then by a
+/// 1 GiB file. Before, the reload waited on the pipe on a runtime thread — `/healthz` stopped
+/// answering and the shutdown never completed — and read the big file whole.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_reload_refuses_a_key_that_is_a_pipe_or_huge_while_the_server_answers_and_stops_promptly()
+{
+    // Arrange: the key file replaced by a pipe. (A pipe opened for reading and writing at
+    // once does not wait: after a while the watchdog does that and closes it, ending a read
+    // that waits on it, so that the code before the fix fails this test instead of hanging.)
+    let mut app = spawn_https_app_with(|_| {}).await;
+    let https = app.https.as_ref().unwrap();
+    let key = https.dir.join("key.pem");
+    std::fs::remove_file(&key).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let fifo = key.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo);
+    });
+    let tls = app.tls.clone().unwrap();
+
+    // Act: the reload SIGHUP runs, on the server's runtime, while /healthz is asked.
+    let reload = tokio::spawn(async move { tls.reload().await });
+    let slowest_during_pipe = slowest_health_check(&app).await;
+    let pipe_refused = tokio::time::timeout(PATIENCE, reload)
+        .await
+        .unwrap()
+        .unwrap();
+    let after_pipe = presented(&app).await;
+
+    std::fs::remove_file(&key).unwrap();
+    let huge = std::fs::File::create(&key).unwrap();
+    huge.set_len(1 << 30).unwrap(); // sparse: 1 GiB to read, nothing on disk
+    let tls = app.tls.clone().unwrap();
+    let reload = tokio::spawn(async move { tls.reload().await });
+    let slowest_during_huge = slowest_health_check(&app).await;
+    let huge_refused = tokio::time::timeout(PATIENCE, reload)
+        .await
+        .unwrap()
+        .unwrap();
+    let after_huge = presented(&app).await;
+
+    let stopping = std::time::Instant::now();
+    app.shut_down().await.unwrap();
+    let stopped_in = stopping.elapsed();
+
+    // Assert
+    eprintln!(
+        "slowest /healthz: {slowest_during_pipe:?} (pipe), {slowest_during_huge:?} (1 GiB); \
+         shutdown in {stopped_in:?}"
+    );
+    let pipe_refused = pipe_refused.unwrap_err().to_string();
+    assert!(pipe_refused.contains("invalid TLS_KEY="), "{pipe_refused}");
+    assert!(pipe_refused.contains("named pipe"), "{pipe_refused}");
+    let huge_refused = huge_refused.unwrap_err().to_string();
+    assert!(huge_refused.contains("larger than"), "{huge_refused}");
+    let first = &app.https.as_ref().unwrap().certificate.der;
+    assert_eq!(&after_pipe, first, "the pair in use stays");
+    assert_eq!(&after_huge, first, "the pair in use stays");
+    for slowest in [slowest_during_pipe, slowest_during_huge] {
+        assert!(
+            slowest < Duration::from_secs(1),
+            "/healthz took {slowest:?}"
+        );
+    }
+    assert!(
+        stopped_in < Duration::from_secs(2),
+        "shutdown took {stopped_in:?}"
+    );
+}
+
+/// The slowest of ten `/healthz` over a second, each on a new connection (a new handshake).
+async fn slowest_health_check(app: &support::TestApp) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let client = app.https.as_ref().unwrap().ca.client().build().unwrap();
+        let answered = tokio::time::timeout(PATIENCE, client.get(app.url("/healthz")).send()).await;
+        let took = started.elapsed();
+        assert_eq!(answered.expect("an answer").unwrap().status(), 200);
+        slowest = slowest.max(took);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    slowest
 }
 
 /// The certificate a new connection is presented.
@@ -501,6 +595,67 @@ async fn the_plain_port_redirects_every_request_to_https() {
     assert_eq!(
         answer.headers()["location"],
         format!("https://127.0.0.1:{port}/notes?x=1").as_str()
+    );
+}
+
+/// The redirect's `Location` is built from the client's `Host`: a host with userinfo led to
+/// another site (`good.example@evil.example` to `https://evil.example/…`), and a port out of
+/// range was taken as it came. Over a real socket, as a browser or a crafted link sends them.
+#[tokio::test]
+async fn the_plain_port_refuses_a_host_that_would_redirect_elsewhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Arrange
+    let https = support::https::Https::new();
+    let (cert, key) = https.certificate.write(&https.dir);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirect_port = free.local_addr().unwrap().port();
+    drop(free);
+    let settings = live::Settings {
+        port: 0,
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        http_redirect_port: Some(redirect_port),
+        ..live::Settings::default()
+    };
+    let live = support::notes::live(&settings);
+    let server = live::Server::bind(&settings, live.clone()).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let router = support::notes::router(live);
+    let _server = tokio::spawn(server.run(router, std::future::pending()));
+    let answer = |host: &'static str| async move {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect_port))
+            .await
+            .unwrap();
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(PATIENCE, tcp.read_to_string(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        answer
+    };
+
+    // Act and assert
+    for host in [
+        "good.example@evil.example",
+        "good.example:99999",
+        "evil_example.org",
+        "127.1",
+    ] {
+        let answer = answer(host).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+        assert!(
+            !answer.to_lowercase().contains("location:"),
+            "{host}: {answer}"
+        );
+    }
+    let fine = answer("good.example:80").await;
+    assert!(fine.starts_with("HTTP/1.1 308"), "{fine}");
+    assert!(
+        fine.contains(&format!("location: https://good.example:{port}/x")),
+        "{fine}"
     );
 }
 
@@ -596,8 +751,8 @@ mod pairs {
         }
     }
 
-    #[test]
-    fn a_reload_takes_a_good_pair_and_refuses_a_bad_one_keeping_what_it_has() {
+    #[tokio::test]
+    async fn a_reload_takes_a_good_pair_and_refuses_a_bad_one_keeping_what_it_has() {
         let ca = TestCa::new();
         let dir = dir();
         let first = ca.issue();
@@ -607,12 +762,12 @@ mod pairs {
         // A renewal: both files replaced.
         let second = ca.issue();
         second.write(&dir);
-        tls.reload().unwrap();
+        tls.reload().await.unwrap();
         assert_eq!(tls.pair().unwrap().certificate(), second.der);
 
         // Half a renewal: the certificate replaced, the key not yet.
         std::fs::write(&cert, ca.issue().cert_pem).unwrap();
-        let error = tls.reload().unwrap_err().to_string();
+        let error = tls.reload().await.unwrap_err().to_string();
         assert!(error.contains("is not the key"), "{error}");
         assert_eq!(
             tls.pair().unwrap().certificate(),

@@ -11,12 +11,13 @@ use crate::helpers::{TestApp, spawn_app_with};
 /// The presence the home page shows.
 const HERE: &str = "here";
 
-/// Room for the storm: every tab comes from 127.0.0.1.
+/// Room for the storm: every tab comes from 127.0.0.1, and each counts.
 async fn roomy_app() -> TestApp {
     live::serve::raise_open_files_limit();
     spawn_app_with(|settings| {
         settings.max_streams_per_client = 10_000;
         settings.max_connections_per_client = 10_000;
+        settings.presence_per_client = 10_000;
     })
     .await
 }

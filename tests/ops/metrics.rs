@@ -22,7 +22,12 @@ use crate::helpers::{TestApp, spawn_app_with};
 
 /// The app, with its metrics on a free port of the loopback.
 async fn app_with_metrics() -> TestApp {
-    spawn_app_with(|settings| settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap())).await
+    spawn_app_with(|settings| {
+        settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        // Every tab comes from 127.0.0.1, and each counts in presence.
+        settings.presence_per_client = 100;
+    })
+    .await
 }
 
 /// `GET /metrics` on the metrics address: the exposition.

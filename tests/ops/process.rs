@@ -383,6 +383,83 @@ async fn two_passed_sockets_serve_https_and_redirect_plain_http_to_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A renewal gone wrong, through a real `SIGHUP`: the key replaced by a named pipe. Before, the
+/// reload waited on the pipe on a runtime thread: `/healthz` went unanswered for 55 s, and
+/// after a second `SIGHUP` the process logged "stopped" on `SIGTERM` but never exited.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn a_sighup_with_the_key_replaced_by_a_pipe_keeps_serving_and_sigterm_still_exits() {
+    // Arrange: HTTPS from files, then the key file replaced by a pipe no writer opens. (After
+    // a while the watchdog opens it for reading and writing, which never waits, and closes
+    // it: a read stuck on it then ends, and the code before the fix fails here, not hangs.)
+    let ca = live::testing::tls::TestCa::new();
+    let dir = std::env::temp_dir().join(format!("sighup-pipe-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = ca.issue().write(&dir);
+    let mut app = AppProcess::start(
+        &[
+            ("TLS_CERT", cert.to_str().unwrap()),
+            ("TLS_KEY", key.to_str().unwrap()),
+        ],
+        &here(),
+    );
+    std::fs::remove_file(&key).unwrap();
+    let made = Command::new("mkfifo").arg(&key).status().unwrap();
+    assert!(made.success());
+    let fifo = key.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo);
+    });
+    let client = ca.client().build().unwrap();
+    let hangup = |pid: u32| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+
+    // Act: two SIGHUPs, /healthz asked after each, then SIGTERM.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..2 {
+        hangup(app.child.id());
+        app.wait_for_line(|line| line.contains("NOT reloaded"));
+        for _ in 0..3 {
+            let started = Instant::now();
+            let health = tokio::time::timeout(
+                PATIENCE,
+                client.get(format!("https://{}/healthz", app.addr)).send(),
+            )
+            .await
+            .expect("/healthz answers")
+            .unwrap();
+            assert_eq!(health.status(), 200);
+            slowest = slowest.max(started.elapsed());
+        }
+    }
+    app.terminate();
+    let (status, took) = app.wait_exit();
+
+    // Assert
+    let log = app.seen.join("\n");
+    println!("slowest /healthz after a SIGHUP on a pipe: {slowest:?}; exit {took:?} after SIGTERM");
+    assert!(log.contains("named pipe"), "the log says why: {log}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/healthz took {slowest:?}"
+    );
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after SIGTERM"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn settings_can_come_from_a_dotenv_file_and_the_environment_wins() {
     let dir = std::env::temp_dir().join(format!("dotenv-test-{}", uuid::Uuid::new_v4()));
@@ -436,6 +513,8 @@ fn settings_that_are_not_utf8_stop_the_start_with_the_variable_named() {
     let mut invalid: Vec<(&str, &[u8])> = vec![
         ("MAX_STREAMS_PER_CLIENT", b"1\xff"),
         ("DATASTAR_URL", b"/static/datastar\xff.js"),
+        // Read by the logging before the settings: before, taken for unset.
+        ("RUST_LOG", b"debug\xff"),
     ];
     if cfg!(feature = "redis") {
         invalid.push(("REDIS_URL", b"redis://127.0.0.1:1/\xff"));

@@ -69,7 +69,8 @@ impl Http {
         prometheus.register(
             "live_refusals",
             "Actions refused, by reason: cross_site (CSRF), too_large (body), unreadable \
-             (form), invalid (input), timeout (action), other",
+             (form), invalid (input), timeout (action), rate_limited (client over \
+             ACTION_RATE_PER_SEC), other",
             http.refusals.clone(),
         );
         for reason in REASONS {
@@ -89,12 +90,13 @@ impl Http {
 
 /// Every reason, so that each series exists from the start (a rate over a series that
 /// appears with its first refusal misses that refusal).
-const REASONS: [&str; 6] = [
+const REASONS: [&str; 7] = [
     "cross_site",
     "too_large",
     "unreadable",
     "invalid",
     "timeout",
+    "rate_limited",
     "other",
 ];
 
@@ -106,6 +108,7 @@ fn reason(status: StatusCode) -> &'static str {
         StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => "unreadable",
         StatusCode::UNPROCESSABLE_ENTITY => "invalid",
         StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         _ => "other",
     }
 }

@@ -41,7 +41,11 @@ pub fn client(url: &str, ca: Option<&Path>) -> RedisResult<Client> {
 /// The PEM file at `path`, if it holds at least one certificate and nothing malformed: the
 /// reason otherwise, for the message that names `REDIS_CA`.
 pub fn read_ca(path: &Path) -> Result<Vec<u8>, String> {
-    let pem = std::fs::read(path).map_err(|error| format!("cannot read it: {error}"))?;
+    // Bounded like every file the kit reads (see `files.rs`): a pipe or a huge file named by
+    // mistake is refused at start instead of hanging it.
+    let pem =
+        crate::files::read_blocking(path, crate::files::PEM_LIMIT, crate::files::READ_TIMEOUT)
+            .map_err(|error| format!("cannot read it: {error}"))?;
     // Taken as trust anchors now, as the redis crate will take them, so that what it would
     // refuse at every connection attempt is refused at start instead.
     let mut roots = rustls::RootCertStore::empty();

@@ -135,6 +135,8 @@ struct State {
     presences: Vec<Counted>,
     /// Told of every change of a presence's count here (see `presence.rs`).
     presence_changed: Arc<tokio::sync::Notify>,
+    /// How much one client may add to a presence count (see `presence.rs`).
+    presence_per_client: usize,
 }
 
 /// One broadcast: what, to whom, and whether it is a version of a latest-state topic.
@@ -213,6 +215,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections of one client address at once ([`ConnectError::ClientFull`]).
     pub max_per_client: usize,
+    /// How much one client address may add to a presence count, however many streams it holds
+    /// (see `presence.rs`).
+    pub presence_per_client: usize,
     /// Ordinary frames one connection may have queued (see [`DEFAULT_QUEUE_LIMIT`]).
     pub queue_limit: usize,
 }
@@ -222,6 +227,7 @@ impl Default for Limits {
         Limits {
             max_connections: usize::MAX,
             max_per_client: usize::MAX,
+            presence_per_client: usize::MAX,
             queue_limit: DEFAULT_QUEUE_LIMIT,
         }
     }
@@ -244,7 +250,10 @@ impl Registry {
             .map_or(0, |since| since.as_millis() as u64);
         Registry {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    presence_per_client: limits.presence_per_client.max(1),
+                    ..State::default()
+                }),
                 next_id: AtomicU64::new(1),
                 queue_limit: limits.queue_limit.max(1),
                 max_connections: limits.max_connections,
@@ -295,6 +304,7 @@ impl Registry {
             socket.stream();
         }
         let outbox = Arc::new(Outbox::new(self.shared.queue_limit));
+        let client = options.client;
         let mut follows = Vec::with_capacity(options.topics.len());
         let entry = Entry {
             id,
@@ -334,8 +344,15 @@ impl Registry {
                 follows.push(Follow::new(slot, name, start));
             }
             let replaced = state.index.insert(entry);
-            if replaced.is_none() {
-                state.joined(&key);
+            match &replaced {
+                None => state.joined(&key, client),
+                // The same tab, counted once; but if from another client, it is that client's
+                // now (its share is bounded, not the first one's).
+                Some(old) if old.client != client => {
+                    state.left(&key, old.client);
+                    state.joined(&key, client);
+                }
+                Some(_) => {}
             }
             replaced
         };

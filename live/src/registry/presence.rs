@@ -4,6 +4,14 @@
 //! - **It follows keys, not connections.** The count changes when a key matching the pattern
 //!   is stored or removed: a duplicated tab replaces the stream under its key, so it changes
 //!   nothing; a reconnecting tab leaves and comes back under the same key.
+//! - **One client cannot fake a crowd.** A key's last segment is a session id the client
+//!   picks, so one client could open a stream per made-up id (up to its stream cap, 256) and
+//!   every page read "257 people here". Each key is counted for the client that stored it (the
+//!   server's `ClientAddr`), and one client adds at most `presence_per_client`
+//!   (`PRESENCE_PER_CLIENT`, default 4) to the count: a handful of people behind one shared
+//!   address still count each, a flood counts as that handful. Kept per client and changed one
+//!   key at a time, so a change stays O(1). A key taken over by another client (a session id
+//!   copied elsewhere) moves to that client's share.
 //! - **A change costs O(1)**: the new count goes into the topic's slot, which wakes the
 //!   streams that are waiting for it (see `slot.rs`), and each stream writes the newest count
 //!   when it gets to it. Changes closer together than [`PUBLISH_GAP`] (200 ms) are published
@@ -24,6 +32,8 @@
 //! `live_presence` markup shows.
 
 use std::{
+    collections::HashMap,
+    net::IpAddr,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicUsize, Ordering},
@@ -105,6 +115,10 @@ pub(crate) const PUBLISH_GAP: Duration = Duration::from_millis(200);
 /// the registry's.
 pub(super) struct Counted {
     pattern: Pattern,
+    /// The keys the pattern matches here, per client that opened them (the registry's
+    /// `ClientAddr`); the count is the sum over clients of `min(keys, per-client bound)`, kept
+    /// up to date one key at a time.
+    clients: HashMap<IpAddr, usize>,
     shared: Arc<CountedShared>,
 }
 
@@ -137,6 +151,44 @@ impl Counted {
     /// The streams matched here.
     fn count(&self) -> usize {
         self.shared.count.load(Ordering::Relaxed)
+    }
+
+    /// A key the pattern matches was stored by `client`: counts it, unless the client has
+    /// `bound` keys counted already. O(1).
+    fn join(&mut self, client: Option<IpAddr>, bound: usize) {
+        let counts = match client {
+            Some(client) => {
+                let keys = self.clients.entry(client).or_default();
+                *keys += 1;
+                *keys <= bound
+            }
+            // The registry used without a server: nobody to bound.
+            None => true,
+        };
+        if counts {
+            self.set(self.count() + 1);
+        }
+    }
+
+    /// A key `client` stored was removed: counts it out, unless the client still has `bound`
+    /// keys or more. O(1).
+    fn leave(&mut self, client: Option<IpAddr>, bound: usize) {
+        let counted = match client
+            .and_then(|client| self.clients.get_mut(&client).map(|keys| (client, keys)))
+        {
+            Some((client, keys)) => {
+                let counted = *keys <= bound;
+                *keys -= 1;
+                if *keys == 0 {
+                    self.clients.remove(&client);
+                }
+                counted
+            }
+            None => true,
+        };
+        if counted {
+            self.set(self.count().saturating_sub(1));
+        }
     }
 
     /// Sets the count here, and publishes the total now or at the end of the gap.
@@ -271,10 +323,18 @@ impl State {
         let pattern = Pattern::new(presence.pattern).unwrap_or_else(|error| {
             panic!("presence {:?}: {error}", presence.name);
         });
-        let count = self.index.matching(&pattern);
+        let (mut count, mut clients) = (0, HashMap::<IpAddr, usize>::new());
+        self.index
+            .for_each_match(&pattern, |entry| match entry.client {
+                Some(client) => *clients.entry(client).or_default() += 1,
+                None => count += 1,
+            });
+        let bound = self.presence_per_client;
+        count += clients.values().map(|&keys| keys.min(bound)).sum::<usize>();
         let (_, topic) = self.topic(&presence.topic());
         let counted = Counted {
             pattern,
+            clients,
             shared: Arc::new(CountedShared {
                 name: presence.name,
                 slot: Arc::clone(&topic.slot),
@@ -300,31 +360,34 @@ impl State {
     /// Removes the connection `id` under `key`, and counts the key out.
     pub(super) fn remove(&mut self, key: &Key, id: u64) -> Option<super::index::Entry> {
         let removed = self.index.remove(key, Some(id))?;
-        self.left(key);
+        self.left(key, removed.client);
         Some(removed)
     }
 
-    /// A stream was stored under `key`, which no stream held.
-    pub(super) fn joined(&mut self, key: &Key) {
-        for counted in &self.presences {
+    /// `client` stored a stream under `key`, which no stream held (or another client's did).
+    pub(super) fn joined(&mut self, key: &Key, client: Option<IpAddr>) {
+        let bound = self.presence_per_client;
+        for counted in &mut self.presences {
             if counted.pattern.matches(key) {
-                counted.set(counted.count() + 1);
+                counted.join(client, bound);
             }
         }
     }
 
     /// Every stream was removed (a shutdown).
     pub(super) fn everyone_left(&mut self) {
-        for counted in &self.presences {
+        for counted in &mut self.presences {
+            counted.clients.clear();
             counted.set(0);
         }
     }
 
-    /// The stream under `key` was removed, and the key is free.
-    fn left(&mut self, key: &Key) {
-        for counted in &self.presences {
+    /// The stream `client` stored under `key` was removed (or replaced by another client's).
+    pub(super) fn left(&mut self, key: &Key, client: Option<IpAddr>) {
+        let bound = self.presence_per_client;
+        for counted in &mut self.presences {
             if counted.pattern.matches(key) {
-                counted.set(counted.count().saturating_sub(1));
+                counted.leave(client, bound);
             }
         }
     }

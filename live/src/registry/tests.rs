@@ -812,3 +812,51 @@ async fn presence_changes_within_the_gap_are_published_together_when_it_is_over(
     assert!(unchanged.is_empty(), "{unchanged:?}");
     drop(blip);
 }
+
+#[test]
+fn one_client_adds_at_most_its_share_to_a_presence_whatever_its_keys() {
+    let registry = Registry::new(Limits {
+        presence_per_client: 2,
+        ..Limits::default()
+    });
+    let from = |client: [u8; 4], tab: &str| {
+        let options = ConnectOptions {
+            client: Some(IpAddr::from(client)),
+            ..ConnectOptions::default()
+        };
+        registry
+            .connect_with(key(&format!("page/home/{tab}")), options)
+            .unwrap()
+            .0
+    };
+    let (one, two) = ([192, 0, 2, 1], [192, 0, 2, 2]);
+    // Counted from before: the bound holds for keys that were there first too.
+    let mut early: Vec<Connection> = (0..3).map(|n| from(one, &format!("early{n}"))).collect();
+    assert_eq!(registry.presence(&HERE), 2, "three keys, one client");
+
+    let flood: Vec<Connection> = (0..50).map(|n| from(one, &format!("flood{n}"))).collect();
+    let other = from(two, "other");
+    assert_eq!(
+        registry.presence(&HERE),
+        3,
+        "53 keys of one client, one of another"
+    );
+
+    drop(flood);
+    early.truncate(1);
+    assert_eq!(
+        registry.presence(&HERE),
+        2,
+        "one key left of the first client"
+    );
+
+    // The other client's key taken over by the first: the first is at its bound already.
+    let taken = from(one, "other");
+    assert_eq!(registry.presence(&HERE), 2);
+    drop(other); // the replaced connection: changes nothing
+    assert_eq!(registry.presence(&HERE), 2);
+    drop(taken);
+    assert_eq!(registry.presence(&HERE), 1);
+    drop(early);
+    assert_eq!(registry.presence(&HERE), 0);
+}

@@ -334,6 +334,13 @@ impl Server {
         let redirect = serving(
             redirect::router(
                 self.local_addr()?.port(),
+                // With ACME the served names are known: the redirect leads nowhere else.
+                redirect::Names::only(
+                    self.settings
+                        .acme
+                        .as_ref()
+                        .map_or(&[][..], |acme| &acme.domains),
+                ),
                 self.settings.acme_challenge_dir.clone(),
                 router.clone(),
                 https_ready,

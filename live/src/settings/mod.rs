@@ -18,9 +18,11 @@ mod validate;
 mod variables;
 
 use self::parse::{
-    acme, bounded, client_ip_header, is_integrity, parse, redis_ca, redis_url, seconds,
+    acme, action_limit, bounded, client_ip_header, is_integrity, parse, redis_ca, redis_url,
+    seconds,
 };
 pub use self::variables::VARIABLES;
+pub use crate::rate_limit::ActionLimit;
 use crate::{
     client::{ClientIpHeader, ClientNetworks},
     script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL},
@@ -50,6 +52,14 @@ pub struct Settings {
     /// `ACTION_TIMEOUT_SECS`: the longest an action may take before it answers 408. Streams
     /// have no timeout. Default 10 s.
     pub action_timeout: Duration,
+    /// `ACTION_RATE_PER_SEC` and `ACTION_BURST`: how many actions one client may send, as a
+    /// token bucket (see [`crate::rate_limit`]): `ACTION_BURST` at once after a quiet spell,
+    /// then `ACTION_RATE_PER_SEC` (decimals allowed: `0.5` is one every 2 s); more get a
+    /// visible `429`. Default 10 a second and 50 at once: far above what a person clicking
+    /// does, and room for a household or office behind one address, while a script posting
+    /// thousands a second gets ten. `ACTION_RATE_PER_SEC=off`: no limit (`None`). Counted per
+    /// instance.
+    pub action_limit: Option<ActionLimit>,
     /// `SEND_TIMEOUT_SECS`: how long a write to a client may stay blocked (its socket
     /// unwritable: the client is not reading) before the client is disconnected. This is the
     /// only test of a slow client. Default 10 s: a tab reads whatever arrives, so a socket that
@@ -124,6 +134,12 @@ pub struct Settings {
     /// in Redis unless it writes them again (it does every third of this): how long the tabs of
     /// an instance that was killed keep being counted on the others' pages.
     pub presence_expiry: Duration,
+    /// `PRESENCE_PER_CLIENT`: how much one client (its address, as `ClientAddr` has it) may
+    /// add to a presence count, however many streams it holds. Every stream key is a session
+    /// id the client picks, so without a bound one client with 256 streams made every page say
+    /// "257 people here". Visitors behind one shared address (an office, a school) count up to
+    /// this many. Default 4; 1 to 10 000 000.
+    pub presence_per_client: usize,
     /// `METRICS_ADDR`: where to serve Prometheus metrics (`GET /metrics`), say
     /// `127.0.0.1:9100`: a listener of its own, never the public port. Unset: no listener, and
     /// no counting that only metrics need.
@@ -205,6 +221,7 @@ impl Default for Settings {
             datastar_integrity: Integrity::Known,
             keep_alive: Duration::from_secs(15),
             action_timeout: Duration::from_secs(10),
+            action_limit: Some(ActionLimit::DEFAULT),
             send_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
@@ -222,6 +239,7 @@ impl Default for Settings {
             redis_prefix: None,
             redis_ca: None,
             presence_expiry: Duration::from_secs(15),
+            presence_per_client: 4,
             metrics_addr: None,
             tls_cert: None,
             tls_key: None,
@@ -310,7 +328,10 @@ impl Settings {
     /// Reads settings through `lookup`, refusing a value that is not valid UTF-8 with its
     /// variable named.
     fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
-        for (name, ..) in VARIABLES {
+        // `RUST_LOG` is read by `logging::init`, before the settings: refused here all the
+        // same, rather than taken for unset.
+        let names = VARIABLES.iter().map(|(name, ..)| name).chain([&"RUST_LOG"]);
+        for name in names {
             if let Some(value) = lookup(name)
                 && value.to_str().is_none()
             {
@@ -366,6 +387,7 @@ impl Settings {
             keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
             action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
                 .unwrap_or(defaults.action_timeout),
+            action_limit: action_limit(&lookup)?,
             send_timeout: seconds(&lookup, "SEND_TIMEOUT_SECS")?.unwrap_or(defaults.send_timeout),
             header_read_timeout: seconds(&lookup, "HEADER_READ_TIMEOUT_SECS")?
                 .unwrap_or(defaults.header_read_timeout),
@@ -412,6 +434,8 @@ impl Settings {
             redis_ca: redis_ca(&lookup)?,
             presence_expiry: bounded(&lookup, "PRESENCE_EXPIRY_SECS", 3, 3600)?
                 .map_or(defaults.presence_expiry, Duration::from_secs),
+            presence_per_client: bounded(&lookup, "PRESENCE_PER_CLIENT", 1, 10_000_000)?
+                .unwrap_or(defaults.presence_per_client),
             metrics_addr: parse(&lookup, "METRICS_ADDR")?,
             tls_cert: lookup("TLS_CERT").map(PathBuf::from),
             tls_key: lookup("TLS_KEY").map(PathBuf::from),
@@ -537,6 +561,7 @@ mod tests {
             ("CLIENT_IPV4_PREFIX", "24"),
             ("CLIENT_IPV6_PREFIX", "56"),
             ("MAX_CONNECTIONS_PER_CLIENT", "64"),
+            ("PRESENCE_PER_CLIENT", "40"),
         ])
         .unwrap();
         assert_eq!(config.host.to_string(), "0.0.0.0");
@@ -564,6 +589,48 @@ mod tests {
             }
         );
         assert_eq!(config.max_connections_per_client, 64);
+        assert_eq!(config.presence_per_client, 40);
+    }
+
+    #[test]
+    fn action_limits_can_be_set_or_turned_off() {
+        let set = config(&[("ACTION_RATE_PER_SEC", "0.5"), ("ACTION_BURST", "5")]).unwrap();
+        assert_eq!(
+            set.action_limit,
+            Some(ActionLimit {
+                per_second: 0.5,
+                burst: 5
+            })
+        );
+        let off = config(&[("ACTION_RATE_PER_SEC", "off")]).unwrap();
+        assert_eq!(off.action_limit, None);
+        for (name, value) in [
+            ("ACTION_RATE_PER_SEC", "0"),
+            ("ACTION_RATE_PER_SEC", "-1"),
+            ("ACTION_RATE_PER_SEC", "NaN"),
+            ("ACTION_RATE_PER_SEC", "inf"),
+            ("ACTION_RATE_PER_SEC", "1e400"),
+            ("ACTION_RATE_PER_SEC", "fast"),
+            ("ACTION_BURST", "0"),
+            ("ACTION_BURST", "1.5"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("invalid {name}=")), "{error}");
+        }
+        // A bucket size for a limit that is off is a mistake worth saying.
+        let both = config(&[("ACTION_RATE_PER_SEC", "off"), ("ACTION_BURST", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(both.starts_with("invalid ACTION_BURST="), "{both}");
+        // Made in code, not read: checked all the same.
+        let made = Settings {
+            action_limit: Some(ActionLimit {
+                per_second: f64::NAN,
+                burst: 5,
+            }),
+            ..Settings::default()
+        };
+        assert!(made.validate().is_err());
     }
 
     #[test]
@@ -597,6 +664,8 @@ mod tests {
             // Under 3 s, the heartbeat (a third) would come every second or more often.
             ("PRESENCE_EXPIRY_SECS", "2"),
             ("PRESENCE_EXPIRY_SECS", "3601"),
+            ("PRESENCE_PER_CLIENT", "0"),
+            ("PRESENCE_PER_CLIENT", "10000001"),
             ("MAX_STREAMS", "0"),
             ("MAX_STREAMS", "lots"),
             ("MAX_STREAMS_PER_CLIENT", "0"),
@@ -676,6 +745,8 @@ mod tests {
             "REDIS_URL",
             "REDIS_SECRET",
             "CLIENT_IP_HEADER",
+            // Read by the logging, before the settings: refused here all the same.
+            "RUST_LOG",
         ] {
             let lookup =
                 |asked: &str| (asked == name).then(|| OsString::from_vec(b"1\xff".to_vec()));

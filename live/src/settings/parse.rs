@@ -4,7 +4,7 @@ use std::{str::FromStr, time::Duration};
 
 use std::path::PathBuf;
 
-use super::{AcmeSettings, ConfigError, LETS_ENCRYPT, MAX_SECS};
+use super::{AcmeSettings, ActionLimit, ConfigError, LETS_ENCRYPT, MAX_SECS};
 use crate::client::ClientIpHeader;
 
 /// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
@@ -92,6 +92,45 @@ pub(super) fn client_ip_header(
     Ok(Some(ClientIpHeader {
         hops: hops.unwrap_or(1),
         ..header
+    }))
+}
+
+/// `ACTION_RATE_PER_SEC` (a number, decimals allowed, or `off`) and `ACTION_BURST`, which means
+/// nothing with the limit off.
+pub(super) fn action_limit(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<ActionLimit>, ConfigError> {
+    let (min, max) = (ActionLimit::MIN_PER_SECOND, ActionLimit::MAX_PER_SECOND);
+    let burst = bounded::<u32>(lookup, "ACTION_BURST", 1, 1_000_000)?;
+    let per_second = match lookup("ACTION_RATE_PER_SEC") {
+        Some(off) if off.trim().eq_ignore_ascii_case("off") => {
+            return match burst {
+                Some(burst) => Err(ConfigError::new(
+                    "ACTION_BURST",
+                    burst.to_string(),
+                    "sizes the bucket that ACTION_RATE_PER_SEC=off turns off: set one or neither",
+                )),
+                None => Ok(None),
+            };
+        }
+        Some(value) => match value.trim().parse::<f64>() {
+            // `NaN`, `inf` and `1e400` parse too.
+            Ok(rate) if (min..=max).contains(&rate) => rate,
+            _ => {
+                return Err(ConfigError::new(
+                    "ACTION_RATE_PER_SEC",
+                    value,
+                    format!(
+                        "must be actions a second from {min} to {max} (0.5: one every 2 s), or off"
+                    ),
+                ));
+            }
+        },
+        None => ActionLimit::DEFAULT.per_second,
+    };
+    Ok(Some(ActionLimit {
+        per_second,
+        burst: burst.unwrap_or(ActionLimit::DEFAULT.burst),
     }))
 }
 

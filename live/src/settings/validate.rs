@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, MAX_SECS, Settings};
+use super::{ActionLimit, ConfigError, MAX_SECS, Settings};
 
 impl Settings {
     /// Checks what a single variable cannot: settings that must agree with each other. Run at
@@ -56,6 +56,30 @@ impl Settings {
                 "MAX_CONNECTIONS_PER_CLIENT",
                 "0",
                 "must be at least 1",
+            ));
+        }
+        if let Some(limit) = self.action_limit {
+            let (min, max) = (ActionLimit::MIN_PER_SECOND, ActionLimit::MAX_PER_SECOND);
+            if !(min..=max).contains(&limit.per_second) {
+                return Err(ConfigError::new(
+                    "ACTION_RATE_PER_SEC",
+                    limit.per_second.to_string(),
+                    format!("must be from {min} to {max}, or off"),
+                ));
+            }
+            if limit.burst == 0 {
+                return Err(ConfigError::new(
+                    "ACTION_BURST",
+                    "0",
+                    "must be at least 1: a bucket that holds nothing refuses every action",
+                ));
+            }
+        }
+        if self.presence_per_client == 0 {
+            return Err(ConfigError::new(
+                "PRESENCE_PER_CLIENT",
+                "0",
+                "must be at least 1: every client counts at least once",
             ));
         }
         match (&self.tls_cert, &self.tls_key) {

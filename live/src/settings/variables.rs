@@ -34,6 +34,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the longest an action may run before it answers 408",
     ),
     (
+        "ACTION_RATE_PER_SEC",
+        "10",
+        "actions a second one client may keep sending (0.5: one every 2 s), per instance; off: no limit",
+    ),
+    (
+        "ACTION_BURST",
+        "50",
+        "actions one client may send at once before ACTION_RATE_PER_SEC applies; beyond: a visible 429",
+    ),
+    (
         "SEND_TIMEOUT_SECS",
         "10",
         "how long a write to a client may stay blocked before it is disconnected",
@@ -127,6 +137,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "PRESENCE_EXPIRY_SECS",
         "15",
         "with REDIS_URL: how long a killed instance's tabs still count on the others' pages",
+    ),
+    (
+        "PRESENCE_PER_CLIENT",
+        "4",
+        "how much one client address may add to a presence count (\"N people here\")",
     ),
     (
         "METRICS_ADDR",

@@ -132,11 +132,14 @@ fn directory_roots(path: &std::path::Path) -> Result<RootCertStore, TlsError> {
         path: path.to_owned(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        setting: "ACME_DIRECTORY_CA",
-        path: path.to_owned(),
-        source,
-    })?;
+    // At start, bounded like every file the kit reads (see `files.rs`).
+    let pem =
+        crate::files::read_blocking(path, crate::files::PEM_LIMIT, crate::files::READ_TIMEOUT)
+            .map_err(|source| TlsError::Read {
+                setting: "ACME_DIRECTORY_CA",
+                path: path.to_owned(),
+                source,
+            })?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| content(format!("not PEM: {error}")))?;

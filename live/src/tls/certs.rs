@@ -12,6 +12,8 @@ use std::{
     sync::{Arc, PoisonError, RwLock},
 };
 
+use crate::files::{PEM_LIMIT, READ_TIMEOUT};
+
 use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
@@ -79,13 +81,19 @@ pub struct CertificatePair {
 }
 
 impl CertificatePair {
-    /// Reads and checks the pair (see [`read_pair`]).
+    /// Reads and checks the pair (see [`read_pair`]), at start: blocks the calling thread for
+    /// at most [`READ_TIMEOUT`] per file.
     pub fn load(
         cert_path: PathBuf,
         key_path: PathBuf,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, TlsError> {
-        let current = read_pair(&cert_path, &key_path, &provider)?;
+        let read = |setting, path: &Path| {
+            crate::files::read_blocking(path, PEM_LIMIT, READ_TIMEOUT)
+                .map_err(read_error(setting, path))
+        };
+        let (cert_pem, key_pem) = (read("TLS_CERT", &cert_path)?, read("TLS_KEY", &key_path)?);
+        let current = read_pair(&cert_path, &cert_pem, &key_path, &key_pem, &provider)?;
         Ok(CertificatePair {
             cert_path,
             key_path,
@@ -96,8 +104,25 @@ impl CertificatePair {
 
     /// Reads the files again; on success new handshakes present the new pair, on failure
     /// nothing changes.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = read_pair(&self.cert_path, &self.key_path, &self.provider)?;
+    ///
+    /// The files are read off the runtime, each refused if it is not a regular file of at most
+    /// 1 MiB or takes longer than [`READ_TIMEOUT`] (see `files.rs`): a key replaced by a named
+    /// pipe or a huge file is refused with a reason, and never holds up a request or the
+    /// shutdown.
+    pub async fn reload(&self) -> Result<(), TlsError> {
+        let cert_pem = crate::files::read(&self.cert_path, PEM_LIMIT, READ_TIMEOUT)
+            .await
+            .map_err(read_error("TLS_CERT", &self.cert_path))?;
+        let key_pem = crate::files::read(&self.key_path, PEM_LIMIT, READ_TIMEOUT)
+            .await
+            .map_err(read_error("TLS_KEY", &self.key_path))?;
+        let fresh = read_pair(
+            &self.cert_path,
+            &cert_pem,
+            &self.key_path,
+            &key_pem,
+            &self.provider,
+        )?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
         Ok(())
     }
@@ -133,29 +158,32 @@ impl fmt::Debug for CertificatePair {
     }
 }
 
-/// Reads the chain at `cert_path` (end-entity certificate first, as ACME clients write
-/// `fullchain.pem`) and the private key at `key_path` (PKCS#8, PKCS#1 or SEC1), and checks that
-/// the key is the certificate's.
+/// How a file that cannot be read is reported: naming the setting and the file.
+fn read_error(setting: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TlsError {
+    let path = path.to_owned();
+    move |source| TlsError::Read {
+        setting,
+        path,
+        source,
+    }
+}
+
+/// Parses the chain read from `cert_path` (end-entity certificate first, as ACME clients write
+/// `fullchain.pem`) and the private key read from `key_path` (PKCS#8, PKCS#1 or SEC1), and
+/// checks that the key is the certificate's.
 pub(super) fn read_pair(
     cert_path: &Path,
+    cert_pem: &[u8],
     key_path: &Path,
+    key_pem: &[u8],
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsError> {
-    let read = |setting, path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            setting,
-            path: path.to_owned(),
-            source,
-        })
-    };
     let content = |setting, path: &Path, reason: String| TlsError::Content {
         setting,
         path: path.to_owned(),
         reason,
     };
-    let cert_pem = read("TLS_CERT", cert_path)?;
-    let key_pem = read("TLS_KEY", key_path)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| content("TLS_CERT", cert_path, format!("not PEM: {error}")))?;
     if chain.is_empty() {
@@ -165,7 +193,7 @@ pub(super) fn read_pair(
             "no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into(),
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| {
         content(
             "TLS_KEY",
             key_path,

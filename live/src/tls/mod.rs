@@ -114,10 +114,11 @@ impl Tls {
 
     /// Reads the files again (a renewed certificate): new connections get the new pair, open
     /// ones keep theirs. A pair that cannot be read or does not match is refused, and the one in
-    /// use stays. (ACME renews by itself: nothing to do then.)
-    pub fn reload(&self) -> Result<(), TlsError> {
+    /// use stays. (ACME renews by itself: nothing to do then.) The files are read off the
+    /// runtime with a size and a time bound ([`CertificatePair::reload`]).
+    pub async fn reload(&self) -> Result<(), TlsError> {
         match &self.source {
-            Source::Files(pair) => pair.reload(),
+            Source::Files(pair) => pair.reload().await,
             #[cfg(feature = "acme")]
             Source::Acme(_) => Ok(()),
         }
@@ -158,7 +159,7 @@ pub fn reload_on_hangup(
                 tracing::info!("SIGHUP: certificates come from ACME and renew by themselves");
                 continue;
             };
-            match tls.reload() {
+            match tls.reload().await {
                 Ok(()) => tracing::info!(
                     cert = %pair.cert_path().display(),
                     "SIGHUP: certificate and key reloaded; new connections get them"

@@ -5,6 +5,9 @@
 //! kills and empties Redis, to check that every broadcast still reaches every tab exactly once
 //! and that no tab goes back to an older note.
 //!
+//! `rate.rs` floods one instance with actions from one address while a person posts to it,
+//! and follows the person's posts to a tab on the other instance.
+//!
 //! The tests of delivery and faults run twice ([`over_tcp_and_tls!`]): against a plain Redis,
 //! and against one that speaks only TLS and wants a password, as managed Redis does
 //! (`rediss://`, `REDIS_CA`).
@@ -14,6 +17,7 @@
 mod faults;
 mod presence;
 mod proxy;
+mod rate;
 #[path = "../support/mod.rs"]
 mod support;
 mod tls;
@@ -92,6 +96,9 @@ pub(crate) async fn instance_with_prefix(redis_url: &str, prefix: &str) -> TestA
         config.redis_url = Some(url);
         config.redis_secret = Some(SECRET.into());
         config.redis_prefix = Some(prefix);
+        // These tests post from one address as fast as they check delivery (60 notes in a
+        // row, say): the action rate limit has a test of its own, `rate.rs`.
+        config.action_limit = None;
     })
     .await
 }

@@ -13,7 +13,10 @@ pub mod notes;
 
 use std::{
     net::SocketAddr,
-    sync::{LazyLock, OnceLock},
+    sync::{
+        Arc, LazyLock, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -239,6 +242,99 @@ impl Drop for TestApp {
             server.abort();
         }
     }
+}
+
+/// A client whose connections come from `from` (a loopback address other than `127.0.0.1`:
+/// another client, as the server sees it).
+pub fn client_from(from: std::net::IpAddr) -> reqwest::Client {
+    client_builder(reqwest::Client::builder().local_address(from))
+        .build()
+        .unwrap()
+}
+
+/// What a flood of plain posts got ([`flood`]).
+#[derive(Debug, Default)]
+pub struct Flood {
+    /// Answered `303`: done.
+    pub accepted: usize,
+    /// Answered `429` with the refusal page.
+    pub refused: usize,
+    /// Every `Retry-After` the refusals carried.
+    pub retry_after: std::collections::BTreeSet<String>,
+    /// Any other answer, or a refusal without its page or `Retry-After`.
+    pub unexpected: Vec<String>,
+    /// From the first post sent to the last answer read.
+    pub elapsed: Duration,
+}
+
+/// Posts to `url` from `from` (a loopback address other than `127.0.0.1`: another client),
+/// as a browser without JavaScript does, on `workers` connections at once, each sending its
+/// next post as soon as it has the answer, until `duration` is up.
+pub async fn flood(
+    url: String,
+    from: std::net::IpAddr,
+    workers: usize,
+    duration: Duration,
+) -> Flood {
+    let never = Arc::new(AtomicBool::new(false));
+    flood_until(url, from, workers, never, duration).await
+}
+
+/// [`flood`], until `stop` is set or `duration` is up.
+pub async fn flood_until(
+    url: String,
+    from: std::net::IpAddr,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    duration: Duration,
+) -> Flood {
+    let client = client_from(from);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (client, url, stop) = (client.clone(), url.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut got = Flood::default();
+                let mut n = 0;
+                while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let response = client
+                        .post(&url)
+                        .form(&[("text", format!("spam {worker}.{n}"))])
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|value| value.to_str().unwrap().to_owned());
+                    let body = response.text().await.unwrap();
+                    match (status.as_u16(), retry_after) {
+                        (303, _) => got.accepted += 1,
+                        (429, Some(retry_after)) if body.contains("sent a lot in a short time") => {
+                            got.refused += 1;
+                            got.retry_after.insert(retry_after);
+                        }
+                        (_, retry_after) => got
+                            .unexpected
+                            .push(format!("{status}, Retry-After {retry_after:?}: {body}")),
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut total = Flood::default();
+    for task in tasks {
+        let got = task.await.unwrap();
+        total.accepted += got.accepted;
+        total.refused += got.refused;
+        total.retry_after.extend(got.retry_after);
+        total.unexpected.extend(got.unexpected);
+    }
+    total.elapsed = started.elapsed();
+    total
 }
 
 #[allow(unused_imports)] // each test binary uses its own share of these too
