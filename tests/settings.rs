@@ -10,7 +10,9 @@ fn example() -> BTreeMap<String, String> {
     text.lines()
         .map(|line| line.strip_prefix('#').unwrap_or(line))
         .filter_map(|line| line.split_once('='))
-        .filter(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .filter(|(name, _)| {
+            (name.chars()).all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect()
 }

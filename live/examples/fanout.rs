@@ -25,9 +25,10 @@
 //! `--addr` first checks, within seconds, that the server there is the notes app (a stream
 //! opens and a note reaches it), and stops with a message saying what to start if not: a
 //! generated app has other routes. `--serve-notes` reads its settings from the environment like
-//! any app, except that one client address may hold every stream and count that many in
-//! presence unless `MAX_STREAMS_PER_CLIENT` and `PRESENCE_PER_CLIENT` say otherwise (all the
-//! benchmark's clients share one).
+//! any app, except that one client address may hold every stream (and twice as many
+//! connections) and count that many in presence unless `MAX_STREAMS_PER_CLIENT`,
+//! `MAX_CONNECTIONS_PER_CLIENT` and `PRESENCE_PER_CLIENT` say otherwise (all the benchmark's
+//! clients share one).
 //!
 //! The server is the kit's notes app (`tests/support/notes.rs`: a page stream following a
 //! latest-state topic, an action that publishes it, an action that broadcasts an ordinary
@@ -506,6 +507,7 @@ impl Server {
             .env("MAX_STREAMS", max_streams.to_string())
             // Every client of the benchmark comes from 127.0.0.1.
             .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
+            .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
             .env("PRESENCE_PER_CLIENT", max_streams.to_string())
             .env(
                 "RUST_LOG",
@@ -1481,6 +1483,7 @@ mod https {
             .env("PORT", port.to_string())
             .env("MAX_STREAMS", max_streams.to_string())
             .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
+            .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
             .env("PRESENCE_PER_CLIENT", max_streams.to_string())
             .env("TLS_CERT", &MATERIAL.cert)
             .env("TLS_KEY", &MATERIAL.key)
@@ -1593,6 +1596,9 @@ fn serve_notes() {
         // Every client of the benchmark comes from one address.
         if std::env::var("MAX_STREAMS_PER_CLIENT").map_or(true, |value| value.is_empty()) {
             settings.max_streams_per_client = settings.max_streams;
+        }
+        if std::env::var("MAX_CONNECTIONS_PER_CLIENT").map_or(true, |value| value.is_empty()) {
+            settings.max_connections_per_client = 2 * settings.max_streams;
         }
         // …and so does every post: bursts of 1 024 at once are what is measured.
         if std::env::var("ACTION_RATE_PER_SEC").map_or(true, |value| value.is_empty()) {

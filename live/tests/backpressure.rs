@@ -141,6 +141,7 @@ async fn a_burst_of_simultaneous_updates_drops_no_reading_stream_and_all_end_on_
     let app = spawn_app_with(|config| {
         config.max_streams = STREAMS + 10;
         config.max_streams_per_client = STREAMS + 10; // every client is 127.0.0.1 here
+        config.max_connections_per_client = STREAMS + NOTES + 10; // the posts too
         config.action_limit = None; // and so is every poster: 128 at once is the point
     })
     .await;

@@ -205,3 +205,43 @@ async fn behind_a_load_balancer_and_a_proxy_each_client_is_counted_apart() {
     }
     assert_eq!(app.streams("page/notes/*"), 4);
 }
+
+#[tokio::test]
+async fn a_client_is_its_ipv6_64_or_its_ipv4_address_and_each_is_capped_apart() {
+    // Arrange: at most three streams per client; the test presents its clients' addresses in
+    // X-Forwarded-For (the loopback cannot send from arbitrary IPv6 addresses).
+    let app = spawn_app_with(|config| {
+        config.max_streams_per_client = 3;
+        config.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await;
+    let addr = app.addr;
+    let from = move |address: String| async move { open_stream(addr, LOOPBACK, &[address]).await };
+
+    // Act: six streams from six addresses of one /64; then three from another /64; six from
+    // one IPv4 address (half written as IPv6, as a dual-stack socket reports it), and one
+    // from the next IPv4 address.
+    let mut one_64 = Vec::new();
+    for host in 1..=6 {
+        one_64.push(from(format!("2001:db8:0:1:{host:x}::{host:x}")).await);
+    }
+    let mut next_64 = Vec::new();
+    for host in 1..=3 {
+        next_64.push(from(format!("2001:db8:0:2::{host:x}")).await);
+    }
+    let mut one_ipv4 = Vec::new();
+    for written in ["192.0.2.7", "::ffff:192.0.2.7"].repeat(3) {
+        one_ipv4.push(from(written.to_owned()).await);
+    }
+    let next_ipv4 = from("192.0.2.8".to_owned()).await;
+
+    // Assert: every address of a /64 shares the one cap; another /64 has its own; IPv4 is
+    // counted per address, however it is written.
+    let open = |outcomes: &[Outcome]| outcomes.iter().filter(|o| o.is_open()).count();
+    assert_eq!(open(&one_64), 3, "one /64: {one_64:?}");
+    assert!(one_64[..3].iter().all(Outcome::is_open), "{one_64:?}");
+    assert_eq!(open(&next_64), 3, "another /64");
+    assert_eq!(open(&one_ipv4), 3, "one IPv4 address: {one_ipv4:?}");
+    assert!(next_ipv4.is_open(), "the next IPv4 address");
+    assert_eq!(app.streams("page/notes/*"), 10);
+}

@@ -50,6 +50,7 @@ async fn silent_slow_and_idle_connections_are_closed_on_time_and_the_app_keeps_a
         config.header_read_timeout = Duration::from_secs(2);
         config.keep_alive_timeout = Duration::from_secs(1);
         config.keep_alive = Duration::from_secs(1); // the stream goes quiet longer than that
+        config.max_connections_per_client = 4 * EACH; // every client is 127.0.0.1 here
     })
     .await;
     let mut live = app.open_live_stream().await;

@@ -188,6 +188,50 @@ async fn the_stream_caps_count_http2_streams() {
 }
 
 #[tokio::test]
+async fn streams_over_http11_and_http2_count_together_against_the_client_cap() {
+    // Arrange: one stream over HTTP/1.1 and one over HTTP/2, from one client, at a cap of two.
+    let app = spawn_https_app_with(|settings| {
+        settings.max_streams_per_client = 2;
+    })
+    .await;
+    let http1 = (app.https.as_ref().unwrap().ca.client())
+        .http1_only()
+        .build()
+        .unwrap();
+    let open_over_http1 = || async {
+        let signals = serde_json::json!({ "sessionId": uuid::Uuid::new_v4() }).to_string();
+        let response = (http1.get(app.url("/sse/notes")))
+            .query(&[("datastar", signals)])
+            .header("datastar-request", "true")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_11);
+        response
+    };
+    let mut over_http1 = live::testing::SseClient::new(open_over_http1().await);
+    over_http1.read_initial_events().await;
+    let mut connection = H2Connection::open(&app, 65_535).await;
+    let mut over_h2 = connection.open_tab().await;
+    over_h2.read_until("\"connected\":true").await;
+
+    // Act: a third stream over each protocol.
+    let mut third_h2 = connection.open_tab().await;
+    let ended = third_h2.until_end(true, PATIENCE).await;
+    let third_http1 = open_over_http1().await.text().await.unwrap();
+
+    // Assert: both refused: the client holds two streams, whichever protocol carries them.
+    assert_eq!(ended, Ended::Finished, "a refusal is a short answer");
+    for refusal in [&third_h2.text, &third_http1] {
+        assert!(
+            refusal.contains("too many open streams from your address"),
+            "{refusal}"
+        );
+    }
+    assert_eq!(app.streams("page/notes/*"), 2);
+}
+
+#[tokio::test]
 async fn shutdown_says_goaway_and_ends_every_stream_with_the_restart_event() {
     // Arrange: two streams on one raw connection.
     let app = spawn_https_app_with(|_| {}).await;

@@ -16,6 +16,7 @@ async fn roomy_app() -> TestApp {
     live::serve::raise_open_files_limit();
     spawn_app_with(|settings| {
         settings.max_streams_per_client = 10_000;
+        settings.max_connections_per_client = 10_000;
         settings.presence_per_client = 10_000;
     })
     .await

@@ -77,6 +77,7 @@ impl App {
             .env("REDIS_SECRET", SECRET)
             .env("REDIS_PREFIX", format!("restart-test-{}", redis.port))
             .env("MAX_STREAMS_PER_CLIENT", "10000") // every tab is 127.0.0.1 here
+            .env("MAX_CONNECTIONS_PER_CLIENT", "10000")
             .env("ACTION_RATE_PER_SEC", "off") // and so is the greeter, at 20 a second
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

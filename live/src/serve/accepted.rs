@@ -35,6 +35,15 @@ pub(super) struct Serving {
 }
 
 impl Serving {
+    /// Whether every connection starts with a TLS handshake (so a refusal must be a TLS alert).
+    pub(super) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return true;
+        }
+        false
+    }
+
     fn limits(&self) -> SocketLimits {
         SocketLimits {
             send_timeout: self.settings.send_timeout,
@@ -59,6 +68,7 @@ impl Serving {
             activity: Arc::clone(&activity),
             peer: peer.ip(),
             client_ip_header: self.settings.client_ip_header.clone(),
+            networks: self.settings.client_networks,
             draining: self.draining.clone(),
             https: false,
             streams: None,

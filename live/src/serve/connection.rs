@@ -29,7 +29,7 @@ use super::{
     drain::Draining,
 };
 use crate::{
-    client::{ClientAddr, ClientIpHeader},
+    client::{ClientIp, ClientIpHeader, ClientNetworks},
     registry::SocketControl,
     sse::{EventStream, Handoff},
 };
@@ -42,6 +42,8 @@ pub(super) struct ConnectionService {
     pub(super) activity: Arc<Activity>,
     pub(super) peer: IpAddr,
     pub(super) client_ip_header: Option<ClientIpHeader>,
+    /// How the client's address is grouped into the network per-client limits count.
+    pub(super) networks: ClientNetworks,
     pub(super) draining: Draining,
     /// Whether the connection is HTTPS: its responses tell browsers to keep to HTTPS.
     pub(super) https: bool,
@@ -119,7 +121,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
         };
         request.extensions_mut().insert(control);
         let http1 = request.version() < Version::HTTP_2;
-        request.extensions_mut().insert(ClientAddr(client));
+        // Counted by its network (so an IPv6 host's whole /64 is one client), logged exactly.
+        request
+            .extensions_mut()
+            .insert(self.networks.client(client));
+        request.extensions_mut().insert(ClientIp(client));
         let in_flight = self.activity.start();
         let draining = self.draining.clone();
         let router = self.router.clone();

@@ -3,11 +3,23 @@
 //! Every connection costs a file descriptor. Run into the open-files limit and `accept` fails
 //! for everyone — health probes included — until something closes. So the server caps its
 //! connections below the limit, keeping [`HEADROOM`] descriptors for everything else (files,
-//! Redis, logs, and the refusals themselves), and answers a connection beyond the cap with a
-//! short `503` at once instead of leaving it to wait.
+//! Redis, logs, and the refusals themselves), and answers a connection beyond the cap at once
+//! instead of leaving it to wait.
+//!
+//! One client must not take the whole cap either: connections that never send a byte cost
+//! nothing to open, and one address holding every slot shuts everyone else out. So each client
+//! network ([`ClientNetworks`]) may hold `MAX_CONNECTIONS_PER_CLIENT` ([`PerClient`]), counted
+//! from accept — before a TLS handshake or a request, since a connection that never starts
+//! either holds its slot all the same.
+//!
+//! A refused connection over HTTPS is sent a TLS alert, not the plain-text `503`: written into
+//! a handshake, that text is a protocol error to the browser, which shows a TLS failure instead
+//! of a busy server.
 
 use std::{
+    collections::HashMap,
     io,
+    net::IpAddr,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -21,7 +33,7 @@ use tokio::{
     sync::Semaphore,
 };
 
-use crate::settings::Settings;
+use crate::{client::ClientNetworks, settings::Settings};
 
 /// Descriptors kept back from the open-files limit for everything but client connections.
 pub const HEADROOM: u64 = 512;
@@ -37,6 +49,31 @@ connection: close\r\n\
 content-length: 67\r\n\
 \r\n\
 The server is at its connection limit; try again in a few seconds.\n";
+
+/// What a connection from a client already at its own cap is told before it is closed.
+const CLIENT_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+retry-after: 5\r\n\
+connection: close\r\n\
+content-length: 66\r\n\
+\r\n\
+Too many connections from your network; close some and try again.\n";
+
+/// A TLS alert record, fatal `internal_error` (RFC 8446, section 6): what a refused HTTPS
+/// connection is sent in place of a `ServerHello`. Before the handshake, records are not
+/// encrypted, so this needs no session; TLS has no "busy" alert, and `internal_error` is the
+/// one for "cannot continue, not the peer's fault". The record says TLS 1.2 (`03 03`), which
+/// every TLS 1.2 and 1.3 client accepts in a first record.
+const TLS_ALERT: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80];
+
+/// Why a connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The server holds `MAX_CONNECTIONS`.
+    Full,
+    /// The client's network holds `MAX_CONNECTIONS_PER_CLIENT`.
+    ClientFull,
+}
 
 /// The most connections to hold at once: `MAX_CONNECTIONS`, or what the open-files limit
 /// allows less [`HEADROOM`]. An explicit setting above what the limit allows is refused.
@@ -87,23 +124,46 @@ impl Refusals {
         }
     }
 
-    /// Tells `tcp` the server is busy and closes it.
-    pub(super) fn refuse(&self, mut tcp: TcpStream, cap: usize) {
+    /// Tells `tcp` (from `peer`) why it is refused and closes it: a `503` over plain HTTP, a
+    /// TLS alert when the connection is to start with a TLS handshake (`tls`).
+    pub(super) fn refuse(
+        &self,
+        mut tcp: TcpStream,
+        peer: IpAddr,
+        why: Refusal,
+        cap: usize,
+        tls: bool,
+    ) {
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
             if logged.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
                 *logged = Some(Instant::now());
-                tracing::warn!(cap, refused, "at the connection cap: refusing connections");
+                match why {
+                    Refusal::Full => {
+                        tracing::warn!(cap, refused, "at the connection cap: refusing connections");
+                    }
+                    Refusal::ClientFull => tracing::warn!(
+                        cap,
+                        refused,
+                        %peer,
+                        "a client network at its connection cap: refusing its connections"
+                    ),
+                }
             }
         }
         let Ok(permit) = Arc::clone(&self.at_once).try_acquire_owned() else {
             return; // dropped: closed at once
         };
+        let answer = match (tls, why) {
+            (true, _) => TLS_ALERT,
+            (false, Refusal::Full) => BUSY,
+            (false, Refusal::ClientFull) => CLIENT_BUSY,
+        };
         tokio::spawn(async move {
             let _permit = permit;
             // Small enough for an empty send buffer: written at once or not at all.
-            if tcp.try_write(BUSY).is_err() {
+            if tcp.try_write(answer).is_err() {
                 return;
             }
             let _ = tcp.shutdown().await;
@@ -118,18 +178,144 @@ impl Refusals {
     }
 }
 
+/// Open connections per client network, for `MAX_CONNECTIONS_PER_CLIENT`. Clones share the
+/// count.
+///
+/// A std mutex around a map: the accept loop takes it once per connection and a closing
+/// connection once, each for a hash lookup, never across an `.await`.
+#[derive(Debug, Clone)]
+pub(super) struct PerClient {
+    cap: usize,
+    networks: ClientNetworks,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerClient {
+    /// The per-client cap of `settings`; `None` behind proxies (`CLIENT_IP_HEADER`), where
+    /// every connection comes from a proxy and a cap on it would cap everyone at once.
+    pub(super) fn new(settings: &Settings) -> Option<Self> {
+        if settings.client_ip_header.is_some() {
+            return None;
+        }
+        Some(PerClient {
+            cap: settings.max_connections_per_client,
+            networks: settings.client_networks,
+            open: Arc::default(),
+        })
+    }
+
+    pub(super) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// A place for one more connection from `peer`, held until the slot is dropped; `None` if
+    /// its network holds the cap already.
+    pub(super) fn admit(&self, peer: IpAddr) -> Option<ClientSlot> {
+        let network = self.networks.network(peer);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(network).or_default();
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            open: Arc::clone(&self.open),
+            network,
+        })
+    }
+
+    /// How many connections `network` holds (tests).
+    #[cfg(test)]
+    fn of(&self, network: IpAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(&network).copied().unwrap_or(0)
+    }
+}
+
+/// One connection's place in its network's count, given back when dropped.
+#[derive(Debug)]
+pub(super) struct ClientSlot {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    network: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.network) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.network);
+                // A flood from many networks grows the map; it should not keep that size
+                // once they are gone.
+                let len = open.len();
+                if open.capacity() > 1024 && len * 4 < open.capacity() {
+                    open.shrink_to(len * 2);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_busy_answer_is_well_formed() {
-        let text = std::str::from_utf8(BUSY).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    fn the_busy_answers_are_well_formed() {
+        for answer in [BUSY, CLIENT_BUSY] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.contains(&format!("content-length: {}", body.len())),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_network_holds_at_most_its_cap_and_gets_its_places_back() {
+        let per_client = PerClient::new(&Settings {
+            max_connections_per_client: 2,
+            ..Settings::default()
+        })
+        .unwrap();
+        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let first = per_client.admit(ip("2001:db8:0:1::1")).unwrap();
+        let _second = per_client.admit(ip("2001:db8:0:1::2")).unwrap();
         assert!(
-            head.contains(&format!("content-length: {}", body.len())),
-            "{text}"
+            per_client.admit(ip("2001:db8:0:1:ffff::3")).is_none(),
+            "a third address of the same /64"
         );
+        assert!(
+            per_client.admit(ip("2001:db8:0:2::1")).is_some(),
+            "the next /64"
+        );
+        let _a = per_client.admit(ip("192.0.2.1")).unwrap();
+        let _b = per_client.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert!(
+            per_client.admit(ip("192.0.2.1")).is_none(),
+            "IPv4 either way"
+        );
+        assert!(
+            per_client.admit(ip("192.0.2.2")).is_some(),
+            "IPv4: per address"
+        );
+        drop(first);
+        assert_eq!(per_client.of(ip("2001:db8:0:1::")), 1);
+        assert!(
+            per_client.admit(ip("2001:db8:0:1::9")).is_some(),
+            "its place back"
+        );
+    }
+
+    #[test]
+    fn behind_a_proxy_connections_are_not_counted_per_client() {
+        let behind = Settings {
+            client_ip_header: Some("x-forwarded-for".parse().unwrap()),
+            ..Settings::default()
+        };
+        assert!(PerClient::new(&behind).is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
 //!   beyond.
+//! - `trim.rs`: memory given back to the system once a flood of connections has gone.
 //! - `prepare.rs`: before serving — settings checked, certificates read, sockets bound.
 
 mod accepted;
@@ -25,6 +26,7 @@ mod limits;
 mod prepare;
 mod redirect;
 mod socket;
+mod trim;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -47,7 +49,7 @@ use self::prepare::Background;
 pub use self::prepare::raise_open_files_limit;
 use self::{
     accepted::Serving,
-    limits::Refusals,
+    limits::{PerClient, Refusal, Refusals},
     prepare::{bind, bind_metrics, prepare},
 };
 pub use self::{
@@ -275,6 +277,13 @@ impl Server {
             );
         }
         let permits = Arc::new(Semaphore::new(cap));
+        let per_client = PerClient::new(&self.settings);
+        let peak = Arc::new(trim::Peak::default());
+        let _trim = AbortOnDropHandle::new(tokio::spawn(trim::after_floods(
+            Arc::clone(&peak),
+            Arc::clone(&permits),
+            cap,
+        )));
         let refusals = Refusals::new();
         // Debug builds: push template and stylesheet changes to open tabs while serving.
         #[cfg(debug_assertions)]
@@ -357,12 +366,26 @@ impl Server {
                     continue;
                 }
             };
+            // One place per open connection in its client's network first: a client at its
+            // own cap is refused without taking a permit that someone else could use.
+            let slot = match &per_client {
+                Some(per_client) => match per_client.admit(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let why = Refusal::ClientFull;
+                        refusals.refuse(tcp, peer.ip(), why, per_client.cap(), serving.is_tls());
+                        continue;
+                    }
+                },
+                None => None,
+            };
             // One permit per open connection: beyond the cap, a short answer instead of
             // running into the open-files limit.
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                refusals.refuse(tcp, cap);
+                refusals.refuse(tcp, peer.ip(), Refusal::Full, cap, serving.is_tls());
                 continue;
             };
+            peak.opened(cap - permits.available_permits());
             // Events are small and latency matters more than packet count.
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -371,6 +394,7 @@ impl Server {
             connections.spawn(async move {
                 serving.serve(tcp, peer).await;
                 drop(permit);
+                drop(slot);
             });
         }
         drop(self.redirect);

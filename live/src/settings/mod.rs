@@ -24,7 +24,7 @@ use self::parse::{
 pub use self::variables::VARIABLES;
 pub use crate::rate_limit::ActionLimit;
 use crate::{
-    client::ClientIpHeader,
+    client::{ClientIpHeader, ClientNetworks},
     script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL},
 };
 
@@ -80,8 +80,9 @@ pub struct Settings {
     /// `MAX_STREAMS`: open streams beyond which a new one is refused, and Datastar told to
     /// retry in a few seconds. Default 10 000: each stream costs a socket and some memory.
     pub max_streams: usize,
-    /// `MAX_STREAMS_PER_CLIENT`: open streams one client address may hold, so one client
-    /// cannot take them all. Default 256. The address is the TCP peer's unless
+    /// `MAX_STREAMS_PER_CLIENT`: open streams one client may hold, so one client cannot take
+    /// them all; HTTP/2 streams count like HTTP/1.1 ones. Default 256. The client is the
+    /// network of its address (`client_networks`: an IPv6 client's /64), the TCP peer's unless
     /// `CLIENT_IP_HEADER` says otherwise: behind a proxy every client has the proxy's address.
     pub max_streams_per_client: usize,
     /// `CLIENT_IP_HEADER`: the request header the proxies in front of the app add the client's
@@ -91,6 +92,16 @@ pub struct Settings {
     /// Unset: the TCP peer's address. Set it only behind proxies: without one, clients can send
     /// any value.
     pub client_ip_header: Option<ClientIpHeader>,
+    /// `CLIENT_IPV4_PREFIX` and `CLIENT_IPV6_PREFIX`: how client addresses are grouped into
+    /// the networks every per-client limit counts. Default 32 and 64: one IPv4 address, one
+    /// IPv6 /64 (what one subscriber is given; see [`ClientNetworks`]).
+    pub client_networks: ClientNetworks,
+    /// `MAX_CONNECTIONS_PER_CLIENT`: open connections one client network may hold, counted from
+    /// accept (before any TLS handshake) by the TCP peer; beyond it a new one is closed at once.
+    /// Default 512: every stream over HTTP/1.1 holds a connection, so twice
+    /// `MAX_STREAMS_PER_CLIENT` leaves room for those tabs' posts. Not applied with
+    /// `CLIENT_IP_HEADER`: there every connection comes from a proxy, which limits its own.
+    pub max_connections_per_client: usize,
     /// `MAX_CONNECTIONS`: open connections beyond which a new one gets a `503` at once. Default
     /// (unset): what the open-files limit allows, less 512 kept for files, Redis and the
     /// refusals themselves, so the server never reaches "too many open files".
@@ -218,6 +229,8 @@ impl Default for Settings {
             max_streams: 10_000,
             max_streams_per_client: 256,
             client_ip_header: None,
+            client_networks: ClientNetworks::default(),
+            max_connections_per_client: 512,
             max_connections: None,
             listen_backlog: 4096,
             shutdown_timeout: Duration::from_secs(15),
@@ -387,6 +400,19 @@ impl Settings {
             max_streams_per_client: bounded(&lookup, "MAX_STREAMS_PER_CLIENT", 1, 10_000_000)?
                 .unwrap_or(defaults.max_streams_per_client),
             client_ip_header: client_ip_header(&lookup)?,
+            client_networks: ClientNetworks {
+                ipv4_prefix: bounded(&lookup, "CLIENT_IPV4_PREFIX", 1, 32)?
+                    .unwrap_or(defaults.client_networks.ipv4_prefix),
+                ipv6_prefix: bounded(&lookup, "CLIENT_IPV6_PREFIX", 1, 128)?
+                    .unwrap_or(defaults.client_networks.ipv6_prefix),
+            },
+            max_connections_per_client: bounded(
+                &lookup,
+                "MAX_CONNECTIONS_PER_CLIENT",
+                1,
+                10_000_000,
+            )?
+            .unwrap_or(defaults.max_connections_per_client),
             max_connections: bounded(&lookup, "MAX_CONNECTIONS", 1, 10_000_000)?,
             listen_backlog: bounded(&lookup, "LISTEN_BACKLOG", 1, 65_535)?
                 .unwrap_or(defaults.listen_backlog),
@@ -532,6 +558,9 @@ mod tests {
             ("CLIENT_IP_HEADER", "X-Forwarded-For"),
             ("CLIENT_IP_HOPS", "2"),
             ("PRESENCE_EXPIRY_SECS", "30"),
+            ("CLIENT_IPV4_PREFIX", "24"),
+            ("CLIENT_IPV6_PREFIX", "56"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "64"),
             ("PRESENCE_PER_CLIENT", "40"),
         ])
         .unwrap();
@@ -552,6 +581,14 @@ mod tests {
         assert_eq!(header.name, "x-forwarded-for");
         assert_eq!(header.hops, 2);
         assert_eq!(config.presence_expiry, Duration::from_secs(30));
+        assert_eq!(
+            config.client_networks,
+            ClientNetworks {
+                ipv4_prefix: 24,
+                ipv6_prefix: 56
+            }
+        );
+        assert_eq!(config.max_connections_per_client, 64);
         assert_eq!(config.presence_per_client, 40);
     }
 
@@ -644,6 +681,12 @@ mod tests {
             ("CLIENT_IP_HEADER", "not a header"),
             ("CLIENT_IP_HOPS", "0"),
             ("CLIENT_IP_HOPS", "2"), // without CLIENT_IP_HEADER
+            // Everyone one client, or a prefix longer than the address.
+            ("CLIENT_IPV4_PREFIX", "0"),
+            ("CLIENT_IPV4_PREFIX", "33"),
+            ("CLIENT_IPV6_PREFIX", "0"),
+            ("CLIENT_IPV6_PREFIX", "129"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "0"),
             ("REDIS_PREFIX", "two words"),
             ("REDIS_PREFIX", "a*"),
             // One of the pair alone.

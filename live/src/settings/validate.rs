@@ -37,6 +37,27 @@ impl Settings {
                 ));
             }
         }
+        // Checked here too, not only where the variables are read: a prefix of 0 would make
+        // every client one, and a settings struct made in code skips the reading.
+        for (name, prefix, bits) in [
+            ("CLIENT_IPV4_PREFIX", self.client_networks.ipv4_prefix, 32),
+            ("CLIENT_IPV6_PREFIX", self.client_networks.ipv6_prefix, 128),
+        ] {
+            if prefix == 0 || prefix > bits {
+                return Err(ConfigError::new(
+                    name,
+                    prefix.to_string(),
+                    format!("must be from 1 to {bits}"),
+                ));
+            }
+        }
+        if self.max_connections_per_client == 0 {
+            return Err(ConfigError::new(
+                "MAX_CONNECTIONS_PER_CLIENT",
+                "0",
+                "must be at least 1",
+            ));
+        }
         if let Some(limit) = self.action_limit {
             let (min, max) = (ActionLimit::MIN_PER_SECOND, ActionLimit::MAX_PER_SECOND);
             if !(min..=max).contains(&limit.per_second) {

@@ -71,7 +71,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "MAX_STREAMS_PER_CLIENT",
         "256",
-        "open streams one client address may hold",
+        "open streams one client network may hold (see CLIENT_IPV6_PREFIX)",
     ),
     (
         "CLIENT_IP_HEADER",
@@ -82,6 +82,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "CLIENT_IP_HOPS",
         "1",
         "how many proxies add to CLIENT_IP_HEADER: the client is that many addresses from the end",
+    ),
+    (
+        "CLIENT_IPV4_PREFIX",
+        "32",
+        "per-client limits count an IPv4 client by this many leading bits of its address",
+    ),
+    (
+        "CLIENT_IPV6_PREFIX",
+        "64",
+        "per-client limits count an IPv6 client by this many leading bits (its /64)",
+    ),
+    (
+        "MAX_CONNECTIONS_PER_CLIENT",
+        "512",
+        "open connections one client network may hold (not applied with CLIENT_IP_HEADER)",
     ),
     (
         "MAX_CONNECTIONS",
