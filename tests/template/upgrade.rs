@@ -108,7 +108,8 @@ fn a_project_of_an_older_template_takes_this_kit_with_the_documented_commands() 
     eprintln!("kit replaced: {:?}", started.elapsed());
 
     // The third command: the project builds on the new kit, and cargo puts the new version in
-    // its lockfile (and changes nothing else there, the new kit needing no new crate).
+    // its lockfile, with what the new kit needs besides; every package locked before stays at
+    // its version.
     assert_eq!(UPGRADE[2], "cargo build && cargo test");
     run(cargo()
         .current_dir(&project)
@@ -121,15 +122,41 @@ fn a_project_of_an_older_template_takes_this_kit_with_the_documented_commands() 
         )),
         "Cargo.lock has not the new kit"
     );
-    let downgraded = upgraded.replace(
-        &format!("name = \"live-kit\"\nversion = \"{new_version}\"\n"),
-        &format!("name = \"live-kit\"\nversion = \"{OLD_VERSION}\"\n"),
+    let (before, after) = (locked(&lockfile), locked(&upgraded));
+    let moved: Vec<&(String, String)> = before
+        .iter()
+        .filter(|package| package.0 != "live-kit" && !after.contains(package))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the upgrade moved packages the app had locked: {moved:?}"
     );
-    assert_eq!(
-        lock_entries(&downgraded),
-        lock_entries(&lockfile),
-        "the upgrade changed more of Cargo.lock than the kit's version"
+    // What the CHANGELOG asks of an app's tests between the two versions (0.6.0: tests that
+    // open hundreds of tabs from 127.0.0.1 and count each raise the per-client caps as they
+    // raise `max_streams_per_client`), made as a reader makes it.
+    let presence = project.join("tests/api/presence.rs");
+    let test = fs::read_to_string(&presence).unwrap();
+    let roomy = "spawn_app_with(|settings| settings.max_streams_per_client = 10_000).await";
+    assert!(
+        test.contains(roomy),
+        "the 0.4.0 presence test is not as it was"
     );
+    let changelog = fs::read_to_string(project.join("live/CHANGELOG.md")).unwrap();
+    assert!(
+        changelog.contains("`max_connections_per_client`")
+            && changelog.contains("`presence_per_client`"),
+        "the CHANGELOG no longer names the change made here"
+    );
+    fs::write(
+        &presence,
+        test.replace(
+            roomy,
+            "spawn_app_with(|settings| {\n        settings.max_streams_per_client = 10_000;\n        \
+             settings.max_connections_per_client = 10_000;\n        \
+             settings.presence_per_client = 10_000;\n    })\n    .await",
+        ),
+    )
+    .unwrap();
     eprintln!("built: {:?}", started.elapsed());
     // The old app's tests at HTTP level; the rest of `cargo test` (its operations tests) runs
     // the same binary under signals, restarts and proxies, and is covered by this repository's.
@@ -138,6 +165,20 @@ fn a_project_of_an_older_template_takes_this_kit_with_the_documented_commands() 
         .env("CARGO_TARGET_DIR", target_dir())
         .args(["test", "--test", "api"]));
     eprintln!("upgraded and tested in {:?}", started.elapsed());
+}
+
+/// The packages a lockfile locks, as (name, version).
+fn locked(lockfile: &str) -> Vec<(String, String)> {
+    lock_entries(lockfile)
+        .into_iter()
+        .filter_map(|entry| {
+            let mut lines = entry.lines();
+            lines.find(|line| *line == "[[package]]")?;
+            let name = lines.next()?.strip_prefix("name = ")?.trim_matches('"');
+            let version = lines.next()?.strip_prefix("version = ")?.trim_matches('"');
+            Some((name.to_owned(), version.to_owned()))
+        })
+        .collect()
 }
 
 /// The commands of the `sh` block that runs `cargo generate`, without comments.

@@ -206,6 +206,30 @@ pub fn require(binary: &str, package: &str) {
     );
 }
 
+/// Whether `binary` is on the PATH; if not, says so on stderr, naming the Debian `package`.
+///
+/// Kept for the tests of apps made with kit 0.5 or older, so that taking a newer kit does not
+/// stop them compiling: a test that checks with it passes without running where the program
+/// is missing, which a summary then counts as a pass. Mark such a test
+/// `#[ignore = "needs …"]` and call [`require`] instead.
+#[deprecated(
+    since = "0.6.0",
+    note = "mark the test #[ignore = \"needs …\"] and call live::testing::require"
+)]
+pub fn installed(binary: &str, package: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {binary}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        eprintln!(
+            "SKIPPED: no `{binary}` on the PATH (apt-get install {package}); the test did not run"
+        );
+    }
+    found
+}
+
 /// The HTML lines of a `datastar-patch-elements` event, joined as Datastar joins them.
 pub fn elements(event: &Event) -> String {
     assert_eq!(event.event, "datastar-patch-elements", "{event:?}");
