@@ -43,6 +43,7 @@ mod delivery;
 mod index;
 mod key;
 mod latest;
+mod limits;
 mod outbox;
 mod presence;
 mod probe;
@@ -63,6 +64,7 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
+pub use self::limits::{DEFAULT_QUEUE_LIMIT, Limits};
 #[cfg(feature = "redis")]
 pub(crate) use self::presence::PUBLISH_GAP as PRESENCE_PUBLISH_GAP;
 pub(crate) use self::presence::is_name as is_presence_name;
@@ -86,17 +88,6 @@ pub use self::{
     stats::{CloseReason, Counts, REFUSALS},
 };
 use crate::frame::Frame;
-
-/// Ordinary (not latest-state) frames one connection may have queued at once.
-///
-/// A tab that reads never gets near it: latest-state events are not queued (a stream reads the
-/// newest from its topic's slot), and a stream's task writes everything queued each time it
-/// runs. Reaching it
-/// takes more than a thousand un-coalescable events sent to one tab faster than they can be
-/// written; the connection is then cut off (the tab reconnects and gets the current state)
-/// instead of holding more memory. Each queued frame costs one shared pointer, so the limit
-/// bounds a stream's queue to a few tens of KiB whatever the burst.
-pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
 
 /// The shared registry of open connections. Clones share the same registry.
 #[derive(Clone)]
@@ -205,31 +196,6 @@ impl Shared {
 impl Default for Registry {
     fn default() -> Self {
         Registry::new(Limits::default())
-    }
-}
-
-/// How much a registry holds. The default: no caps, and [`DEFAULT_QUEUE_LIMIT`].
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Connections at once; beyond it a new key is refused ([`ConnectError::Full`]).
-    pub max_connections: usize,
-    /// Connections of one client address at once ([`ConnectError::ClientFull`]).
-    pub max_per_client: usize,
-    /// How much one client address may add to a presence count, however many streams it holds
-    /// (see `presence.rs`).
-    pub presence_per_client: usize,
-    /// Ordinary frames one connection may have queued (see [`DEFAULT_QUEUE_LIMIT`]).
-    pub queue_limit: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: usize::MAX,
-            max_per_client: usize::MAX,
-            presence_per_client: usize::MAX,
-            queue_limit: DEFAULT_QUEUE_LIMIT,
-        }
     }
 }
 
