@@ -535,7 +535,7 @@ fn generated_projects_build_pass_their_tests_and_run() {
     // it: the tests read none.
     let dotenvs = [project.join(".env"), project.join("live").join(".env")];
     for dotenv in &dotenvs {
-        fs::write(dotenv, hostile_dotenv()).unwrap();
+        fs::write(dotenv, live::testing::hostile_dotenv()).unwrap();
     }
 
     run(cargo()
@@ -560,16 +560,6 @@ fn generated_projects_build_pass_their_tests_and_run() {
     assert!(binary.is_file(), "the binary is named after the project");
     #[cfg(unix)]
     smoke_test_binary(&binary, &project, |_| {});
-}
-
-/// A `.env` that sets every setting the kit reads (`live::settings::VARIABLES`) to a value the
-/// app refuses, and silences its log: a test that read it would fail.
-fn hostile_dotenv() -> String {
-    live::settings::VARIABLES
-        .iter()
-        .map(|(name, ..)| format!("{name}=\"{name} from a .env no test may read; <>\"\n"))
-        .chain(["RUST_LOG=off\n".to_owned()])
-        .collect()
 }
 
 /// Every command in the generated README's `sh` blocks runs in a test as written, or says what

@@ -446,16 +446,6 @@ async fn a_sighup_with_the_key_replaced_by_a_pipe_keeps_serving_and_sigterm_stil
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `.env` that sets every setting to a value the app refuses, and silences its log: read by
-/// a test's app, it would stop it from starting.
-fn hostile_dotenv() -> String {
-    live::settings::VARIABLES
-        .iter()
-        .map(|(name, ..)| format!("{name}=\"{name} from a .env no test may read; <>\"\n"))
-        .chain(["RUST_LOG=off\n".to_owned()])
-        .collect()
-}
-
 /// Tests never read the developer's settings. The app they start runs in a folder of its own
 /// with no `.env` (not the project's, where a developer's `.env` with `METRICS_ADDR` made two
 /// instances fight over one port), inherits none of the settings' variables, and reads no
@@ -487,7 +477,7 @@ async fn the_app_a_test_starts_reads_no_dotenv_of_the_project_nor_above_its_fold
     let above = std::env::temp_dir().join(format!("dotenv-above-{}", uuid::Uuid::new_v4()));
     let below = above.join("app");
     std::fs::create_dir_all(&below).unwrap();
-    std::fs::write(above.join(".env"), hostile_dotenv()).unwrap();
+    std::fs::write(above.join(".env"), live::testing::hostile_dotenv()).unwrap();
     let app = AppProcess::start(&[], Some(&below));
     assert!(app.get("/").await.starts_with("HTTP/1.1 200"));
 

@@ -26,7 +26,9 @@ pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 
-pub use self::process::{Process, app_binary, app_command, empty_dir, without_settings};
+pub use self::process::{
+    Process, app_binary, app_command, empty_dir, hostile_dotenv, without_settings,
+};
 #[allow(deprecated)] // `installed`, kept for older apps' tests
 pub use self::programs::{installed, require};
 pub use self::server::{TestServer, open_tab};

@@ -41,6 +41,17 @@ pub fn app_command(package: &str) -> Command {
     command
 }
 
+/// A `.env` that sets every setting the kit reads ([`VARIABLES`](crate::settings::VARIABLES))
+/// to a value the app refuses, and silences its log: written where a test's app could find it,
+/// it proves the app never reads it (an app that did would not start).
+pub fn hostile_dotenv() -> String {
+    crate::settings::VARIABLES
+        .iter()
+        .map(|(name, ..)| format!("{name}=\"{name} from a .env no test may read; <>\"\n"))
+        .chain(["RUST_LOG=off\n".to_owned()])
+        .collect()
+}
+
 /// Removes from `command`'s environment every variable the app reads at start (every setting,
 /// `RUST_LOG`, systemd's socket passing), for a command that runs the app where it cannot be
 /// given [`app_command`]'s folder (`cargo run` in a project).
