@@ -422,6 +422,12 @@ impl CapturedLog {
 #[tokio::test]
 async fn a_frame_flood_at_debug_level_writes_no_log_line_per_frame() {
     let _turn = ONE_AT_A_TIME.lock().await;
+    // With only this test's subscriber registered, tracing-core caches "never" for a callsite
+    // that another test's thread (with no subscriber) reaches first, and this thread's event is
+    // then lost (tracing issue 3611: the one-dispatch short path asks the wrong thread). A
+    // global subscriber that records nothing keeps a second dispatch registered, so interest
+    // is always worked out over both.
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
     let log = CapturedLog::default();
     let writer = log.clone();
     let subscriber = tracing_subscriber::fmt()
