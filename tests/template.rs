@@ -19,6 +19,9 @@ use std::{
 
 use live::testing::Process;
 
+#[cfg(feature = "browser-tests")]
+#[path = "template/dev.rs"]
+mod dev;
 #[path = "template/example.rs"]
 mod example;
 #[path = "template/readme.rs"]
@@ -149,8 +152,11 @@ fn share_target_dir(project: &Path) {
          [profile.dev.package.live-kit]\ncodegen-units = {units}\n\
          [profile.release.package.live-kit]\ncodegen-units = {units}\n"
     );
+    // Added to the project's own (its `cargo dev` alias).
+    let path = project.join(".cargo/config.toml");
+    let own = fs::read_to_string(&path).unwrap_or_default();
     fs::create_dir_all(project.join(".cargo")).unwrap();
-    fs::write(project.join(".cargo/config.toml"), config).unwrap();
+    fs::write(&path, format!("{own}\n{config}")).unwrap();
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -375,6 +381,8 @@ const RUN_IN_A_FRESH_PROJECT: &[&str] = &[
     "./target/release/{name}",
 ];
 const RUN_WITH_THE_RECIPES: &[&str] = &["cargo test --test board"];
+/// Run by `template/dev.rs` (with the feature `browser-tests`: it watches a tab).
+const RUN_BY_THE_DEV_TEST: &[&str] = &["cargo dev"];
 /// Of those, the ones that start the server (they run until stopped).
 const SERVES: &[&str] = &["cargo run", "./target/release/{name}"];
 
@@ -576,6 +584,7 @@ fn every_readme_command_runs_in_a_test_or_says_what_it_needs() {
         .iter()
         .chain(RUN_WITH_THE_RECIPES)
         .chain(example::COMMANDS)
+        .chain(RUN_BY_THE_DEV_TEST)
         .map(|command| command.replace("{name}", name))
         .collect();
     let commands = readme::shell_commands(&readme);

@@ -55,6 +55,29 @@ pub fn serving(instance: Uuid) -> Frame {
     PatchSignals::new(json!({ "_devServer": instance }).to_string()).into()
 }
 
+/// The banner of `cargo dev`'s build (`#dev-build`: "rebuilding", or the compiler's error),
+/// if one is showing: every stream opened now starts with it, so a tab opened meanwhile shows
+/// what the open ones show. Set by the dev loop's [`crate::dev::runner`]; process-wide, as the
+/// runner is (it talks to the process, not to one app in it).
+#[cfg(debug_assertions)]
+pub fn build_banner() -> Option<Frame> {
+    BUILD_BANNER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Sets what [`build_banner`] returns.
+#[cfg(debug_assertions)]
+pub fn set_build_banner(banner: Option<Frame>) {
+    *BUILD_BANNER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = banner;
+}
+
+#[cfg(debug_assertions)]
+static BUILD_BANNER: std::sync::Mutex<Option<Frame>> = std::sync::Mutex::new(None);
+
 /// The last event for a stream replaced by another tab using the same session id: a fresh id,
 /// which makes the page reopen its stream under it (instead of the two tabs replacing each
 /// other forever).

@@ -143,7 +143,11 @@ impl Stream {
                 .map(|(_, none_yet)| none_yet),
         );
         #[cfg(debug_assertions)]
-        first.push(events::serving(live.instance()));
+        {
+            first.push(events::serving(live.instance()));
+            // Under `cargo dev`: a build under way or failed shows on tabs opened meanwhile.
+            first.extend(events::build_banner());
+        }
         Ok(EventStream::new(connection, first).into_response())
     }
 }

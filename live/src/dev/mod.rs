@@ -12,7 +12,9 @@
 //!   ([`stream`]). The app's handlers never call into the dev loop.
 //! - Each server process has an instance id. Pages are rendered with it, and every stream's
 //!   first event says which instance is serving: when the Rust code changed and the server
-//!   restarted (under `cargo watch` or `bacon`), tabs reconnect, see a new instance and reload.
+//!   restarted (under `cargo dev`, the kit's [`runner`], or any other watcher), tabs
+//!   reconnect, see a new instance and reload. Under `cargo dev` they also show that a build is
+//!   under way, or the compiler's first error while the last good build keeps serving.
 //! - A template that fails to render shows as an error page with the file, the line and what is
 //!   wrong ([`error_pages`]); it reloads by itself when the template is fixed.
 //! - A page whose Datastar did not load (no network, a proxy, a wrong `DATASTAR_URL`, a file
@@ -20,6 +22,7 @@
 //!   ([`datastar_check`]), instead of silently never going live.
 
 mod error_page;
+pub mod runner;
 pub mod watcher;
 
 use std::{

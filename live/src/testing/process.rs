@@ -25,7 +25,14 @@ use crate::settings::VARIABLES;
 
 /// The variables the app reads at start besides [`VARIABLES`]: the log filter (read before the
 /// settings) and systemd's socket passing, which a test sets only when it passes a socket.
-const ALSO_READ: &[&str] = &["RUST_LOG", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+const ALSO_READ: &[&str] = &[
+    "RUST_LOG",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    // `cargo dev` started it (`live::dev::runner::ENV`, in debug builds only).
+    "LIVE_DEV_RUNNER",
+];
 
 /// A command for the app `package`'s own binary ([`app_binary`]) that reads none of the
 /// developer's settings: it runs in [`empty_dir`] (so no `.env`), with every variable the app
