@@ -136,6 +136,10 @@ fn builds(path: &Path) -> bool {
 
 /// Whether an event changed a file's content or name (not a read, not its metadata: the build
 /// reads every source, and acting on reads would build forever).
+///
+/// The kit's own watcher has the same rule (`live/src/dev/watcher.rs`). The runner does not
+/// depend on the kit for it: `cargo dev --features redis` would then build the kit twice, once
+/// with the app's features and once with the runner's.
 fn changes_content(kind: &EventKind) -> bool {
     match kind {
         EventKind::Create(_) | EventKind::Remove(_) => true,
