@@ -1032,7 +1032,7 @@ fn the_release_binary_serves_https_over_http2_and_takes_a_renewal_on_sighup() {
     run(cargo()
         .current_dir(REPO)
         .env("CARGO_TARGET_DIR", target_dir())
-        .args(["build", "--release", "--locked"]));
+        .args(["build", "--release", "--locked", "--features", "tls"]));
     let binary = target_dir().join("release").join(TEMPLATE_NAME);
     let dir = TempDir::new("https-test");
     let ca = TestCa::new();

@@ -16,6 +16,8 @@ mod helpers;
 mod metrics;
 mod process;
 mod proxies;
+// The proxies speak HTTPS to browsers: with the feature `tls` (which `proxies` needs too).
+#[cfg(feature = "tls")]
 #[allow(dead_code)]
 mod proxy;
 #[cfg(feature = "redis")]

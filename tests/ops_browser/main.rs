@@ -5,7 +5,7 @@
 //! An operations test of the template repository, like `tests/ops/` (`cargo-generate.toml`
 //! leaves it out of generated projects); a test binary of its own so that its Chromium never
 //! shares the machine with the restart and scale-out tests. Runs with
-//! `cargo test --features browser-tests,tls` (the default features include `tls`).
+//! `cargo test --features browser-tests` (which turns `tls` on).
 
 #![cfg(all(unix, feature = "tls", feature = "browser-tests"))]
 

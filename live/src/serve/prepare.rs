@@ -52,7 +52,9 @@ pub(super) fn prepare(settings: &Settings) -> io::Result<Prepared> {
         #[cfg(not(feature = "tls"))]
         (Some(_), Some(_)) => {
             return Err(invalid(
-                "invalid TLS_CERT: HTTPS needs the `tls` cargo feature (on by default)".into(),
+                "invalid TLS_CERT: HTTPS needs the app built with the `tls` feature \
+                 (cargo build --release --features tls)"
+                    .into(),
             ));
         }
         _ => Prepared {
