@@ -20,6 +20,9 @@ use crate::Live;
 /// gathers a burst into one change while staying well below what a person notices.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// Watching goes on for as long as this lives.
+pub type Watcher = Debouncer<RecommendedWatcher, RecommendedCache>;
+
 /// What a batch of changed files asks of the open tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -75,9 +78,7 @@ fn changes_content(kind: &EventKind) -> bool {
 /// Starts watching the app's templates and static files (the folders `live`'s views read);
 /// every change is pushed to every page stream. Watching stops when the returned debouncer is
 /// dropped.
-pub fn watch(
-    live: Live,
-) -> notify_debouncer_full::notify::Result<Debouncer<RecommendedWatcher, RecommendedCache>> {
+pub fn watch(live: Live) -> notify_debouncer_full::notify::Result<Watcher> {
     let dirs = [
         live.views.templates().dir().to_owned(),
         live.views.assets().dir().to_owned(),

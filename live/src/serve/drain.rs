@@ -165,3 +165,37 @@ where
     })
     .await
 }
+
+/// The drain's end, once the server stopped accepting: every stream is told to come back soon
+/// (with an inherited socket the next process is already taking the connections), draining
+/// starts, and the requests still running, then what they published to the other instances,
+/// get until `grace` to finish.
+pub(super) async fn finish(
+    registry: &crate::Registry,
+    draining: &Draining,
+    connections: tokio_util::task::TaskTracker,
+    grace: Duration,
+) {
+    let closed = registry.shut_down(&crate::events::restarting());
+    draining.start();
+    tracing::info!(closed, "shutting down: streams ended, finishing requests");
+    let deadline = tokio::time::Instant::now() + grace;
+    connections.close();
+    if tokio::time::timeout_at(deadline, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "requests still running after the shutdown timeout: exiting"
+        );
+    }
+    // A greeting answered with 200 and then lost to the other instances would be a lie.
+    if let Some(relay) = registry.relay()
+        && tokio::time::timeout_at(deadline, relay.flush())
+            .await
+            .is_err()
+    {
+        tracing::warn!("broadcasts still unpublished at the shutdown timeout: exiting");
+    }
+}

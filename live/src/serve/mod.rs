@@ -1,13 +1,18 @@
 //! Serving: start-up and shutdown, shared by `main` and the tests so both run the same server.
 //!
 //! - [`Server`]: binds, serves until told to stop, drains.
+//! - `admission.rs`: who gets a connection (per client network, under the cap).
+//! - `accepting.rs`: the accept loop over the public and redirect ports.
+//! - `background.rs`: what runs beside the connections (keep-alive timer, metrics, trim, ACME,
+//!   `SIGHUP` reload, dev watcher).
 //! - `accepted.rs`: one connection from accept to close: the TLS handshake (HTTPS), HTTP/2 or
 //!   HTTP/1.1, the drain.
 //! - `connection.rs`: the service behind each connection (what every request learns about its
 //!   connection, and `Connection: close` while draining).
 //! - `http2.rs` (HTTPS): each HTTP/2 stream held to the limits a connection is held to.
 //! - `redirect.rs`: the plain-HTTP port of an HTTPS server.
-//! - `drain.rs`: the draining signal, and how each connection ends once it is given.
+//! - `drain.rs`: the draining signal, how each connection ends once it is given, and the
+//!   drain's finish.
 //! - `activity.rs`: the requests in flight on a connection, which draining and its socket ask
 //!   about.
 //! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
@@ -17,7 +22,10 @@
 //! - `prepare.rs`: before serving — settings checked, certificates read, sockets bound.
 
 mod accepted;
+mod accepting;
 mod activity;
+mod admission;
+mod background;
 mod connection;
 mod drain;
 #[cfg(feature = "tls")]
@@ -34,23 +42,22 @@ use anyhow::Context;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::Semaphore,
-};
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 
 #[cfg(feature = "tls")]
 pub use self::http2::{
     CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, STREAM_WINDOW,
 };
 #[cfg(feature = "acme")]
-use self::prepare::Background;
+use self::prepare::AcmeDriver;
 pub use self::prepare::raise_open_files_limit;
 use self::{
     accepted::Serving,
-    limits::{PerClient, Refusal, Refusals},
-    prepare::{bind, bind_metrics, prepare},
+    accepting::Listeners,
+    admission::Admission,
+    background::Background,
+    prepare::{Prepared, bind, bind_metrics, prepare},
 };
 pub use self::{
     activity::Activity,
@@ -74,7 +81,7 @@ pub struct Server {
     tls: Option<Tls>,
     /// With ACME: the task that gets and renews the certificate, run while serving.
     #[cfg(feature = "acme")]
-    acme: Option<Background>,
+    acme: Option<AcmeDriver>,
     /// `METRICS_ADDR`: where Prometheus scrapes `/metrics`, apart from the public port.
     metrics: Option<TcpListener>,
     live: Live,
@@ -116,23 +123,18 @@ impl Server {
             }
             return Ok(server);
         }
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let prepared = prepare(settings)?;
         let redirect = match settings.http_redirect_port {
             Some(port) => Some(bind(settings, port)?),
             None => None,
         };
-        Ok(Server {
-            listener: bind(settings, settings.port)?,
+        Server::new(
+            bind(settings, settings.port)?,
             redirect,
-            #[cfg(feature = "tls")]
-            tls: prepared.tls,
-            #[cfg(feature = "acme")]
-            acme: prepared.acme,
-            metrics: bind_metrics(settings)?,
+            prepared,
+            settings,
             live,
-            settings: settings.clone(),
-        })
+        )
     }
 
     /// Like [`bind`](Self::bind), on a listening socket made elsewhere (`HOST` and `PORT` are
@@ -150,16 +152,28 @@ impl Server {
         settings: &Settings,
         live: Live,
     ) -> io::Result<Self> {
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let prepared = prepare(settings)?;
         let backlog = i32::try_from(settings.listen_backlog).unwrap_or(i32::MAX);
         if let Err(error) = socket2::SockRef::from(&listener).listen(backlog) {
             tracing::warn!(%error, backlog, "cannot set the inherited socket's queue");
         }
         listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        Server::new(listener, None, prepared, settings, live)
+    }
+
+    /// The one constructor: `listener` (and the redirect port's), prepared to serve, and the
+    /// metrics port bound.
+    fn new(
+        listener: TcpListener,
+        redirect: Option<TcpListener>,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] prepared: Prepared,
+        settings: &Settings,
+        live: Live,
+    ) -> io::Result<Self> {
         Ok(Server {
-            listener: TcpListener::from_std(listener)?,
-            redirect: None,
+            listener,
+            redirect,
             #[cfg(feature = "tls")]
             tls: prepared.tls,
             #[cfg(feature = "acme")]
@@ -231,12 +245,17 @@ impl Server {
     /// a [`WatchedSocket`], and while draining a blocked write fails after
     /// [`DRAIN_SEND_TIMEOUT`].
     ///
+    /// The steps of a server's life: admission and the background tasks start, the listeners
+    /// accept until `shutdown` (`accepting.rs`), the metrics port closes, and the drain ends
+    /// every stream and waits for the rest (`drain.rs`).
+    ///
     /// The accept loop is axum's `serve-with-hyper` pattern rather than `axum::serve`, for
     /// one reason: `axum::serve` always uses hyper-util's auto builder (HTTP/1 or HTTP/2 by
-    /// sniffing each connection), which keeps extra buffers per connection. Browsers reach an
-    /// app like this over HTTP/1.1 (HTTP/2 needs TLS, which a proxy terminates), so an HTTP/1
-    /// connection is enough. Measured with `examples/fanout.rs` in the template repository at 10 000 streams: 22.1 KiB
-    /// per stream with `axum::serve`, 16.2 KiB with this loop.
+    /// sniffing each connection), which keeps extra buffers per connection. A plain connection
+    /// is HTTP/1.1 (browsers speak HTTP/2 only over TLS); over TLS, ALPN says which, before
+    /// the first byte of HTTP (`accepted.rs`). Measured with `examples/fanout.rs` in the
+    /// template repository at 10 000 streams: 22.1 KiB per stream with `axum::serve`, 16.2 KiB
+    /// with this loop.
     pub async fn run(
         mut self,
         router: Router,
@@ -245,62 +264,22 @@ impl Server {
         let registry = self.live.registry.clone();
         registry.serving_at(self.local_addr()?);
         let grace = self.settings.shutdown_timeout;
+        let admission = Admission::new(&self.settings)?;
+        let mut background = Background::start(&mut self, &admission)?;
         let draining = Draining::new();
-        // One timer for the keep-alive comments of every stream.
-        let _keep_alive = AbortOnDropHandle::new(tokio::spawn(keep_alive(
-            registry.downgrade(),
-            self.settings.keep_alive,
-        )));
-        // Stopped with the public listener, when shutdown begins: the next process, started
-        // while this one drains, binds the same address.
-        let metrics = match (self.metrics.take(), self.live.metrics()) {
-            (Some(listener), Some(metrics)) => Some(AbortOnDropHandle::new(tokio::spawn(
-                crate::metrics::serve(listener, Arc::clone(metrics)),
-            ))),
-            _ => None,
-        };
-        #[cfg(feature = "acme")]
-        let _acme = self
-            .acme
-            .take()
-            .map(|driver| AbortOnDropHandle::new(tokio::spawn(driver.0)));
-        #[cfg(all(feature = "tls", unix))]
-        let _reload = match &self.tls {
-            Some(tls) => Some(AbortOnDropHandle::new(tokio::spawn(
-                crate::tls::reload_on_hangup(tls.clone())?,
-            ))),
-            None => None,
-        };
-        let cap = connection_cap(&self.settings)?;
-        if self.settings.max_streams > cap {
-            tracing::warn!(
-                max_streams = self.settings.max_streams,
-                max_connections = cap,
-                "MAX_STREAMS is above the connection cap: the cap wins"
-            );
-        }
-        let permits = Arc::new(Semaphore::new(cap));
-        let per_client = PerClient::new(&self.settings);
-        let peak = Arc::new(trim::Peak::default());
-        let _trim = AbortOnDropHandle::new(tokio::spawn(trim::after_floods(
-            Arc::clone(&peak),
-            Arc::clone(&permits),
-            cap,
-        )));
-        let refusals = Refusals::new();
-        // Debug builds: push template and stylesheet changes to open tabs while serving.
-        #[cfg(debug_assertions)]
-        let _watcher = match self.settings.dev.watch {
-            true => match crate::dev::watch(self.live.clone()) {
-                Ok(watcher) => Some(watcher),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot watch templates and static files");
-                    None
-                }
-            },
-            false => None,
-        };
+        let listeners = self.into_listeners(router, &draining)?;
         let connections = TaskTracker::new();
+        listeners
+            .accept_until(shutdown, &admission, &connections)
+            .await;
+        background.stop_metrics();
+        drain::finish(&registry, &draining, connections, grace).await;
+        Ok(())
+    }
+
+    /// The public port, serving `router` (over HTTPS, with TLS), and the redirect port, if
+    /// any, serving the redirect (and `router`, until HTTPS has a certificate).
+    fn into_listeners(self, router: Router, draining: &Draining) -> io::Result<Listeners> {
         let mut http1 = http1::Builder::new();
         // Without a timer hyper's header-read timeout never fires, and a connection that
         // sends nothing (or a byte now and then) stays open for good.
@@ -351,84 +330,10 @@ impl Server {
             false,
         );
         let app = serving(router, true);
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted.map(|(tcp, peer)| (tcp, peer, &app)),
-                accepted = accept(self.redirect.as_ref()) => {
-                    accepted.map(|(tcp, peer)| (tcp, peer, &redirect))
-                }
-                () = &mut shutdown => break,
-            };
-            let (tcp, peer, serving) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, or this loop spins.
-                    tracing::error!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // One place per open connection in its client's network first: a client at its
-            // own cap is refused without taking a permit that someone else could use.
-            let slot = match &per_client {
-                Some(per_client) => match per_client.admit(peer.ip()) {
-                    Some(slot) => Some(slot),
-                    None => {
-                        let why = Refusal::ClientFull;
-                        refusals.refuse(tcp, peer.ip(), why, per_client.cap(), serving.is_tls());
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            // One permit per open connection: beyond the cap, a short answer instead of
-            // running into the open-files limit.
-            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                refusals.refuse(tcp, peer.ip(), Refusal::Full, cap, serving.is_tls());
-                continue;
-            };
-            peak.opened(cap - permits.available_permits());
-            // Events are small and latency matters more than packet count.
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-            let serving = Arc::clone(serving);
-            connections.spawn(async move {
-                serving.serve(tcp, peer).await;
-                drop(permit);
-                drop(slot);
-            });
-        }
-        drop(self.redirect);
-        drop(self.listener); // stop accepting
-        drop(metrics);
-        // Every stream is told to come back soon: with an inherited socket, the next process
-        // is already taking the connections.
-        let closed = registry.shut_down(&crate::events::restarting());
-        draining.start();
-        tracing::info!(closed, "shutting down: streams ended, finishing requests");
-        let deadline = tokio::time::Instant::now() + grace;
-        connections.close();
-        if tokio::time::timeout_at(deadline, connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?grace,
-                "requests still running after the shutdown timeout: exiting"
-            );
-        }
-        // What the last requests published must reach the other instances before this one
-        // goes: a greeting answered with 200 and then lost would be a lie.
-        if let Some(relay) = registry.relay()
-            && tokio::time::timeout_at(deadline, relay.flush())
-                .await
-                .is_err()
-        {
-            tracing::warn!("broadcasts still unpublished at the shutdown timeout: exiting");
-        }
-        Ok(())
+        Ok(Listeners {
+            app: (self.listener, app),
+            redirect: self.redirect.map(|listener| (listener, redirect)),
+        })
     }
 }
 
@@ -447,14 +352,6 @@ async fn keep_alive(registry: WeakRegistry, period: Duration) {
             return;
         };
         registry.keep_alive();
-    }
-}
-
-/// The next connection on `listener`; never, without one.
-async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(listener) => listener.accept().await,
-        None => std::future::pending().await,
     }
 }
 

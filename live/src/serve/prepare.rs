@@ -16,19 +16,19 @@ pub(super) struct Prepared {
     pub(super) tls: Option<Tls>,
     /// With ACME: the task that gets and renews the certificate.
     #[cfg(feature = "acme")]
-    pub(super) acme: Option<Background>,
+    pub(super) acme: Option<AcmeDriver>,
 }
 
 /// A task the server runs for as long as it serves.
 #[cfg(feature = "acme")]
-pub(super) struct Background(
+pub(super) struct AcmeDriver(
     pub(super) std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 );
 
 #[cfg(feature = "acme")]
-impl std::fmt::Debug for Background {
+impl std::fmt::Debug for AcmeDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Background")
+        f.write_str("AcmeDriver")
     }
 }
 
@@ -68,7 +68,7 @@ pub(super) fn prepare(settings: &Settings) -> io::Result<Prepared> {
     if let Some(acme) = &settings.acme {
         let (tls, driver) = Tls::acme(acme).map_err(|error| invalid(error.to_string()))?;
         prepared.tls = Some(tls);
-        prepared.acme = Some(Background(Box::pin(driver)));
+        prepared.acme = Some(AcmeDriver(Box::pin(driver)));
     }
     raise_open_files_limit();
     Ok(prepared)
