@@ -74,8 +74,9 @@ mod presence;
 #[path = "fanout/probe.rs"]
 mod probe;
 
+use live::testing::free_port;
 use std::{
-    net::{SocketAddr, TcpListener as StdListener},
+    net::SocketAddr,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -435,14 +436,6 @@ fn server_command() -> Command {
         }
         _ => Command::new(exe),
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -106,7 +106,8 @@ impl EventStream {
     }
 }
 
-/// The response of a stream. Its body goes past the middleware on the way out: see [`Handoff`].
+/// The response of a stream. Its body goes past the middleware on the way out (see `Handoff`
+/// in this file).
 impl IntoResponse for EventStream {
     fn into_response(self) -> Response {
         let handoff = Handoff(Arc::new(Mutex::new(Some(self))));

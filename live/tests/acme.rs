@@ -13,8 +13,9 @@
 
 mod support;
 
+use live::testing::free_port;
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
@@ -33,14 +34,6 @@ const SITE: &str = "acme.test";
 
 /// Issuing can take a few rounds of the client's backoff (1, 2, 4, 8 s) while pebble starts.
 const ISSUING: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running pebble, and its DNS.
 struct Pebble {

@@ -10,6 +10,7 @@
 
 #![cfg(unix)]
 
+use live::testing::free_port;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -362,14 +363,6 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

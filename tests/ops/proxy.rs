@@ -3,8 +3,9 @@
 //! certificate and upstream changed. The site keeps its shipped name, `example.org`, which the
 //! tests' clients (and Chromium) resolve to 127.0.0.1, and a certificate the test makes for it.
 
+use live::testing::free_port;
 use std::{
-    net::{IpAddr, SocketAddr, TcpListener},
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -39,14 +40,6 @@ impl Kind {
     pub fn require(self) {
         live::testing::require(self.binary(), self.binary())
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The site's certificate, from a test authority, and where its files are.

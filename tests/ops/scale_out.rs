@@ -3,8 +3,9 @@
 //! and one restarted in its place (the same address) takes its share over, counting no tab
 //! twice while the old share would still be alive.
 
+use live::testing::free_port;
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -83,14 +84,6 @@ fn prefix(redis: &RedisServer) -> String {
     format!("scale-out-test-{}", redis.port)
 }
 
-/// A free address on the loopback.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// Waits until every one of `tabs` shows `count`; returns how long that took.
 async fn all_show(tabs: &mut [SseClient], count: u64, patience: Duration) -> Duration {
     let started = Instant::now();
@@ -106,8 +99,8 @@ async fn all_show(tabs: &mut [SseClient], count: u64, patience: Duration) -> Dur
 async fn a_killed_instance_drops_out_within_the_expiry_and_its_restart_counts_no_tab_twice() {
     // Arrange: three tabs on a, two on b.
     let redis = RedisServer::start().await;
-    let b_addr = free_addr();
-    let a = Instance::start(free_addr(), &redis).await;
+    let b_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let a = Instance::start(SocketAddr::from(([127, 0, 0, 1], free_port())), &redis).await;
     let b = Instance::start(b_addr, &redis).await;
     let mut on_a = a.tabs(3).await;
     let on_b = b.tabs(2).await;

@@ -6,7 +6,7 @@
 //! in the set `<prefix>:presence:<name>`. Every [`READ_EVERY`] it reads the others' counts, and
 //! its pages show its own count plus theirs.
 //!
-//! - **A clean shutdown** deletes the instance's counts at once ([`Sharing::withdraw`], which
+//! - **A clean shutdown** deletes the instance's counts at once (`Sharing::withdraw`, which
 //!   the relay's flush runs before the process exits).
 //! - **An instance killed outright** stops writing, and Redis's expiry — Redis's clock, not an
 //!   instance's — removes its counts: the others stop showing them at their next read, within

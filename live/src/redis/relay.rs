@@ -10,7 +10,7 @@
 //! - Every broadcast carries its origin and a sequence number. The sender keeps each one it
 //!   published as *pending* until it comes back on the subscription, and delivers it to its own
 //!   streams then. If it cannot come back — the publish failed, the subscription dropped while
-//!   it was on its way, or it has not come back within [`ECHO_TIMEOUT`] — the sender delivers
+//!   it was on its way, or it has not come back within `ECHO_TIMEOUT` — the sender delivers
 //!   it itself, and remembers having done so, so a late echo is skipped, not delivered twice.
 //! - While this instance is not subscribed, its broadcasts are delivered locally at once and
 //!   still published for the other instances.

@@ -55,7 +55,7 @@ impl Registry {
     }
 
     /// Delivers a broadcast to the matching connections of this instance, and returns how many
-    /// got it. For [`Relay`]s: every broadcast must reach each instance's `deliver` once.
+    /// got it. For [`Relay`](crate::registry::Relay)s: every broadcast must reach each instance's `deliver` once.
     ///
     /// An ordinary broadcast is queued for every connection `pattern` matches. A latest-state
     /// version is stored once, in its topic's slot, and wakes the streams that follow the topic

@@ -20,7 +20,7 @@
 
 use std::{fmt, marker::PhantomData, str::FromStr};
 
-/// The version of one state of a latest-state topic. See the [module docs](self).
+/// The version of one state of a latest-state topic. See [`Topic`](crate::registry::Topic).
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
     epoch: u64,

@@ -53,8 +53,7 @@ use super::{
 use crate::frame::Frame;
 use datastar::prelude::PatchSignals;
 
-/// A live count of the streams `pattern` matches, shown on pages as `name`: see the
-/// [module docs](self).
+/// A live count of the streams `pattern` matches, shown on pages as `name`.
 ///
 /// ```
 /// use live::Presence;

@@ -264,6 +264,16 @@ fn fetched(
     })
 }
 
+/// A port on the loopback that nothing listens on now, for a program a test starts (a proxy, a
+/// Redis, an ACME server) that must be told its port. Another process could take it before the
+/// program binds it; on a test machine that is rare, and the program then fails loudly.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on the loopback")
+        .port()
+}
+
 /// Waits until `registry` holds `expected` streams under `pattern`; fails the test otherwise.
 pub async fn wait_for_streams(registry: &Registry, pattern: &str, expected: usize) {
     let pattern = Pattern::new(pattern).unwrap();

@@ -81,8 +81,8 @@ pub struct CertificatePair {
 }
 
 impl CertificatePair {
-    /// Reads and checks the pair (see [`read_pair`]), at start: blocks the calling thread for
-    /// at most [`READ_TIMEOUT`] per file.
+    /// Reads and checks the pair (the chain must parse, the key must be the certificate's), at
+    /// start: blocks the calling thread for at most 5 s per file.
     pub fn load(
         cert_path: PathBuf,
         key_path: PathBuf,
@@ -106,7 +106,7 @@ impl CertificatePair {
     /// nothing changes.
     ///
     /// The files are read off the runtime, each refused if it is not a regular file of at most
-    /// 1 MiB or takes longer than [`READ_TIMEOUT`] (see `files.rs`): a key replaced by a named
+    /// 1 MiB or takes longer than 5 s (see `files.rs`): a key replaced by a named
     /// pipe or a huge file is refused with a reason, and never holds up a request or the
     /// shutdown.
     pub async fn reload(&self) -> Result<(), TlsError> {

@@ -25,7 +25,6 @@
 //! its real name over HTTPS; `commands.rs`: the chromedriver endpoints WebDriver lacks.
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -61,14 +60,6 @@ pub struct Browser {
     profile: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium. `name` labels failure output.
     pub async fn launch(name: &'static str, javascript: bool) -> Browser {
@@ -79,7 +70,7 @@ impl Browser {
     pub async fn launch_with(name: &'static str, javascript: bool, flags: &[String]) -> Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
         let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
-        let port = free_port();
+        let port = crate::testing::free_port();
         let mut command = Command::new(&chromedriver);
         command
             .arg(format!("--port={port}"))
