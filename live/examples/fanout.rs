@@ -1434,7 +1434,7 @@ mod https {
         time::{Duration, Instant},
     };
 
-    use live::testing::tls::TestCa;
+    use live::testing::https::TestCa;
     use tokio::net::TcpStream;
     use tokio_rustls::TlsConnector;
 

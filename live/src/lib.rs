@@ -32,7 +32,7 @@
 
 pub mod assets;
 pub mod caller;
-pub mod client;
+pub mod client_addr;
 #[cfg(debug_assertions)]
 pub mod dev;
 pub mod error;
@@ -40,7 +40,6 @@ pub mod events;
 mod files;
 pub mod frame;
 mod health;
-mod live;
 pub mod logging;
 pub mod markup;
 pub mod metrics;
@@ -56,6 +55,7 @@ pub mod serve;
 pub mod settings;
 pub mod signals;
 pub mod sse;
+mod state;
 mod static_files;
 mod stream;
 #[cfg(feature = "testing")]
@@ -85,11 +85,11 @@ pub use crate::{
     caller::Caller,
     error::Error,
     frame::Frame,
-    live::{Live, Site},
     registry::{Key, Pattern, Presence, Registry, Topic},
     serve::Server,
     settings::Settings,
     signals::{Signals, Tab},
+    state::{Live, Site},
     stream::Stream,
 };
 

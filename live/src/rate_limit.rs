@@ -57,7 +57,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
-use crate::client::ClientAddr;
+use crate::client_addr::ClientAddr;
 
 /// How often the per-client state is pruned of clients whose buckets are full again.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(1);

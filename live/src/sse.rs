@@ -125,7 +125,7 @@ impl IntoResponse for EventStream {
 /// of its own, which at ten thousand streams is paid once per event per stream — for layers
 /// that have nothing to do per event (a stream is logged when it opens, never compressed). So
 /// the response carries its [`EventStream`] in this extension too: the kit's server takes it
-/// out and writes it directly (see `serve/connection.rs`), and what the layers wrapped ends
+/// out and writes it directly (see `serve/service.rs`), and what the layers wrapped ends
 /// empty. Served any other way (`oneshot` in a test, `axum::serve`), the wrapped body streams
 /// the same events, through the layers.
 #[derive(Clone, Debug)]

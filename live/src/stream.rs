@@ -33,13 +33,13 @@ use axum::{
 use uuid::Uuid;
 
 use crate::{
-    client::ClientAddr,
+    client_addr::ClientAddr,
     error::Error,
     events,
     frame::Frame,
-    live::Live,
     registry::{ConnectError, ConnectOptions, Key, Presence, SocketControl, Topic},
     sse::{self, EventStream},
+    state::Live,
     views::Views,
 };
 

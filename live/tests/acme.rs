@@ -24,7 +24,7 @@ use std::{
 
 use live::{
     settings::AcmeSettings,
-    testing::{Process, require, tls::TestCa},
+    testing::{Process, https::TestCa, require},
 };
 use rustls::{ClientConfig, RootCertStore, pki_types::CertificateDer};
 use support::{TestApp, spawn_app_with};

@@ -176,7 +176,7 @@ async fn behind_a_load_balancer_and_a_proxy_each_client_is_counted_apart() {
     // a line of its own (it sees only the load balancer), so two hops.
     let app = spawn_app_with(|config| {
         config.max_streams_per_client = 2;
-        config.client_ip_header = Some(live::client::ClientIpHeader {
+        config.client_ip_header = Some(live::client_addr::ClientIpHeader {
             name: "x-forwarded-for".parse().unwrap(),
             hops: 2,
         });

@@ -696,7 +696,7 @@ mod pairs {
 
     use std::path::{Path, PathBuf};
 
-    use live::{testing::tls::TestCa, tls::Tls};
+    use live::{testing::https::TestCa, tls::Tls};
 
     fn dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("live-certs-{}", uuid::Uuid::new_v4()));

@@ -463,7 +463,7 @@ async fn tabs_opened_in_the_background_over_http11_all_load_and_each_goes_live_w
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn eight_windows_over_the_apps_own_https_all_load_go_live_and_get_a_greet() {
-    use live::{settings::Integrity, testing::tls::TestCa, tls::Tls};
+    use live::{settings::Integrity, testing::https::TestCa, tls::Tls};
 
     // Arrange: the app over HTTPS with a certificate of the test's own, which Chromium is told
     // to accept; Datastar served over HTTPS too (an HTTPS page loads no plain-HTTP script).

@@ -245,7 +245,7 @@ fn invalid_settings_stop_the_start_with_the_variable_named() {
 #[cfg(feature = "tls")]
 #[test]
 fn https_settings_that_cannot_work_stop_the_start_with_the_setting_named() {
-    let ca = live::testing::tls::TestCa::new();
+    let ca = live::testing::https::TestCa::new();
     let dir = std::env::temp_dir().join(format!("tls-settings-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = ca.issue().write(&dir);
@@ -289,7 +289,7 @@ async fn two_passed_sockets_serve_https_and_redirect_plain_http_to_it() {
     use std::os::{fd::AsRawFd, unix::process::CommandExt};
 
     // Arrange: the two sockets, as systemd would hold them, and a certificate.
-    let ca = live::testing::tls::TestCa::new();
+    let ca = live::testing::https::TestCa::new();
     let dir = std::env::temp_dir().join(format!("two-sockets-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = ca.issue().write(&dir);
@@ -378,7 +378,7 @@ async fn a_sighup_with_the_key_replaced_by_a_pipe_keeps_serving_and_sigterm_stil
     // Arrange: HTTPS from files, then the key file replaced by a pipe no writer opens. (After
     // a while the watchdog opens it for reading and writing, which never waits, and closes
     // it: a read stuck on it then ends, and the code before the fix fails here, not hangs.)
-    let ca = live::testing::tls::TestCa::new();
+    let ca = live::testing::https::TestCa::new();
     let dir = std::env::temp_dir().join(format!("sighup-pipe-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = ca.issue().write(&dir);

@@ -13,7 +13,7 @@ use std::{
 
 use live::testing::{
     PATIENCE, Process,
-    tls::{TestCa, TestCertificate},
+    https::{TestCa, TestCertificate},
 };
 use uuid::Uuid;
 

@@ -17,11 +17,11 @@
 //!
 //! Unset `METRICS_ADDR`: no listener, no middleware, nothing kept.
 
-mod delivery;
 mod http;
-#[cfg(target_os = "linux")]
-mod process;
+mod latency;
 mod scrape;
+#[cfg(target_os = "linux")]
+mod this_process;
 
 use std::sync::Arc;
 
@@ -45,10 +45,10 @@ impl Metrics {
     pub fn new(registry: &Registry, max_streams: usize) -> Arc<Metrics> {
         let mut prometheus = Prometheus::default();
         let http = Http::register(&mut prometheus);
-        delivery::register(&mut prometheus, registry);
+        latency::register(&mut prometheus, registry);
         prometheus.register_collector(Box::new(scrape::Streams::new(registry, max_streams)));
         #[cfg(target_os = "linux")]
-        prometheus.register_collector(Box::new(process::Process));
+        prometheus.register_collector(Box::new(this_process::Process));
         Arc::new(Metrics { prometheus, http })
     }
 

@@ -112,7 +112,7 @@ impl RedisConn {
         state.connection = None;
         state.retry_at = Instant::now() + state.backoff;
         if !state.failing {
-            match super::tls::diagnosis(error) {
+            match super::rediss::diagnosis(error) {
                 Some(diagnosis) => {
                     tracing::error!(%error, "{diagnosis}: working locally, retrying");
                 }

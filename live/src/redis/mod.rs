@@ -8,7 +8,7 @@
 //! - `clock.rs`: Redis's clock, which dates every message.
 //! - `link.rs`: what the relay and presence sharing hold of the link to Redis.
 //! - [`presence`]: each instance's presence counts, shared so that pages show the total.
-//! - [`tls`]: `rediss://` (managed Redis), `REDIS_CA`, and naming what no retry can fix.
+//! - [`rediss`]: `rediss://` (managed Redis), `REDIS_CA`, and naming what no retry can fix.
 //! - `store.rs`: the newest version of each latest-state topic, and the counter that numbers
 //!   them, in Redis — checked before they are obeyed.
 //!
@@ -25,9 +25,9 @@ mod clock;
 pub mod conn;
 mod link;
 pub mod presence;
+pub mod rediss;
 pub mod relay;
 mod store;
-pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -46,7 +46,7 @@ pub fn attach(
     secret: &str,
     presence_expiry: std::time::Duration,
 ) -> redis::RedisResult<()> {
-    let client = tls::client(url, ca)?;
+    let client = rediss::client(url, ca)?;
     let redis = Arc::new(conn::RedisConn::new(client));
     let signer = wire::Signer::new(secret);
     registry.attach_relay(relay::RedisRelay::start(

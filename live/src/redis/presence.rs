@@ -1,5 +1,8 @@
 //! Presence across instances: each instance's own counts in Redis, and on every page the total.
 //!
+//! One of two sides, named alike on purpose: this is the Redis side of presence, and
+//! `registry/presence.rs` the count this instance keeps.
+//!
 //! For each presence it counts (`registry/presence.rs`), an instance keeps its count in
 //! `<prefix>:presence:<name>:<instance>` with an expiry (`PRESENCE_EXPIRY_SECS`, 15 s by
 //! default) — written again every third of it, and soon after each change — and lists itself

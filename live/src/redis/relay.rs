@@ -31,6 +31,9 @@
 //! the two tasks that drive it (publishing, subscribing) are one protocol, and each of its
 //! promises above is kept by code in both halves; apart, neither half could be read alone.
 //!
+//! One of two sides, named alike on purpose: this is the Redis side of the relay, and
+//! `registry/relay.rs` the hook the registry sends through.
+//!
 //! Redis going away never takes the app down: the subscriber reconnects with backoff, pinging
 //! to notice a dead connection, and cross-instance delivery resumes by itself. Pub/sub keeps
 //! nothing, so ordinary broadcasts sent during an outage reach only the sender's streams;
@@ -579,7 +582,7 @@ async fn subscribe(
             }
             Err(error) if !reported => {
                 reported = true;
-                match super::tls::diagnosis(&error) {
+                match super::rediss::diagnosis(&error) {
                     Some(diagnosis) => tracing::error!(
                         %error,
                         "redis relay cannot subscribe: {diagnosis}; delivering locally, retrying"

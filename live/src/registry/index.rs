@@ -10,7 +10,7 @@ use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 use super::{
     key::{Key, Pattern, WILDCARD},
     outbox::Outbox,
-    socket::SocketControl,
+    socket_control::SocketControl,
 };
 
 /// One stored connection: its outbox, and which connection it is.

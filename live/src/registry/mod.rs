@@ -35,22 +35,22 @@
 //! queue and waker), `connection.rs` (the stream's end and its drop guard), `delivery.rs`
 //! (sending, broadcasting, keep-alive), `latest.rs` (versions and topics), `slot.rs` (a
 //! topic's newest version and who waits for it), `topics.rs` (publishing and delivering
-//! versions), `socket.rs` (what the registry may ask of a stream's TCP connection), `relay.rs`
-//! (the hook other instances are reached through).
+//! versions), `socket_control.rs` (what the registry may ask of a stream's TCP connection),
+//! `relay.rs` (the hook other instances are reached through).
 
 mod connection;
 mod delivery;
 mod index;
 mod key;
 mod latest;
-mod limits;
 mod outbox;
 mod presence;
 mod probe;
 mod relay;
 mod slot;
-mod socket;
+mod socket_control;
 mod stats;
+mod stream_limits;
 mod topics;
 
 use std::{
@@ -64,10 +64,10 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-pub use self::limits::{DEFAULT_QUEUE_LIMIT, Limits};
 #[cfg(feature = "redis")]
 pub(crate) use self::presence::PUBLISH_GAP as PRESENCE_PUBLISH_GAP;
 pub(crate) use self::presence::is_name as is_presence_name;
+pub use self::stream_limits::{DEFAULT_QUEUE_LIMIT, Limits};
 use self::{
     connection::Guard,
     index::{Entry, Index},
@@ -84,7 +84,7 @@ pub use self::{
     latest::{Topic, Version, VersionError, is_topic_name},
     presence::Presence,
     relay::{Relay, RelayCounts},
-    socket::{Requests, STREAM_SEND_BUFFER, SocketControl},
+    socket_control::{Requests, STREAM_SEND_BUFFER, SocketControl},
     stats::{CloseReason, Counts, REFUSALS},
 };
 use crate::frame::Frame;

@@ -1,6 +1,9 @@
 //! Presence: how many streams a pattern matches (say `page/home/*`: the tabs on the home
 //! page), kept as a latest-state topic that every stream following it shows live.
 //!
+//! One of two sides, named alike on purpose: this is the count this instance keeps, and
+//! `redis/presence.rs` adds the other instances' counts to it.
+//!
 //! - **It follows keys, not connections.** The count changes when a key matching the pattern
 //!   is stored or removed: a duplicated tab replaces the stream under its key, so it changes
 //!   nothing; a reconnecting tab leaves and comes back under the same key.
@@ -20,7 +23,7 @@
 //! - **A tab that vanishes** (a laptop lid closed) leaves when its connection is found dead:
 //!   when a write to it stays blocked for the send timeout, or when the kernel gives up data
 //!   it never acknowledged (the keep-alive comment every 15–30 s is such data) after the send
-//!   timeout and 5 s more (`TCP_USER_TIMEOUT`, set in `serve/socket.rs`): 30–45 s at the
+//!   timeout and 5 s more (`TCP_USER_TIMEOUT`, set in `serve/watched_socket.rs`): 30–45 s at the
 //!   default settings, where Linux alone would retransmit for about 15 minutes.
 //! - **Across instances**: with a relay (Redis), each instance's own count is shared, and
 //!   the count shown is this instance's plus the others' ([`Registry::set_remote_presence`];

@@ -3,6 +3,9 @@
 //! The registry holds this process's streams only. When several instances serve one app, a
 //! [`Relay`] attached with [`Registry::attach_relay`] carries every broadcast to all of them
 //! (the `redis` module implements one over Redis pub/sub). The registry knows nothing of how.
+//!
+//! One of two sides, named alike on purpose: this is the registry's side of the relay, and
+//! `redis/relay.rs` the Redis side that implements it.
 
 use std::fmt;
 

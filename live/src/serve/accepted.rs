@@ -14,9 +14,9 @@ use tokio::{
 
 use super::{
     activity::Activity,
-    connection::ConnectionService,
     drain::{Draining, serve_until_drained},
-    socket::{SocketLimits, WatchedSocket},
+    service::ConnectionService,
+    watched_socket::{SocketLimits, WatchedSocket},
 };
 use crate::{registry::SocketControl, settings::Settings};
 
@@ -137,7 +137,7 @@ impl Serving {
         let socket = tls.get_mut().0;
         socket.leave_idle_to_connection();
         socket.carries_streams();
-        let next = super::connection::NextStream::default();
+        let next = super::service::NextStream::default();
         let executor = super::http2::StreamExecutor {
             next: next.clone(),
             send_timeout: self.settings.send_timeout,

@@ -6,7 +6,7 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
-use super::{accepted::Serving, admission::Admission};
+use super::{accepted::Serving, connection_limits::ConnectionLimits};
 
 /// The sockets a server accepts on, each with how its connections are served.
 pub(super) struct Listeners {
@@ -22,7 +22,7 @@ impl Listeners {
     pub(super) async fn accept_until(
         self,
         shutdown: impl Future<Output = ()>,
-        admission: &Admission,
+        limits: &ConnectionLimits,
         connections: &TaskTracker,
     ) {
         tokio::pin!(shutdown);
@@ -41,7 +41,7 @@ impl Listeners {
                     continue;
                 }
             };
-            let Some((tcp, admitted)) = admission.admit(tcp, peer, serving.is_tls()) else {
+            let Some((tcp, admitted)) = limits.admit(tcp, peer, serving.is_tls()) else {
                 continue;
             };
             // Events are small and latency matters more than packet count.

@@ -1,4 +1,4 @@
-//! Requests in flight on one connection: what the socket (`socket.rs`: idle only when there
+//! Requests in flight on one connection: what the socket (`watched_socket.rs`: idle only when there
 //! are none) and the drain (`drain.rs`: a connection with none may be closed, one that never
 //! had one may have it on the way) both ask about it.
 

@@ -6,7 +6,7 @@ use std::{io, sync::Arc};
 
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Server, admission::Admission, keep_alive};
+use super::{Server, connection_limits::ConnectionLimits, keep_alive};
 
 pub(super) struct Background {
     _tasks: Vec<AbortOnDropHandle<()>>,
@@ -20,7 +20,7 @@ pub(super) struct Background {
 
 impl Background {
     /// Starts them all for `server`.
-    pub(super) fn start(server: &mut Server, admission: &Admission) -> io::Result<Background> {
+    pub(super) fn start(server: &mut Server, limits: &ConnectionLimits) -> io::Result<Background> {
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut tasks = vec![
             // One timer for the keep-alive comments of every stream.
@@ -28,7 +28,7 @@ impl Background {
                 server.live.registry.downgrade(),
                 server.settings.keep_alive,
             )),
-            spawn(admission.trim_after_floods()),
+            spawn(limits.trim_after_floods()),
         ];
         #[cfg(feature = "acme")]
         if let Some(driver) = server.acme.take() {

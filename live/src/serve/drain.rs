@@ -79,7 +79,7 @@ impl Draining {
 /// With `idle` (HTTP/2), a connection with no request in flight for that long is also ended
 /// gracefully (a GOAWAY, which tells the client to open a new connection for its next request
 /// rather than lose it). HTTP/1 connections leave that to their socket, which ends a quiet
-/// connection by reporting the end of its input (`socket.rs`): for HTTP/1 that is the end
+/// connection by reporting the end of its input (`watched_socket.rs`): for HTTP/1 that is the end
 /// hyper expects, while an HTTP/2 connection also needs to hear why.
 pub(super) async fn serve_until_drained<C>(
     connection: C,

@@ -2,10 +2,10 @@
 //! HTTP/1.1.
 //!
 //! On HTTP/1.1 a tab that stops reading shows as a socket that stays unwritable, and the socket
-//! watch (`socket.rs`) cuts it off. On HTTP/2 the tabs of a browser share one socket that keeps
-//! flowing; a tab that stops reading shows only as its own stream's flow-control window staying
-//! shut. hyper then stops asking that stream's body for chunks and waits, without limit, for the
-//! window to open. So each stream's task is spawned inside a [`Watched`] future:
+//! watch (`watched_socket.rs`) cuts it off. On HTTP/2 the tabs of a browser share one socket that
+//! keeps flowing; a tab that stops reading shows only as its own stream's flow-control window
+//! staying shut. hyper then stops asking that stream's body for chunks and waits, without limit,
+//! for the window to open. So each stream's task is spawned inside a [`Watched`] future:
 //!
 //! - while the body's last chunk waits for the window (the body says so: `StreamWatch`), the
 //!   send timeout runs, and when it has passed the stream's task is dropped. Dropping it drops
@@ -30,9 +30,9 @@ use hyper::server::conn::http2;
 use hyper_util::rt::TokioTimer;
 
 use super::{
-    connection::{NextStream, StreamWatch},
     drain::Draining,
-    socket::Blocked,
+    service::{NextStream, StreamWatch},
+    watched_socket::Blocked,
 };
 use crate::settings::Settings;
 

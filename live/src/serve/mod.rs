@@ -1,13 +1,14 @@
 //! Serving: start-up and shutdown, shared by `main` and the tests so both run the same server.
 //!
 //! - [`Server`]: binds, serves until told to stop, drains.
-//! - `admission.rs`: who gets a connection (per client network, under the cap).
+//! - `connection_limits.rs`: who gets a connection (per client network, under a cap the
+//!   open-files limit allows), and the short answer to the ones beyond.
 //! - `accepting.rs`: the accept loop over the public and redirect ports.
 //! - `background.rs`: what runs beside the connections (keep-alive timer, metrics, trim, ACME,
 //!   `SIGHUP` reload, dev watcher).
 //! - `accepted.rs`: one connection from accept to close: the TLS handshake (HTTPS), HTTP/2 or
 //!   HTTP/1.1, the drain.
-//! - `connection.rs`: the service behind each connection (what every request learns about its
+//! - `service.rs`: the service behind each connection (what every request learns about its
 //!   connection, and `Connection: close` while draining).
 //! - `http2.rs` (HTTPS): each HTTP/2 stream held to the limits a connection is held to.
 //! - `redirect.rs`: the plain-HTTP port of an HTTPS server.
@@ -15,26 +16,23 @@
 //!   drain's finish.
 //! - `activity.rs`: the requests in flight on a connection, which draining and its socket ask
 //!   about.
-//! - `socket.rs`: every socket watched for clients that stop reading or sit idle.
-//! - `limits.rs`: how many connections the open-files limit allows, and the answer to the ones
-//!   beyond.
+//! - `watched_socket.rs`: every socket watched for clients that stop reading or sit idle.
 //! - `trim.rs`: memory given back to the system once a flood of connections has gone.
 //! - `prepare.rs`: before serving — settings checked, certificates read, sockets bound.
 
 mod accepted;
 mod accepting;
 mod activity;
-mod admission;
 mod background;
-mod connection;
+mod connection_limits;
 mod drain;
 #[cfg(feature = "tls")]
 mod http2;
-mod limits;
 mod prepare;
 mod redirect;
-mod socket;
+mod service;
 mod trim;
+mod watched_socket;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -55,17 +53,17 @@ pub use self::prepare::raise_open_files_limit;
 use self::{
     accepted::Serving,
     accepting::Listeners,
-    admission::Admission,
     background::Background,
+    connection_limits::ConnectionLimits,
     prepare::{Prepared, bind, bind_metrics, prepare},
 };
 pub use self::{
     activity::Activity,
+    connection_limits::{HEADROOM, connection_cap},
     drain::{DRAIN_SEND_TIMEOUT, Draining},
-    limits::{HEADROOM, connection_cap},
-    socket::{SocketLimits, WatchedSocket},
+    watched_socket::{SocketLimits, WatchedSocket},
 };
-pub use crate::client::ClientAddr;
+pub use crate::client_addr::ClientAddr;
 #[cfg(feature = "tls")]
 use crate::tls::Tls;
 use crate::{Live, registry::WeakRegistry, settings::Settings};
@@ -245,9 +243,9 @@ impl Server {
     /// a [`WatchedSocket`], and while draining a blocked write fails after
     /// [`DRAIN_SEND_TIMEOUT`].
     ///
-    /// The steps of a server's life: admission and the background tasks start, the listeners
-    /// accept until `shutdown` (`accepting.rs`), the metrics port closes, and the drain ends
-    /// every stream and waits for the rest (`drain.rs`).
+    /// The steps of a server's life: the connection limits and the background tasks start,
+    /// the listeners accept until `shutdown` (`accepting.rs`), the metrics port closes, and the
+    /// drain ends every stream and waits for the rest (`drain.rs`).
     ///
     /// The accept loop is axum's `serve-with-hyper` pattern rather than `axum::serve`, for
     /// one reason: `axum::serve` always uses hyper-util's auto builder (HTTP/1 or HTTP/2 by
@@ -264,13 +262,13 @@ impl Server {
         let registry = self.live.registry.clone();
         registry.serving_at(self.local_addr()?);
         let grace = self.settings.shutdown_timeout;
-        let admission = Admission::new(&self.settings)?;
-        let mut background = Background::start(&mut self, &admission)?;
+        let limits = ConnectionLimits::new(&self.settings)?;
+        let mut background = Background::start(&mut self, &limits)?;
         let draining = Draining::new();
         let listeners = self.into_listeners(router, &draining)?;
         let connections = TaskTracker::new();
         listeners
-            .accept_until(shutdown, &admission, &connections)
+            .accept_until(shutdown, &limits, &connections)
             .await;
         background.stop_metrics();
         drain::finish(&registry, &draining, connections, grace).await;

@@ -24,7 +24,7 @@ use self::parse::{
 pub use self::variables::VARIABLES;
 pub use crate::rate_limit::ActionLimit;
 use crate::{
-    client::{ClientIpHeader, ClientNetworks},
+    client_addr::{ClientIpHeader, ClientNetworks},
     script::{DATASTAR_CDN_INTEGRITY, DATASTAR_CDN_URL},
 };
 

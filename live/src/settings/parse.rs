@@ -5,7 +5,7 @@ use std::{str::FromStr, time::Duration};
 use std::path::PathBuf;
 
 use super::{AcmeSettings, ActionLimit, ConfigError, LETS_ENCRYPT, MAX_SECS};
-use crate::client::ClientIpHeader;
+use crate::client_addr::ClientIpHeader;
 
 /// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
 pub(super) fn is_integrity(value: &str) -> bool {
@@ -65,7 +65,7 @@ pub(super) fn redis_ca(
         return Ok(None);
     };
     #[cfg(feature = "redis")]
-    if let Err(reason) = crate::redis::tls::read_ca(std::path::Path::new(&path)) {
+    if let Err(reason) = crate::redis::rediss::read_ca(std::path::Path::new(&path)) {
         return Err(ConfigError::new("REDIS_CA", path, reason));
     }
     Ok(Some(PathBuf::from(path)))

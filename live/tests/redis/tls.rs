@@ -11,7 +11,7 @@ use crate::{SECRET, next_note, support::spawn_app_with, wait_redis};
 
 /// What connecting to `url` fails with, said as the instance's log says it.
 async fn diagnosis(url: &str, ca: Option<&std::path::Path>) -> String {
-    let client = live::redis::tls::client(url, ca).unwrap();
+    let client = live::redis::rediss::client(url, ca).unwrap();
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
@@ -26,7 +26,7 @@ async fn diagnosis(url: &str, ca: Option<&std::path::Path>) -> String {
             .await
             .unwrap_err(),
     };
-    live::redis::tls::diagnosis(&error)
+    live::redis::rediss::diagnosis(&error)
         .unwrap_or_else(|| panic!("no diagnosis for {error}"))
         .to_owned()
 }
@@ -83,7 +83,7 @@ fn redis_ca_is_a_readable_file_of_certificates_for_a_tls_url() {
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_owned()
     };
-    let ca = file("ca.pem", &live::testing::tls::TestCa::new().pem());
+    let ca = file("ca.pem", &live::testing::https::TestCa::new().pem());
     let not_pem = file("not.pem", "not a certificate");
     let not_der = file(
         "not-der.pem",

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use bytes::Bytes;
 use h2::{RecvStream, client::SendRequest};
-use live::testing::tls::{TestCa, TestCertificate};
+use live::testing::https::{TestCa, TestCertificate};
 use tokio::{net::TcpStream, task::JoinHandle};
 use uuid::Uuid;
 

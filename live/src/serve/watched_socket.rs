@@ -346,7 +346,8 @@ impl AsyncWrite for WatchedSocket {
     /// Not vectored, on purpose: hyper then copies each chunk's size line, data and ending
     /// into its write buffer and sends them with one plain `send`, instead of a three-part
     /// `writev`. Events are a few hundred bytes, so the copy costs less than the kernel's work
-    /// on an I/O vector, on every event of every stream (measured with `examples/fanout.rs` in the template repository).
+    /// on an I/O vector, on every event of every stream (measured with `examples/fanout.rs` in
+    /// the template repository).
     fn is_write_vectored(&self) -> bool {
         false
     }

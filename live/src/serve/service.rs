@@ -29,7 +29,7 @@ use super::{
     drain::Draining,
 };
 use crate::{
-    client::{ClientIp, ClientIpHeader, ClientNetworks},
+    client_addr::{ClientIp, ClientIpHeader, ClientNetworks},
     registry::SocketControl,
     sse::{EventStream, Handoff},
 };

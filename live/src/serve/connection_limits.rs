@@ -19,7 +19,7 @@
 use std::{
     collections::HashMap,
     io,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -30,15 +30,97 @@ use std::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::Semaphore,
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 
-use crate::{client::ClientNetworks, settings::Settings};
+use super::trim;
+use crate::{client_addr::ClientNetworks, settings::Settings};
+
+/// Who gets a connection: one place in its client's network (`MAX_CONNECTIONS_PER_CLIENT`),
+/// then one permit under the server's cap. Beyond either, a short answer
+/// ([`RefusedConnections`]) instead of a connection; the peak is noted for the memory trim.
+pub(super) struct ConnectionLimits {
+    cap: usize,
+    permits: Arc<Semaphore>,
+    per_client: Option<PerClient>,
+    peak: Arc<trim::Peak>,
+    refusals: RefusedConnections,
+}
+
+/// A connection's places, given back when it is dropped (with the connection's task).
+pub(super) struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    _slot: Option<ClientSlot>,
+}
+
+impl ConnectionLimits {
+    pub(super) fn new(settings: &Settings) -> io::Result<Self> {
+        let cap = connection_cap(settings)?;
+        if settings.max_streams > cap {
+            tracing::warn!(
+                max_streams = settings.max_streams,
+                max_connections = cap,
+                "MAX_STREAMS is above the connection cap: the cap wins"
+            );
+        }
+        Ok(ConnectionLimits {
+            cap,
+            permits: Arc::new(Semaphore::new(cap)),
+            per_client: PerClient::new(settings),
+            peak: Arc::new(trim::Peak::default()),
+            refusals: RefusedConnections::new(),
+        })
+    }
+
+    /// Gives memory back to the system once a flood of connections has gone (run while
+    /// serving).
+    pub(super) fn trim_after_floods(&self) -> impl Future<Output = ()> + Send + 'static {
+        trim::after_floods(Arc::clone(&self.peak), Arc::clone(&self.permits), self.cap)
+    }
+
+    /// Admits the connection `tcp` from `peer`, or answers it with a refusal (a TLS alert when
+    /// `tls`: the client expects a handshake) and returns `None`.
+    pub(super) fn admit(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Option<(TcpStream, Admitted)> {
+        // The client's own place first: a client at its cap is refused without taking a
+        // permit that someone else could use.
+        let slot = match &self.per_client {
+            Some(per_client) => match per_client.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    let cap = per_client.cap();
+                    self.refusals
+                        .refuse(tcp, peer.ip(), Refusal::ClientFull, cap, tls);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            self.refusals
+                .refuse(tcp, peer.ip(), Refusal::Full, self.cap, tls);
+            return None;
+        };
+        self.peak
+            .opened(self.cap - self.permits.available_permits());
+        Some((
+            tcp,
+            Admitted {
+                _permit: permit,
+                _slot: slot,
+            },
+        ))
+    }
+}
 
 /// Descriptors kept back from the open-files limit for everything but client connections.
 pub const HEADROOM: u64 = 512;
 
-/// Refusals being answered at once; beyond this, a connection is simply closed.
+/// Refused connections being answered at once; beyond this, a connection is simply closed.
 const REFUSALS_AT_ONCE: usize = 128;
 
 /// What a connection beyond the cap is told before it is closed.
@@ -108,16 +190,16 @@ fn open_files_limit() -> Option<u64> {
 
 /// Answers connections beyond the cap.
 #[derive(Debug, Clone)]
-pub(super) struct Refusals {
+pub(super) struct RefusedConnections {
     at_once: Arc<Semaphore>,
     refused: Arc<AtomicU64>,
     /// When a refusal was last logged: one line per few seconds, not one per connection.
     logged: Arc<Mutex<Option<Instant>>>,
 }
 
-impl Refusals {
+impl RefusedConnections {
     pub(super) fn new() -> Self {
-        Refusals {
+        RefusedConnections {
             at_once: Arc::new(Semaphore::new(REFUSALS_AT_ONCE)),
             refused: Arc::default(),
             logged: Arc::default(),
