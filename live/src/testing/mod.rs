@@ -21,7 +21,7 @@ pub mod https;
 #[cfg(feature = "tls")]
 #[deprecated(since = "0.6.0", note = "renamed `live::testing::https`")]
 pub mod tls {
-    pub use super::https::TestCa;
+    pub use super::https::*;
 }
 mod process;
 mod programs;
