@@ -7,7 +7,58 @@
 //! plain HTML posts. The app built on this kit holds its pages, streams, actions and domain;
 //! everything else is here, and the kit never knows the app.
 //!
-//! Map of the crate:
+//! # A live page
+//!
+//! A counter every open tab shows live: the page, its stream, and an action that pushes the
+//! new count to every tab (the whole app; `templates/counter.html` puts `{{ live_stream(
+//! "/sse/counter") }}` and `<span id="clicks">{{ clicks }}</span>` in a form posting to
+//! `/api/click` with `data-on:submit="{{ live_submit("/api/click") }}"`):
+//!
+//! ```no_run
+//! use std::sync::{LazyLock, atomic::{AtomicU64, Ordering::Relaxed}};
+//! use axum::{Router, extract::State, response::{Html, Response}, routing::{get, post}};
+//! use datastar::prelude::PatchElements;
+//! use live::{Caller, Error, Live, Pattern, Server, Settings, Signals, Site, Stream, Tab};
+//! # use live::Files;
+//!
+//! static CLICKS: AtomicU64 = AtomicU64::new(0);
+//! static COUNTERS: LazyLock<Pattern> = LazyLock::new(|| Pattern::page("counter").unwrap());
+//!
+//! async fn page(State(live): State<Live>) -> Result<Html<String>, Error> {
+//!     let clicks = CLICKS.load(Relaxed);
+//!     Ok(Html(live.views.render("counter.html", minijinja::context! { clicks })?))
+//! }
+//! async fn stream(stream: Stream, Signals(tab): Signals<Tab>) -> Result<Response, Error> {
+//!     stream.open_tab("counter", tab.session_id) // stored under page/counter/<tab>
+//! }
+//! async fn click(State(live): State<Live>, caller: Caller) -> Result<Response, Error> {
+//!     let clicks = CLICKS.fetch_add(1, Relaxed) + 1;
+//!     let count = PatchElements::new(format!(r#"<span id="clicks">{clicks}</span>"#));
+//!     live.registry.broadcast(&COUNTERS, &count.into()); // every tab, encoded once
+//!     caller.done(|| Ok::<_, Error>(vec![]), "/") // a plain form post: back to the page
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let settings = Settings::load()?;
+//!     let live = Live::new(&settings, site()); // the app's templates and static files
+//!     let actions = Router::new().route("/api/click", post(click));
+//!     let router = Router::new().route("/", get(page)).route("/sse/counter", get(stream))
+//!         .merge(live::actions(actions, &live)).merge(live::routes());
+//!     let app = live::layers(router, &live).with_state(live.clone());
+//!     Server::bind(&settings, live).await?.serve(app).await
+//! }
+//! # #[derive(rust_embed::RustEmbed)]
+//! # #[folder = "templates/"]
+//! # struct Embedded;
+//! # fn site() -> Site {
+//! #     let files = || Files::new::<Embedded>(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"));
+//! #     Site { name: "counter", templates: files(), static_files: files() }
+//! # }
+//! ```
+//!
+//! # Map of the crate
+//!
 //!
 //! - [`Live`]: what every handler of the kit (and the app's streams and actions) reaches — the
 //!   registry, the views — made from [`Settings`] and the app's [`Site`].

@@ -68,6 +68,8 @@ use std::{
 pub(crate) use self::presence::PUBLISH_GAP as PRESENCE_PUBLISH_GAP;
 pub(crate) use self::presence::is_name as is_presence_name;
 pub use self::stream_limits::{DEFAULT_QUEUE_LIMIT, Limits};
+// What the serving layer tells a stream's socket, and hears from it: not an app's concern.
+pub(crate) use self::socket_control::{STREAM_SEND_BUFFER, SocketControl};
 use self::{
     connection::Guard,
     index::{Entry, Index},
@@ -84,7 +86,6 @@ pub use self::{
     latest::{Topic, Version, VersionError, is_topic_name},
     presence::Presence,
     relay::{Relay, RelayCounts},
-    socket_control::{Requests, STREAM_SEND_BUFFER, SocketControl},
     stats::{CloseReason, Counts, REFUSALS},
 };
 use crate::frame::Frame;

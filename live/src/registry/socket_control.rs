@@ -26,7 +26,7 @@ use futures_util::task::AtomicWaker;
 
 /// The send buffer of a socket that carries a stream: room for hundreds of events, a small
 /// fraction of what the kernel would let it grow to.
-pub const STREAM_SEND_BUFFER: usize = 64 * 1024;
+pub(crate) const STREAM_SEND_BUFFER: usize = 64 * 1024;
 
 /// Controls one TCP connection. Cheap to clone; every clone controls the same connection.
 #[derive(Clone, Default)]

@@ -10,7 +10,7 @@ use std::sync::{
 /// Requests in flight on one connection, shared by the connection's service (which counts
 /// them) and its socket (which is idle only when there are none).
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(super) struct Activity {
     in_flight: AtomicUsize,
     /// Whether any request has started: a connection without one may have it on the way.
     used: AtomicBool,
@@ -19,14 +19,14 @@ pub struct Activity {
 impl Activity {
     /// A request started; it ends when the returned guard is dropped (with its response body,
     /// once that has been sent).
-    pub fn start(self: &Arc<Self>) -> InFlight {
+    pub(super) fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.used.store(true, Ordering::Release);
         InFlight(Arc::clone(self))
     }
 
     /// Whether a request has started on this connection.
-    pub fn is_used(&self) -> bool {
+    pub(super) fn is_used(&self) -> bool {
         self.used.load(Ordering::Acquire)
     }
 
@@ -38,7 +38,7 @@ impl Activity {
 
 /// One request in flight; see [`Activity::start`].
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub(super) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

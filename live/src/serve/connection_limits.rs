@@ -118,7 +118,7 @@ impl ConnectionLimits {
 }
 
 /// Descriptors kept back from the open-files limit for everything but client connections.
-pub const HEADROOM: u64 = 512;
+pub(super) const HEADROOM: u64 = 512;
 
 /// Refused connections being answered at once; beyond this, a connection is simply closed.
 const REFUSALS_AT_ONCE: usize = 128;
@@ -159,7 +159,7 @@ pub(super) enum Refusal {
 
 /// The most connections to hold at once: `MAX_CONNECTIONS`, or what the open-files limit
 /// allows less [`HEADROOM`]. An explicit setting above what the limit allows is refused.
-pub fn connection_cap(config: &Settings) -> io::Result<usize> {
+pub(super) fn connection_cap(config: &Settings) -> io::Result<usize> {
     let allowed = open_files_limit().map(|limit| limit.saturating_sub(HEADROOM.min(limit / 4)));
     match (config.max_connections, allowed) {
         (Some(wanted), Some(allowed)) if wanted as u64 > allowed => Err(io::Error::new(

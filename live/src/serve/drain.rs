@@ -24,11 +24,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::activity::Activity;
 
 /// While the server drains, the longest a write may stay blocked.
-pub const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const DRAIN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether the server is draining. Cheap to clone; every clone shares the same state.
 #[derive(Clone, Debug, Default)]
-pub struct Draining {
+pub(super) struct Draining {
     inner: Arc<Inner>,
 }
 
@@ -40,23 +40,23 @@ struct Inner {
 
 impl Draining {
     /// A server that is not draining yet.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Draining::default()
     }
 
     /// Starts draining, and wakes everything waiting for it.
-    pub fn start(&self) {
+    pub(super) fn start(&self) {
         self.inner.started.store(true, Ordering::Release);
         self.inner.wake.cancel();
     }
 
     /// Whether draining has started: one atomic load.
-    pub fn is_started(&self) -> bool {
+    pub(super) fn is_started(&self) -> bool {
         self.inner.started.load(Ordering::Acquire)
     }
 
     /// Completes when draining starts.
-    pub fn started(&self) -> WaitForCancellationFutureOwned {
+    pub(super) fn started(&self) -> WaitForCancellationFutureOwned {
         self.inner.wake.clone().cancelled_owned()
     }
 }

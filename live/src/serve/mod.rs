@@ -55,13 +55,8 @@ use self::{
     accepting::Listeners,
     background::Background,
     connection_limits::ConnectionLimits,
+    drain::Draining,
     prepare::{Prepared, bind, bind_metrics, prepare},
-};
-pub use self::{
-    activity::Activity,
-    connection_limits::{HEADROOM, connection_cap},
-    drain::{DRAIN_SEND_TIMEOUT, Draining},
-    watched_socket::{SocketLimits, WatchedSocket},
 };
 pub use crate::client_addr::ClientAddr;
 #[cfg(feature = "tls")]

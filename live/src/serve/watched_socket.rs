@@ -48,7 +48,7 @@ pub(super) const VANISHED_MARGIN: Duration = Duration::from_secs(5);
 
 /// The time limits a socket is watched with.
 #[derive(Debug, Clone, Copy)]
-pub struct SocketLimits {
+pub(super) struct SocketLimits {
     /// How long a write may stay blocked.
     pub send_timeout: Duration,
     /// How long the connection may sit idle between requests.
@@ -58,7 +58,7 @@ pub struct SocketLimits {
 /// A TCP socket whose writes may not stay blocked for longer than the send timeout, and which
 /// may not sit idle for longer than the keep-alive timeout.
 #[derive(Debug)]
-pub struct WatchedSocket {
+pub(super) struct WatchedSocket {
     stream: TcpStream,
     control: SocketControl,
     activity: Arc<Activity>,
@@ -131,7 +131,7 @@ impl WatchedSocket {
     /// Watches `stream` within `limits`. Once `control` is hung up the next write fails, and
     /// everything after it; after `draining` has started a blocked write may last
     /// [`DRAIN_SEND_TIMEOUT`] at most.
-    pub fn new(
+    pub(super) fn new(
         stream: TcpStream,
         control: SocketControl,
         activity: Arc<Activity>,
@@ -156,7 +156,7 @@ impl WatchedSocket {
     /// Leaves idle connections to the protocol above: HTTP/2 ends one with a GOAWAY (see
     /// `drain.rs`), which a client understands, rather than with the end of its input. From
     /// now on only blocked writes, hang-ups and draining are watched here.
-    pub fn leave_idle_to_connection(&mut self) {
+    pub(super) fn leave_idle_to_connection(&mut self) {
         self.watch_idle = false;
         self.idle = None;
     }
@@ -164,7 +164,7 @@ impl WatchedSocket {
     /// Says the connection carries streams, as a stream's [`SocketControl::stream`] does: its
     /// send buffer is sized for them (an HTTP/2 connection, whose streams have controls of
     /// their own).
-    pub fn carries_streams(&mut self) {
+    pub(super) fn carries_streams(&mut self) {
         self.size_for_streams();
     }
 
