@@ -68,8 +68,8 @@
 //! - [`frame`]: one encoded event ([`Frame`]), shared by every stream it goes to; [`sse`]: the
 //!   responses that carry frames; [`signals`]: Datastar signals read from a request;
 //!   [`events`]: the events every live page understands.
-//! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; `tls` (feature
-//!   `tls`): HTTPS with HTTP/2, certificates re-read on `SIGHUP`; [`settings`]: the
+//! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; [`tls`] (feature
+//!   `tls`; without it, a `Tls` that cannot exist): HTTPS with HTTP/2, certificates re-read on `SIGHUP`; [`settings`]: the
 //!   environment; [`logging`]; [`metrics`]: Prometheus metrics on an address of their own
 //!   (`METRICS_ADDR`).
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
@@ -112,6 +112,11 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "tls")]
+pub mod tls;
+// Without the feature `tls`: a `Tls` that cannot exist, so that serving reads the same in every
+// build.
+#[cfg(not(feature = "tls"))]
+#[path = "tls/off.rs"]
 pub mod tls;
 pub mod views;
 

@@ -18,14 +18,13 @@ use super::{
     service::ConnectionService,
     watched_socket::{SocketLimits, WatchedSocket},
 };
-use crate::{registry::SocketControl, settings::Settings};
+use crate::{registry::SocketControl, settings::Settings, tls::Tls};
 
 /// How every connection of one listener is served.
 pub(super) struct Serving {
     pub(super) router: Router,
     /// Set for HTTPS: every connection starts with a handshake.
-    #[cfg(feature = "tls")]
-    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(super) tls: Option<Tls>,
     pub(super) settings: Settings,
     pub(super) draining: Draining,
     /// How long a connection accepted just before shutdown, with no request yet, may take to
@@ -37,11 +36,7 @@ pub(super) struct Serving {
 impl Serving {
     /// Whether every connection starts with a TLS handshake (so a refusal must be a TLS alert).
     pub(super) fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            return true;
-        }
-        false
+        self.tls.is_some()
     }
 
     fn limits(&self) -> SocketLimits {
@@ -75,9 +70,8 @@ impl Serving {
         };
         // Boxed: a task's future is as large as its largest state, and a TLS session (with
         // HTTP/2's state on top) would make every plain connection's task that large too.
-        #[cfg(feature = "tls")]
-        if let Some(acceptor) = &self.tls {
-            return Box::pin(self.serve_tls(acceptor, socket, service, &activity)).await;
+        if let Some(tls) = &self.tls {
+            return Box::pin(self.serve_tls(tls, socket, service, &activity)).await;
         }
         self.serve_http1(socket, service, &activity).await;
     }
@@ -88,13 +82,15 @@ impl Serving {
     #[cfg(feature = "tls")]
     async fn serve_tls(
         &self,
-        acceptor: &tokio_rustls::TlsAcceptor,
+        tls: &Tls,
         socket: WatchedSocket,
         service: ConnectionService,
         activity: &Activity,
     ) {
-        let handshake =
-            tokio::time::timeout(self.settings.header_read_timeout, acceptor.accept(socket));
+        let handshake = tokio::time::timeout(
+            self.settings.header_read_timeout,
+            tls.acceptor().accept(socket),
+        );
         let tls = match handshake.await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
@@ -124,6 +120,12 @@ impl Serving {
         } else {
             self.serve_http1(tls, service, activity).await;
         }
+    }
+
+    /// Without the feature `tls`, no `Tls` exists, so this never runs.
+    #[cfg(not(feature = "tls"))]
+    async fn serve_tls(&self, tls: &Tls, _: WatchedSocket, _: ConnectionService, _: &Activity) {
+        match *tls {}
     }
 
     /// HTTP/2 over `tls`: each stream watched (`http2.rs`), idle connections sent a GOAWAY.

@@ -21,7 +21,6 @@ pub(super) struct Background {
 impl Background {
     /// Starts them all for `server`.
     pub(super) fn start(server: &mut Server, limits: &ConnectionLimits) -> io::Result<Background> {
-        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut tasks = vec![
             // One timer for the keep-alive comments of every stream.
             spawn(keep_alive(
@@ -30,13 +29,12 @@ impl Background {
             )),
             spawn(limits.trim_after_floods()),
         ];
-        #[cfg(feature = "acme")]
         if let Some(driver) = server.acme.take() {
             tasks.push(spawn(driver.0));
         }
-        #[cfg(all(feature = "tls", unix))]
-        if let Some(tls) = &server.tls {
-            tasks.push(spawn(crate::tls::reload_on_hangup(tls.clone())?));
+        #[cfg(unix)]
+        if let Some(tls) = server.tls.clone() {
+            tasks.push(spawn(crate::tls::reload_on_hangup(tls)?));
         }
         let metrics = match (server.metrics.take(), server.live.metrics()) {
             (Some(listener), Some(metrics)) => {

@@ -47,8 +47,6 @@ use tokio_util::task::TaskTracker;
 pub use self::http2::{
     CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, STREAM_WINDOW,
 };
-#[cfg(feature = "acme")]
-use self::prepare::AcmeDriver;
 pub use self::prepare::raise_open_files_limit;
 use self::{
     accepted::Serving,
@@ -56,12 +54,10 @@ use self::{
     background::Background,
     connection_limits::ConnectionLimits,
     drain::Draining,
-    prepare::{Prepared, bind, bind_metrics, prepare},
+    prepare::{AcmeDriver, Prepared, bind, bind_metrics, prepare},
 };
 pub use crate::client_addr::ClientAddr;
-#[cfg(feature = "tls")]
-use crate::tls::Tls;
-use crate::{Live, registry::WeakRegistry, settings::Settings};
+use crate::{Live, registry::WeakRegistry, settings::Settings, tls::Tls};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]
@@ -69,11 +65,10 @@ pub struct Server {
     listener: TcpListener,
     /// `HTTP_REDIRECT_PORT`: the plain port that redirects to HTTPS.
     redirect: Option<TcpListener>,
-    /// `TLS_CERT` and `TLS_KEY`, or ACME: the server speaks HTTPS.
-    #[cfg(feature = "tls")]
+    /// `TLS_CERT` and `TLS_KEY`, or ACME: the server speaks HTTPS. (Never, in a build
+    /// without the feature `tls`: there, no `Tls` can exist.)
     tls: Option<Tls>,
     /// With ACME: the task that gets and renews the certificate, run while serving.
-    #[cfg(feature = "acme")]
     acme: Option<AcmeDriver>,
     /// `METRICS_ADDR`: where Prometheus scrapes `/metrics`, apart from the public port.
     metrics: Option<TcpListener>,
@@ -160,16 +155,14 @@ impl Server {
     fn new(
         listener: TcpListener,
         redirect: Option<TcpListener>,
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] prepared: Prepared,
+        prepared: Prepared,
         settings: &Settings,
         live: Live,
     ) -> io::Result<Self> {
         Ok(Server {
             listener,
             redirect,
-            #[cfg(feature = "tls")]
             tls: prepared.tls,
-            #[cfg(feature = "acme")]
             acme: prepared.acme,
             metrics: bind_metrics(settings)?,
             live,
@@ -194,18 +187,13 @@ impl Server {
 
     /// The certificate and key in use, with HTTPS (for tests, and whoever wants to reload
     /// them without `SIGHUP`).
-    #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<&Tls> {
         self.tls.as_ref()
     }
 
     /// `https` or `http`: what the main port speaks.
     pub fn scheme(&self) -> &'static str {
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            return "https";
-        }
-        "http"
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// What `main` does: announces the address, serves `router` until Ctrl-C or SIGTERM, then
@@ -280,14 +268,9 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(self.settings.header_read_timeout);
         let serving = |router: Router, https: bool| {
-            #[cfg(not(feature = "tls"))]
-            let _ = https;
             Arc::new(Serving {
                 router,
-                #[cfg(feature = "tls")]
-                tls: https
-                    .then(|| self.tls.as_ref().map(|tls| tls.acceptor().clone()))
-                    .flatten(),
+                tls: self.tls.clone().filter(|_| https),
                 settings: self.settings.clone(),
                 draining: draining.clone(),
                 first_request_window: FIRST_REQUEST_WINDOW.min(self.settings.header_read_timeout),
@@ -296,16 +279,8 @@ impl Server {
         };
         // Until HTTPS has a certificate (ACME, before its first), the plain port serves the
         // app rather than send browsers where nothing can answer them.
-        #[cfg(feature = "tls")]
-        let https_ready: redirect::Ready = match &self.tls {
-            Some(tls) => {
-                let tls = tls.clone();
-                Arc::new(move || tls.is_ready())
-            }
-            None => Arc::new(|| true),
-        };
-        #[cfg(not(feature = "tls"))]
-        let https_ready: redirect::Ready = Arc::new(|| true);
+        let tls = self.tls.clone();
+        let https_ready: redirect::Ready = Arc::new(move || tls.as_ref().is_none_or(Tls::is_ready));
         let redirect = serving(
             redirect::router(
                 self.local_addr()?.port(),

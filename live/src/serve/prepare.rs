@@ -5,27 +5,22 @@ use std::{io, net::SocketAddr};
 
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::settings::Settings;
-#[cfg(feature = "tls")]
-use crate::tls::Tls;
+use crate::{settings::Settings, tls::Tls};
 
 /// What serving needs before it has a socket.
 pub(super) struct Prepared {
-    /// The certificate and key, with HTTPS.
-    #[cfg(feature = "tls")]
+    /// The certificate and key, with HTTPS (never, in a build without the feature `tls`).
     pub(super) tls: Option<Tls>,
-    /// With ACME: the task that gets and renews the certificate.
-    #[cfg(feature = "acme")]
+    /// With ACME: the task that gets and renews the certificate (never, without the feature
+    /// `acme`).
     pub(super) acme: Option<AcmeDriver>,
 }
 
 /// A task the server runs for as long as it serves.
-#[cfg(feature = "acme")]
 pub(super) struct AcmeDriver(
     pub(super) std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 );
 
-#[cfg(feature = "acme")]
 impl std::fmt::Debug for AcmeDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AcmeDriver")
@@ -39,31 +34,15 @@ pub(super) fn prepare(settings: &Settings) -> io::Result<Prepared> {
     settings
         .validate()
         .map_err(|error| invalid(error.to_string()))?;
-    #[allow(unused_mut)]
-    let mut prepared = match (&settings.tls_cert, &settings.tls_key) {
-        #[cfg(feature = "tls")]
-        (Some(cert), Some(key)) => Prepared {
-            tls: Some(
-                Tls::load(cert.clone(), key.clone()).map_err(|error| invalid(error.to_string()))?,
-            ),
-            #[cfg(feature = "acme")]
-            acme: None,
-        },
-        #[cfg(not(feature = "tls"))]
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "invalid TLS_CERT: HTTPS needs the app built with the `tls` feature \
-                 (cargo build --release --features tls)"
-                    .into(),
-            ));
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(Tls::load(cert.clone(), key.clone()).map_err(|error| invalid(error.to_string()))?)
         }
-        _ => Prepared {
-            #[cfg(feature = "tls")]
-            tls: None,
-            #[cfg(feature = "acme")]
-            acme: None,
-        },
+        _ => None,
     };
+    #[allow(unused_mut)]
+    let mut prepared = Prepared { tls, acme: None };
+    // (Settings refuse ACME_DOMAINS in a build without the feature `acme`.)
     #[cfg(feature = "acme")]
     if let Some(acme) = &settings.acme {
         let (tls, driver) = Tls::acme(acme).map_err(|error| invalid(error.to_string()))?;

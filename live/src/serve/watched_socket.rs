@@ -156,6 +156,8 @@ impl WatchedSocket {
     /// Leaves idle connections to the protocol above: HTTP/2 ends one with a GOAWAY (see
     /// `drain.rs`), which a client understands, rather than with the end of its input. From
     /// now on only blocked writes, hang-ups and draining are watched here.
+    // For HTTP/2, which browsers speak only over TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(super) fn leave_idle_to_connection(&mut self) {
         self.watch_idle = false;
         self.idle = None;
@@ -164,6 +166,8 @@ impl WatchedSocket {
     /// Says the connection carries streams, as a stream's [`SocketControl::stream`] does: its
     /// send buffer is sized for them (an HTTP/2 connection, whose streams have controls of
     /// their own).
+    // For HTTP/2, which browsers speak only over TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(super) fn carries_streams(&mut self) {
         self.size_for_streams();
     }

@@ -704,6 +704,19 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_without_the_tls_feature_is_refused_naming_it() {
+        let https = config(&[("TLS_CERT", "/c.pem"), ("TLS_KEY", "/k.pem")]);
+        if cfg!(feature = "tls") {
+            assert!(https.is_ok(), "{https:?}");
+        } else {
+            let error = https.unwrap_err().to_string();
+            assert!(error.starts_with("invalid TLS_CERT=\"/c.pem\""), "{error}");
+            assert!(error.contains("--features tls"), "{error}");
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
     fn https_takes_both_files_and_a_redirect_port_apart_from_its_own() {
         let pair = [("TLS_CERT", "/c.pem"), ("TLS_KEY", "/k.pem")];
         let https = config(&pair).unwrap();

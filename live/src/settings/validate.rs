@@ -97,6 +97,14 @@ impl Settings {
                     "needs TLS_CERT too: HTTPS takes the certificate and its private key",
                 ));
             }
+            (Some(cert), Some(_)) if !cfg!(feature = "tls") => {
+                return Err(ConfigError::new(
+                    "TLS_CERT",
+                    cert.display().to_string(),
+                    "HTTPS needs the app built with the `tls` cargo feature (cargo build \
+                     --release --features tls)",
+                ));
+            }
             _ => {}
         }
         if let Some(acme) = &self.acme {
