@@ -24,12 +24,12 @@ pub enum Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         tracing::error!(error = %self, "request failed");
-        #[cfg_attr(not(debug_assertions), allow(unused_mut))]
         let mut response =
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
         // Debug builds show template errors in the browser (`crate::dev::error_pages`).
-        #[cfg(debug_assertions)]
-        if let Error::Render(error) = &self {
+        if cfg!(debug_assertions)
+            && let Error::Render(error) = &self
+        {
             response
                 .extensions_mut()
                 .insert(RenderFailure(format!("{error:#}")));

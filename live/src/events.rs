@@ -59,7 +59,6 @@ pub fn serving(instance: Uuid) -> Frame {
 /// if one is showing: every stream opened now starts with it, so a tab opened meanwhile shows
 /// what the open ones show. Set by the dev loop's [`crate::dev::runner`]; process-wide, as the
 /// runner is (it talks to the process, not to one app in it).
-#[cfg(debug_assertions)]
 pub fn build_banner() -> Option<Frame> {
     BUILD_BANNER
         .lock()
@@ -68,14 +67,12 @@ pub fn build_banner() -> Option<Frame> {
 }
 
 /// Sets what [`build_banner`] returns.
-#[cfg(debug_assertions)]
 pub fn set_build_banner(banner: Option<Frame>) {
     *BUILD_BANNER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = banner;
 }
 
-#[cfg(debug_assertions)]
 static BUILD_BANNER: std::sync::Mutex<Option<Frame>> = std::sync::Mutex::new(None);
 
 /// The last event for a stream replaced by another tab using the same session id: a fresh id,

@@ -76,7 +76,8 @@
 //!   embedded in release builds; [`security`] headers; [`refusals`] made visible;
 //!   [`rate_limit`]: how many actions one client may send.
 //! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.
-//! - `dev` (debug builds only): the dev loop. `redis` (feature `redis`): the relay over Redis.
+//! - [`dev`]: the dev loop, on in debug builds (release builds have the same API, with the loop
+//!   never started). `redis` (feature `redis`): the relay over Redis.
 //! - `testing` (feature `testing`, for tests): an SSE client and Datastar event readers.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -84,7 +85,6 @@
 pub mod assets;
 pub mod caller;
 pub mod client_addr;
-#[cfg(debug_assertions)]
 pub mod dev;
 pub mod error;
 pub mod events;
@@ -163,9 +163,11 @@ where
     let routes = Router::new()
         .route("/static/{*path}", get(static_files::asset))
         .route("/healthz", get(health::healthz));
-    #[cfg(debug_assertions)]
-    let routes = routes.merge(dev::routes());
-    routes
+    if cfg!(debug_assertions) {
+        routes.merge(dev::routes())
+    } else {
+        routes
+    }
 }
 
 /// Wraps the app's actions: a body limit, a timeout, CSRF protection (a cross-site post gets
@@ -206,12 +208,14 @@ pub fn layers<S>(router: Router<S>, live: &Live) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    #[cfg(debug_assertions)]
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        live.clone(),
-        dev::error_pages,
-    ));
-    let mut router = router;
+    let mut router = if cfg!(debug_assertions) {
+        router.layer(axum::middleware::from_fn_with_state(
+            live.clone(),
+            dev::error_pages,
+        ))
+    } else {
+        router
+    };
     for header in security::headers(&live.views.datastar().url) {
         router = router.layer(header);
     }

@@ -28,7 +28,6 @@ pub struct Site {
 impl Site {
     /// The site, reading its files from the folders `dev` names, if it names any (debug
     /// builds: a test or a tool may point the dev loop elsewhere).
-    #[cfg(debug_assertions)]
     fn reading_from(mut self, dev: &crate::settings::DevSettings) -> Site {
         if let Some(dir) = &dev.templates_dir {
             self.templates = self.templates.read_from(dir);
@@ -61,7 +60,6 @@ impl Live {
     /// `REDIS_URL` is set and the `redis` feature is on), and views on the site's files.
     pub fn new(settings: &Settings, site: Site) -> Self {
         let instance = Uuid::new_v4();
-        #[cfg(debug_assertions)]
         let site = site.reading_from(&settings.dev);
         let datastar = DatastarScript {
             url: settings.datastar_url.clone(),

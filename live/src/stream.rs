@@ -142,8 +142,7 @@ impl Stream {
                 .filter(|(name, _)| !connection.has_version_of(name))
                 .map(|(_, none_yet)| none_yet),
         );
-        #[cfg(debug_assertions)]
-        {
+        if cfg!(debug_assertions) {
             first.push(events::serving(live.instance()));
             // Under `cargo dev`: a build under way or failed shows on tabs opened meanwhile.
             first.extend(events::build_banner());

@@ -58,10 +58,7 @@ pub async fn spawn_app_on(
         ..Settings::default()
     };
     // Tests that want the dev loop's file watcher turn it on.
-    #[cfg(debug_assertions)]
-    {
-        settings.dev.watch = false;
-    }
+    settings.dev.watch = false;
     customise(&mut settings);
     let state = AppState::new(&settings);
     let server = match listener {

@@ -1,5 +1,10 @@
-//! The dev loop, compiled into debug builds only: edit a template or a stylesheet and every
-//! open tab updates, without a rebuild.
+//! The dev loop, on in debug builds: edit a template or a stylesheet and every open tab
+//! updates, without a rebuild.
+//!
+//! Release builds compile this module too, so that the kit's API is the same in `cargo test`
+//! and `cargo test --release`, but nothing turns the loop on there: no dev routes or error
+//! pages ([`crate::routes`], [`crate::layers`]), no watcher (`DevSettings::watch` is off), no
+//! runner ([`runner::attached`]), templates and static files from inside the binary.
 //!
 //! - Templates and static files are read from disk on every request ([`crate::views`],
 //!   [`crate::assets`]).

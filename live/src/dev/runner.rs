@@ -47,9 +47,10 @@ pub enum Build {
     Ok,
 }
 
-/// Whether this process was started by the runner.
+/// Whether this process was started by the runner (never a release build: the runner builds
+/// and runs debug builds only).
 pub fn attached() -> bool {
-    std::env::var_os(ENV).is_some()
+    cfg!(debug_assertions) && std::env::var_os(ENV).is_some()
 }
 
 /// Completes with `shutdown`, or, when the runner started this process, as soon as the runner

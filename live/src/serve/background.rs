@@ -14,7 +14,6 @@ pub(super) struct Background {
     /// started while this one drains, binds the same address.
     metrics: Option<AbortOnDropHandle<()>>,
     /// Debug builds: template and stylesheet changes pushed to open tabs.
-    #[cfg(debug_assertions)]
     _watcher: Option<crate::dev::watcher::Watcher>,
 }
 
@@ -45,7 +44,6 @@ impl Background {
         Ok(Background {
             _tasks: tasks,
             metrics,
-            #[cfg(debug_assertions)]
             _watcher: server
                 .settings
                 .dev

@@ -203,7 +203,6 @@ impl Server {
         // down gracefully.
         let shutdown = shutdown_signal().context("cannot listen for shutdown signals")?;
         // Under `cargo dev`: show its builds on the open tabs, and stop when it goes away.
-        #[cfg(debug_assertions)]
         let shutdown = crate::dev::runner::or_gone(shutdown, self.live.clone());
         tracing::info!("listening on {}://{}", self.scheme(), self.local_addr()?);
         if let Some(redirect) = self.redirect_addr() {

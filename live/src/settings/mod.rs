@@ -161,9 +161,9 @@ pub struct Settings {
     /// `ACME_DOMAINS` and the rest of `ACME_*`: certificates from ACME (Let's Encrypt), got and
     /// renewed by the server itself (feature `acme`). Unset: none.
     pub acme: Option<AcmeSettings>,
-    /// Debug builds only: where templates and static files are read from, and whether changes
-    /// are pushed to open tabs.
-    #[cfg(debug_assertions)]
+    /// The dev loop (debug builds): where templates and static files are read from, and whether
+    /// changes are pushed to open tabs. Release builds read both from inside the binary and
+    /// watch nothing, whatever this says.
     pub dev: DevSettings,
 }
 
@@ -198,16 +198,19 @@ pub struct DevSettings {
     pub templates_dir: Option<PathBuf>,
     /// Static files are read from here on every request. Default: the app's `static/`.
     pub static_dir: Option<PathBuf>,
-    /// Whether to watch both folders and push changes to open tabs. Default: yes.
+    /// Whether to watch both folders and push changes to open tabs. Default: yes in debug
+    /// builds, no in release builds.
     pub watch: bool,
 }
 
+// Not derived: `watch` is on in debug builds (clippy, in a release build, sees only `false`).
+#[allow(clippy::derivable_impls)]
 impl Default for DevSettings {
     fn default() -> Self {
         DevSettings {
             templates_dir: None,
             static_dir: None,
-            watch: true,
+            watch: cfg!(debug_assertions),
         }
     }
 }
@@ -246,7 +249,6 @@ impl Default for Settings {
             http_redirect_port: None,
             acme_challenge_dir: None,
             acme: None,
-            #[cfg(debug_assertions)]
             dev: DevSettings::default(),
         }
     }
@@ -442,7 +444,6 @@ impl Settings {
             http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
             acme_challenge_dir: lookup("ACME_CHALLENGE_DIR").map(PathBuf::from),
             acme: acme(&lookup)?,
-            #[cfg(debug_assertions)]
             dev: defaults.dev,
         };
         config.validate()?;

@@ -32,16 +32,12 @@ impl TestServer {
     /// Serves `router` (the app whose kit state is `live`) under `settings`, on a free port of
     /// 127.0.0.1. Debug builds leave the dev loop's file watcher off.
     pub async fn start(settings: Settings, live: Live, router: Router) -> TestServer {
-        #[allow(unused_mut)]
         let mut settings = Settings {
             host: [127, 0, 0, 1].into(),
             port: 0,
             ..settings
         };
-        #[cfg(debug_assertions)]
-        {
-            settings.dev.watch = false;
-        }
+        settings.dev.watch = false;
         let server = Server::bind(&settings, live.clone())
             .await
             .expect("the test server binds");

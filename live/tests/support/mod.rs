@@ -77,10 +77,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         ..Settings::default()
     };
     // Tests that want the dev loop's file watcher turn it on.
-    #[cfg(debug_assertions)]
-    {
-        settings.dev.watch = false;
-    }
+    settings.dev.watch = false;
     customise(&mut settings);
     let live = notes::live(&settings);
     let server = Server::bind(&settings, live.clone())
