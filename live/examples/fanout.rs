@@ -79,6 +79,8 @@
 //! - `raw.rs`: the bare tokio baseline (`--serve-raw`);
 //! - `report.rs`: each run's lines and the summaries;
 //! - `probe.rs`: `--addr`'s check that the server there is the notes app.
+//!
+//! `--redis` runs on the kit's test `redis-server` (`live::testing::RedisServer`).
 
 // A crate root's modules are looked for beside it (`examples/`), not in `fanout/`: each names
 // its file.
@@ -113,13 +115,7 @@ mod server;
 #[path = "fanout/steady.rs"]
 mod steady;
 
-use std::{
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
-
-use live::testing::free_port;
+use std::net::SocketAddr;
 
 use crate::{
     options::Options,
@@ -178,8 +174,15 @@ async fn remote(addr: SocketAddr, options: &Options) {
 /// Every part the options name, against servers started here, then the summaries.
 async fn local(options: &Options) {
     // `--redis`'s server, shared by the cross-instance runs of every part.
-    let redis = options.redis.then(RedisServer::start);
-    let redis_url = redis.as_ref().map(RedisServer::url);
+    #[cfg(feature = "redis")]
+    let redis = match options.redis {
+        true => Some(live::testing::RedisServer::start().await),
+        false => None,
+    };
+    #[cfg(feature = "redis")]
+    let redis_url = redis.as_ref().map(live::testing::RedisServer::url);
+    #[cfg(not(feature = "redis"))]
+    let redis_url: Option<String> = None; // without the feature, `--redis` stops at the options
     let steady = steady::measure(options, redis_url.as_deref()).await;
     let bursts = burst::measure(options, redis_url.as_deref()).await;
     #[cfg(feature = "tls")]
@@ -195,41 +198,6 @@ async fn local(options: &Options) {
     report::summary(&steady, &bursts);
     report::https_summary(&secure);
     report::metrics_summary(&metrics);
-}
-
-/// A `redis-server` for the cross-instance runs.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        RedisServer { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Ends the benchmark with `message` on stderr.

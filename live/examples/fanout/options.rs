@@ -145,6 +145,9 @@ pub fn options() -> Options {
     if !named.is_empty() {
         only(&mut options, &named);
     }
+    if options.redis && !cfg!(feature = "redis") {
+        stop("--redis needs the benchmark built with --features redis (see --help)");
+    }
     fit(&mut options);
     options
 }
