@@ -34,6 +34,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The action its posts go to.
     pub fn path(self) -> &'static str {
         match self {
             Kind::Latest => "/notes",

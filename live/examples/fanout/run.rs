@@ -34,7 +34,8 @@ pub enum Setup {
     CrossInstance(String),
     /// The bare baseline server.
     Raw,
-    /// One app with `METRICS_ADDR` set, scraped every [`SCRAPE_EVERY`](metrics::SCRAPE_EVERY) while it runs.
+    /// One app with `METRICS_ADDR` set, scraped every
+    /// [`SCRAPE_EVERY`](metrics::SCRAPE_EVERY) while it runs.
     LocalWithMetrics,
 }
 
