@@ -22,7 +22,7 @@ use crate::{
     options::Options,
     report::Report,
     run::{Setup, Transport, run},
-    server::{Server, server_command},
+    server::{Server, notes_command},
 };
 
 struct Material {
@@ -69,20 +69,11 @@ pub fn client() -> reqwest::Client {
 /// The notes app over HTTPS, allowed `max_streams`.
 pub async fn start(max_streams: usize) -> Server {
     let port = free_port();
-    let child = server_command()
-        .arg("--serve-notes")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("MAX_STREAMS", max_streams.to_string())
-        .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
-        .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
-        .env("PRESENCE_PER_CLIENT", max_streams.to_string())
+    let child = notes_command(port, max_streams)
         .env("TLS_CERT", &MATERIAL.cert)
         .env("TLS_KEY", &MATERIAL.key)
         .env("RUST_LOG", "warn")
-        .env_remove("REDIS_URL")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("start the app");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -30,6 +30,24 @@ pub fn server_command() -> Command {
     }
 }
 
+/// The notes app on 127.0.0.1:`port`, allowed `max_streams`, with no Redis and its stderr shown
+/// (HTTPS, Redis, metrics and the log level are each caller's).
+pub fn notes_command(port: u16, max_streams: usize) -> Command {
+    let mut command = server_command();
+    command
+        .arg("--serve-notes")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("MAX_STREAMS", max_streams.to_string())
+        // Every client of the benchmark comes from 127.0.0.1.
+        .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
+        .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
+        .env("PRESENCE_PER_CLIENT", max_streams.to_string())
+        .env_remove("REDIS_URL")
+        .stderr(Stdio::inherit());
+    command
+}
+
 /// The resident memory of `pid`, in KiB: what its streams cost it.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -87,28 +105,18 @@ impl Server {
         metrics_port: Option<u16>,
     ) -> Server {
         let port = free_port();
-        let mut command = server_command();
+        let mut command = notes_command(port, max_streams);
         command
-            .arg("--serve-notes")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("MAX_STREAMS", max_streams.to_string())
-            // Every client of the benchmark comes from 127.0.0.1.
-            .env("MAX_STREAMS_PER_CLIENT", max_streams.to_string())
-            .env("MAX_CONNECTIONS_PER_CLIENT", (2 * max_streams).to_string())
-            .env("PRESENCE_PER_CLIENT", max_streams.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
             )
-            .env_remove("REDIS_URL")
             .env_remove("METRICS_ADDR")
             .stdout(if std::env::var_os("BENCH_SERVER_LOG").is_some() {
                 Stdio::inherit()
             } else {
                 Stdio::null()
-            })
-            .stderr(Stdio::inherit());
+            });
         if let Some(url) = redis_url {
             command
                 .env("REDIS_URL", url)

@@ -60,17 +60,7 @@ impl TestCa {
             .iter()
             .map(|name| name.to_string())
             .collect::<Vec<_>>();
-        let params = CertificateParams::new(names).expect("server parameters");
-        let key = KeyPair::generate().expect("a server key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("a server certificate");
-        TestCertificate {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-            spki: key.subject_public_key_info(),
-        }
+        self.sign(CertificateParams::new(names).expect("server parameters"))
     }
 
     /// A server certificate for `names` valid from a second ago for `lifetime` only: one that
@@ -88,6 +78,11 @@ impl TestCa {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::seconds(1);
         params.not_after = now + lifetime;
+        self.sign(params)
+    }
+
+    /// A server certificate from `params`, with a new key, signed by this authority.
+    fn sign(&self, params: CertificateParams) -> TestCertificate {
         let key = KeyPair::generate().expect("a server key");
         let cert = params
             .signed_by(&key, &self.issuer)
