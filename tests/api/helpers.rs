@@ -9,7 +9,7 @@ use std::{
 };
 
 use app::{AppState, router};
-use live::{Server, Settings, registry::Pattern};
+use live::{Server, Settings, registry::Pattern, testing};
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
@@ -125,28 +125,12 @@ impl TestApp {
 
     /// `GET /sse/home` with `signals` as Datastar sends them (JSON in `?datastar=`).
     pub async fn get_home_stream_raw(&self, signals: Option<&str>) -> reqwest::Response {
-        let mut request = self
-            .client
-            .get(self.url("/sse/home"))
-            .header("datastar-request", "true")
-            .header("accept", "text/event-stream");
-        if let Some(signals) = signals {
-            request = request.query(&[("datastar", signals)]);
-        }
-        request.send().await.unwrap()
+        testing::stream_request(&self.client, &self.url("/sse/home"), signals).await
     }
 
     /// Opens the home stream for `session_id`, as a page would.
     pub async fn open_home_stream(&self, session_id: Uuid) -> SseClient {
-        let signals = serde_json::json!({ "sessionId": session_id, "connected": false });
-        let response = self.get_home_stream_raw(Some(&signals.to_string())).await;
-        assert_eq!(response.status(), 200, "the stream opens");
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/event-stream",
-            "an SSE response"
-        );
-        SseClient::new(response)
+        testing::open_stream(&self.client, &self.url("/sse/home"), session_id).await
     }
 
     /// Opens a home stream and reads its initial events; returns the client ready for the
@@ -159,25 +143,12 @@ impl TestApp {
 
     /// `POST /api/greet` as Datastar's `@post('/api/greet', {contentType: 'form'})` sends it.
     pub async fn greet_with_datastar(&self, name: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/greet"))
-            .header("datastar-request", "true")
-            .header("accept", "text/event-stream, text/html, application/json")
-            .form(&[("name", name)])
-            .send()
-            .await
-            .unwrap()
+        testing::post_with_datastar(&self.client, &self.url("/api/greet"), &[("name", name)]).await
     }
 
     /// `POST /api/greet` as a browser without JavaScript sends it.
     pub async fn greet_with_form(&self, name: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/greet"))
-            .header("accept", "text/html")
-            .form(&[("name", name)])
-            .send()
-            .await
-            .unwrap()
+        testing::post_with_form(&self.client, &self.url("/api/greet"), &[("name", name)]).await
     }
 
     /// Number of streams the registry holds under `pattern`.

@@ -27,6 +27,7 @@ mod process;
 mod programs;
 #[cfg(feature = "redis")]
 mod redis_server;
+mod requests;
 mod server;
 
 use std::{pin::Pin, time::Duration};
@@ -40,7 +41,10 @@ pub use self::process::{
 };
 #[allow(deprecated)] // `installed`, kept for older apps' tests
 pub use self::programs::{installed, require};
-pub use self::server::{TestServer, open_tab};
+pub use self::{
+    requests::{open_stream, open_tab, post_with_datastar, post_with_form, stream_request},
+    server::TestServer,
+};
 use crate::registry::{Pattern, Registry};
 #[cfg(feature = "browser")]
 use std::{path::PathBuf, sync::OnceLock};

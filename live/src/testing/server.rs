@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use super::SseClient;
 use crate::{Live, Server, Settings};
@@ -76,19 +75,18 @@ impl TestServer {
 
     /// Opens the stream at `path` as a page's `live_stream` does, for a new tab ([`open_tab`]).
     pub async fn open_tab(&self, path: &str) -> SseClient {
-        open_tab(&self.client, &self.url(path)).await
+        super::open_tab(&self.client, &self.url(path)).await
     }
 
     /// Posts `form` (form-urlencoded) to `path` as Datastar's `@post(…, {contentType: 'form'})`
     /// does.
     pub async fn post_with_datastar(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .header("datastar-request", "true")
-            .form(form)
-            .send()
-            .await
-            .expect("the action answers")
+        super::post_with_datastar(&self.client, &self.url(path), form).await
+    }
+
+    /// Posts `form` to `path` as a browser without JavaScript does.
+    pub async fn post_with_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        super::post_with_form(&self.client, &self.url(path), form).await
     }
 }
 
@@ -98,19 +96,4 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
     }
-}
-
-/// Opens the stream at `url` with `client` as a page's `live_stream` does, for a new tab: with
-/// a fresh `sessionId` in the signals Datastar sends. Fails the test unless it answers 200.
-pub async fn open_tab(client: &reqwest::Client, url: &str) -> SseClient {
-    let signals = serde_json::json!({ "sessionId": Uuid::new_v4(), "connected": false });
-    let response = client
-        .get(url)
-        .query(&[("datastar", signals.to_string())])
-        .header("datastar-request", "true")
-        .send()
-        .await
-        .expect("the stream answers");
-    assert_eq!(response.status(), 200, "opening {url}");
-    SseClient::new(response)
 }

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use live::{Live, Server, Settings, registry::Pattern};
+use live::{Live, Server, Settings, registry::Pattern, testing};
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
@@ -157,28 +157,12 @@ impl TestApp {
 
     /// `GET /sse/notes` with `signals` as Datastar sends them (JSON in `?datastar=`).
     pub async fn get_stream_raw(&self, signals: Option<&str>) -> reqwest::Response {
-        let mut request = self
-            .client
-            .get(self.url("/sse/notes"))
-            .header("datastar-request", "true")
-            .header("accept", "text/event-stream");
-        if let Some(signals) = signals {
-            request = request.query(&[("datastar", signals)]);
-        }
-        request.send().await.unwrap()
+        testing::stream_request(&self.client, &self.url("/sse/notes"), signals).await
     }
 
     /// Opens the notes stream for `session_id`, as a page would.
     pub async fn open_stream(&self, session_id: Uuid) -> SseClient {
-        let signals = serde_json::json!({ "sessionId": session_id, "connected": false });
-        let response = self.get_stream_raw(Some(&signals.to_string())).await;
-        assert_eq!(response.status(), 200, "the stream opens");
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/event-stream",
-            "an SSE response"
-        );
-        SseClient::new(response)
+        testing::open_stream(&self.client, &self.url("/sse/notes"), session_id).await
     }
 
     /// Opens a notes stream and reads its initial events; returns the client ready for the
@@ -191,25 +175,12 @@ impl TestApp {
 
     /// `POST /notes` as Datastar's `@post('/notes', {contentType: 'form'})` sends it.
     pub async fn publish_with_datastar(&self, text: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/notes"))
-            .header("datastar-request", "true")
-            .header("accept", "text/event-stream, text/html, application/json")
-            .form(&[("text", text)])
-            .send()
-            .await
-            .unwrap()
+        testing::post_with_datastar(&self.client, &self.url("/notes"), &[("text", text)]).await
     }
 
     /// `POST /notes` as a browser without JavaScript sends it.
     pub async fn publish_with_form(&self, text: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/notes"))
-            .header("accept", "text/html")
-            .form(&[("text", text)])
-            .send()
-            .await
-            .unwrap()
+        testing::post_with_form(&self.client, &self.url("/notes"), &[("text", text)]).await
     }
 
     /// Number of streams the registry holds under `pattern`.
