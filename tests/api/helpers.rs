@@ -2,15 +2,10 @@
 //!
 //! Set `TEST_LOG=1` to see the server's logs while the tests run.
 
-use std::{
-    net::SocketAddr,
-    sync::{LazyLock, OnceLock},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::LazyLock};
 
 use app::{AppState, router};
-use live::{Server, Settings, registry::Pattern, testing};
-use tokio::{sync::oneshot, task::JoinHandle};
+use live::{Server, Settings, testing::TestServer};
 use uuid::Uuid;
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
@@ -22,18 +17,14 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
-/// A running app and a client for it.
+/// A running app and a client for it: the kit's [`TestServer`], and a helper per endpoint.
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub state: AppState,
     pub client: reqwest::Client,
-    /// `http`, or `https` when the settings gave a certificate.
-    pub scheme: &'static str,
     /// Where Prometheus scrapes `/metrics`, when the settings gave `METRICS_ADDR`.
     #[allow(dead_code, reason = "read by tests/metrics.rs, which shares this file")]
     pub metrics_addr: Option<SocketAddr>,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: TestServer,
 }
 
 /// Starts the app with the default configuration on `127.0.0.1:0`.
@@ -68,47 +59,28 @@ pub async fn spawn_app_on(
             .await
             .expect("bind an ephemeral port"),
     };
-    let addr = server.local_addr().unwrap();
-    let scheme = server.scheme();
-    let metrics_addr = server.metrics_addr();
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(server.run(router(state.clone()), async {
-        let _ = stop.await;
-    }));
+    let server = TestServer::serve(server, state.live.clone(), router(state.clone()));
     TestApp {
-        addr,
         state,
-        client: client(),
-        scheme,
-        metrics_addr,
-        shutdown: Some(shutdown),
-        server: Some(server),
+        client: server.client().clone(),
+        metrics_addr: server.metrics_addr(),
+        server,
     }
-}
-
-fn client() -> reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                // Tests look at redirects themselves.
-                .redirect(reqwest::redirect::Policy::none())
-                // A hang fails the test instead of stalling the suite; no test holds a
-                // request, streams included, for this long.
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        })
-        .clone()
 }
 
 impl TestApp {
+    /// Where it listens.
+    #[allow(dead_code, reason = "read by the browser tests, which share this file")]
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}://{}{}", self.scheme, self.addr, path)
+        self.server.url(path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.server.get(path).await
     }
 
     /// `GET /` and its body.
@@ -118,19 +90,17 @@ impl TestApp {
 
     /// `GET path`, which must answer 200, and its body.
     pub async fn home_page_at(&self, path: &str) -> String {
-        let response = self.get(path).await;
-        assert_eq!(response.status(), 200, "{path}");
-        response.text().await.unwrap()
+        self.server.page(path).await
     }
 
     /// `GET /sse/home` with `signals` as Datastar sends them (JSON in `?datastar=`).
     pub async fn get_home_stream_raw(&self, signals: Option<&str>) -> reqwest::Response {
-        testing::stream_request(&self.client, &self.url("/sse/home"), signals).await
+        self.server.stream_request("/sse/home", signals).await
     }
 
     /// Opens the home stream for `session_id`, as a page would.
     pub async fn open_home_stream(&self, session_id: Uuid) -> SseClient {
-        testing::open_stream(&self.client, &self.url("/sse/home"), session_id).await
+        self.server.open_stream("/sse/home", session_id).await
     }
 
     /// Opens a home stream and reads its initial events; returns the client ready for the
@@ -143,43 +113,31 @@ impl TestApp {
 
     /// `POST /api/greet` as Datastar's `@post('/api/greet', {contentType: 'form'})` sends it.
     pub async fn greet_with_datastar(&self, name: &str) -> reqwest::Response {
-        testing::post_with_datastar(&self.client, &self.url("/api/greet"), &[("name", name)]).await
+        self.server
+            .post_with_datastar("/api/greet", &[("name", name)])
+            .await
     }
 
     /// `POST /api/greet` as a browser without JavaScript sends it.
     pub async fn greet_with_form(&self, name: &str) -> reqwest::Response {
-        testing::post_with_form(&self.client, &self.url("/api/greet"), &[("name", name)]).await
+        self.server
+            .post_with_form("/api/greet", &[("name", name)])
+            .await
     }
 
     /// Number of streams the registry holds under `pattern`.
     pub fn streams(&self, pattern: &str) -> usize {
-        self.state
-            .live
-            .registry
-            .count(&Pattern::new(pattern).unwrap())
+        self.server.streams(pattern)
     }
 
     /// Waits until the registry holds `expected` streams under `pattern`.
     pub async fn wait_for_streams(&self, pattern: &str, expected: usize) {
-        live::testing::wait_for_streams(&self.state.live.registry, pattern, expected).await;
+        self.server.wait_for_streams(pattern, expected).await;
     }
 
     /// Triggers a graceful shutdown and waits for the server to return.
     pub async fn shut_down(&mut self) -> std::io::Result<()> {
-        let _ = self.shutdown.take().expect("not yet shut down").send(());
-        let server = self.server.take().unwrap();
-        tokio::time::timeout(PATIENCE, server)
-            .await
-            .expect("the server stops promptly")
-            .expect("the server task does not panic")
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            server.abort();
-        }
+        self.server.shut_down().await
     }
 }
 

@@ -107,7 +107,7 @@ async fn tabs_reload_when_a_restarted_server_answers() {
     first.wait_for_streams("page/dev/*", 1).await;
     tab.eval("window.__marker = 'old server'", vec![]).await;
     let datastar = first.state.live.views.datastar().clone();
-    let port = first.addr.port();
+    let port = first.addr().port();
 
     // The server restarts (as under `cargo watch`) on the same port.
     first.shut_down().await.unwrap();

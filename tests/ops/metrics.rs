@@ -102,7 +102,7 @@ async fn metrics_are_served_on_their_own_address_and_never_on_the_public_port() 
     // Arrange
     let app = app_with_metrics().await;
     let metrics = app.metrics_addr.unwrap();
-    assert_ne!(metrics, app.addr);
+    assert_ne!(metrics, app.addr());
 
     // Act
     let public = app.get("/metrics").await;

@@ -40,7 +40,7 @@ async fn app_behind_a_proxy(listener: Option<std::net::TcpListener>) -> TestApp 
 async fn what_an_app_needs_passes_through(kind: Kind) {
     // Arrange
     let app = app_behind_a_proxy(None).await;
-    let proxy = Proxy::start(kind, app.addr).await;
+    let proxy = Proxy::start(kind, app.addr()).await;
     let browser = proxy.client(None);
 
     // The page, over HTTP/2, and its stream, live.
@@ -122,7 +122,7 @@ async fn through_nginx_the_page_its_stream_csrf_and_client_addresses_work() {
 /// shipped timeouts keep it.
 async fn a_quiet_stream_outlives_the_default_read_timeout(kind: Kind) {
     let app = app_behind_a_proxy(None).await;
-    let proxy = Proxy::start(kind, app.addr).await;
+    let proxy = Proxy::start(kind, app.addr()).await;
     let browser = proxy.client(None);
     let mut tab = SseClient::new(proxy.open_tab(&browser).await);
     tab.read_initial_events().await;
@@ -274,7 +274,7 @@ async fn through_nginx_a_restart_on_a_kept_socket_fails_no_request() {
 async fn dropping_the_proxy_stops_its_processes(kind: Kind) {
     // Arrange
     let app = app_behind_a_proxy(None).await;
-    let proxy = Proxy::start(kind, app.addr).await;
+    let proxy = Proxy::start(kind, app.addr()).await;
     let first = proxy.pid();
     let tree = processes_under(first);
     if kind == Kind::Nginx {

@@ -43,7 +43,7 @@ async fn eight_windows_through_each_proxy_over_http2_all_go_live_and_get_a_greet
         })
         .await;
         let spki = site.certificate.spki_der().to_vec();
-        let proxy = Proxy::start_with(kind, app.addr, site).await;
+        let proxy = Proxy::start_with(kind, app.addr(), site).await;
         let browser = Browser::launch_with(
             "through a proxy",
             true,

@@ -14,14 +14,14 @@ pub mod notes;
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, LazyLock, OnceLock,
+        Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use live::{Live, Server, Settings, registry::Pattern, testing};
-use tokio::{sync::oneshot, task::JoinHandle};
+use live::{Live, Server, Settings, testing::TestServer};
+
 use uuid::Uuid;
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
@@ -47,7 +47,8 @@ pub fn raise_open_files_limit() {
     live::serve::raise_open_files_limit();
 }
 
-/// A running notes app and a client for it.
+/// A running notes app and a client for it: the kit's [`TestServer`], and a helper per
+/// endpoint of the notes app.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub live: Live,
@@ -58,10 +59,8 @@ pub struct TestApp {
     #[cfg(feature = "tls")]
     pub https: Option<https::Https>,
     /// The server's certificate and key, with HTTPS (to reload them as `SIGHUP` does).
-    #[cfg(feature = "tls")]
     pub tls: Option<live::tls::Tls>,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: TestServer,
 }
 
 /// Starts the app with the default configuration on `127.0.0.1:0`.
@@ -83,24 +82,16 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let server = Server::bind(&settings, live.clone())
         .await
         .expect("bind an ephemeral port");
-    let addr = server.local_addr().unwrap();
-    #[cfg(feature = "tls")]
-    let tls = server.tls().cloned();
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(server.run(notes::router(live.clone()), async {
-        let _ = stop.await;
-    }));
+    let server = TestServer::serve(server, live.clone(), notes::router(live.clone()));
     TestApp {
-        addr,
+        addr: server.addr(),
         live,
-        client: client(),
-        scheme: "http",
+        client: server.client().clone(),
+        scheme: server.scheme(),
         #[cfg(feature = "tls")]
         https: None,
-        #[cfg(feature = "tls")]
-        tls,
-        shutdown: Some(shutdown),
-        server: Some(server),
+        tls: server.tls().cloned(),
+        server,
     }
 }
 
@@ -117,12 +108,12 @@ pub async fn spawn_https_app_with(customise: impl FnOnce(&mut Settings)) -> Test
     })
     .await;
     app.client = client_builder(https.ca.client()).build().unwrap();
-    app.scheme = "https";
+    app.server.set_client(app.client.clone());
     app.https = Some(https);
     app
 }
 
-/// What every test client is set to.
+/// What every test client is set to (as `TestServer`'s own is).
 fn client_builder(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
     builder
         // Tests look at redirects themselves.
@@ -132,37 +123,28 @@ fn client_builder(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         .timeout(Duration::from_secs(60))
 }
 
-fn client() -> reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| client_builder(reqwest::Client::builder()).build().unwrap())
-        .clone()
-}
-
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("{}://{}{}", self.scheme, self.addr, path)
+        self.server.url(path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.server.get(path).await
     }
 
     /// `GET /` and its body.
     pub async fn page(&self) -> String {
-        let response = self.get("/").await;
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
+        self.server.page("/").await
     }
 
     /// `GET /sse/notes` with `signals` as Datastar sends them (JSON in `?datastar=`).
     pub async fn get_stream_raw(&self, signals: Option<&str>) -> reqwest::Response {
-        testing::stream_request(&self.client, &self.url("/sse/notes"), signals).await
+        self.server.stream_request("/sse/notes", signals).await
     }
 
     /// Opens the notes stream for `session_id`, as a page would.
     pub async fn open_stream(&self, session_id: Uuid) -> SseClient {
-        testing::open_stream(&self.client, &self.url("/sse/notes"), session_id).await
+        self.server.open_stream("/sse/notes", session_id).await
     }
 
     /// Opens a notes stream and reads its initial events; returns the client ready for the
@@ -175,40 +157,31 @@ impl TestApp {
 
     /// `POST /notes` as Datastar's `@post('/notes', {contentType: 'form'})` sends it.
     pub async fn publish_with_datastar(&self, text: &str) -> reqwest::Response {
-        testing::post_with_datastar(&self.client, &self.url("/notes"), &[("text", text)]).await
+        self.server
+            .post_with_datastar("/notes", &[("text", text)])
+            .await
     }
 
     /// `POST /notes` as a browser without JavaScript sends it.
     pub async fn publish_with_form(&self, text: &str) -> reqwest::Response {
-        testing::post_with_form(&self.client, &self.url("/notes"), &[("text", text)]).await
+        self.server
+            .post_with_form("/notes", &[("text", text)])
+            .await
     }
 
     /// Number of streams the registry holds under `pattern`.
     pub fn streams(&self, pattern: &str) -> usize {
-        self.live.registry.count(&Pattern::new(pattern).unwrap())
+        self.server.streams(pattern)
     }
 
     /// Waits until the registry holds `expected` streams under `pattern`.
     pub async fn wait_for_streams(&self, pattern: &str, expected: usize) {
-        live::testing::wait_for_streams(&self.live.registry, pattern, expected).await;
+        self.server.wait_for_streams(pattern, expected).await;
     }
 
     /// Triggers a graceful shutdown and waits for the server to return.
     pub async fn shut_down(&mut self) -> std::io::Result<()> {
-        let _ = self.shutdown.take().expect("not yet shut down").send(());
-        let server = self.server.take().unwrap();
-        tokio::time::timeout(PATIENCE, server)
-            .await
-            .expect("the server stops promptly")
-            .expect("the server task does not panic")
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            server.abort();
-        }
+        self.server.shut_down().await
     }
 }
 
