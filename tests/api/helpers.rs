@@ -68,21 +68,23 @@ pub async fn spawn_app_on(
     }
 }
 
+/// Everything the kit's [`TestServer`] offers (`url`, `get`, `streams`, `shut_down`, …); the
+/// helpers below are this app's routes.
+impl std::ops::Deref for TestApp {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
+    }
+}
+
 impl TestApp {
-    /// Where it listens.
-    #[allow(dead_code, reason = "read by the browser tests, which share this file")]
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        self.server.url(path)
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.server.get(path).await
-    }
-
     /// `GET /` and its body.
     pub async fn home_page(&self) -> String {
         self.home_page_at("/").await
@@ -106,9 +108,7 @@ impl TestApp {
     /// Opens a home stream and reads its initial events; returns the client ready for the
     /// events that follow.
     pub async fn open_live_home_stream(&self) -> SseClient {
-        let mut stream = self.open_home_stream(Uuid::new_v4()).await;
-        stream.read_initial_events().await;
-        stream
+        self.open_live_tab("/sse/home").await
     }
 
     /// `POST /api/greet` as Datastar's `@post('/api/greet', {contentType: 'form'})` sends it.
@@ -123,21 +123,6 @@ impl TestApp {
         self.server
             .post_with_form("/api/greet", &[("name", name)])
             .await
-    }
-
-    /// Number of streams the registry holds under `pattern`.
-    pub fn streams(&self, pattern: &str) -> usize {
-        self.server.streams(pattern)
-    }
-
-    /// Waits until the registry holds `expected` streams under `pattern`.
-    pub async fn wait_for_streams(&self, pattern: &str, expected: usize) {
-        self.server.wait_for_streams(pattern, expected).await;
-    }
-
-    /// Triggers a graceful shutdown and waits for the server to return.
-    pub async fn shut_down(&mut self) -> std::io::Result<()> {
-        self.server.shut_down().await
     }
 }
 

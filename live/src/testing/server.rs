@@ -149,6 +149,14 @@ impl TestServer {
         super::open_tab(&self.client, &self.url(path)).await
     }
 
+    /// Opens the stream at `path` for a new tab and reads its initial events
+    /// ([`SseClient::read_initial_events`]): what follows is what the test caused.
+    pub async fn open_live_tab(&self, path: &str) -> SseClient {
+        let mut tab = self.open_tab(path).await;
+        tab.read_initial_events().await;
+        tab
+    }
+
     /// Posts `form` (form-urlencoded) to `path` as Datastar's `@post(…, {contentType: 'form'})`
     /// does.
     pub async fn post_with_datastar(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {

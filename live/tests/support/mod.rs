@@ -123,15 +123,23 @@ fn client_builder(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         .timeout(Duration::from_secs(60))
 }
 
+/// Everything the kit's [`TestServer`] offers (`url`, `get`, `streams`, `shut_down`, …); the
+/// helpers below are this app's routes.
+impl std::ops::Deref for TestApp {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
+    }
+}
+
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        self.server.url(path)
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.server.get(path).await
-    }
-
     /// `GET /` and its body.
     pub async fn page(&self) -> String {
         self.server.page("/").await
@@ -150,9 +158,7 @@ impl TestApp {
     /// Opens a notes stream and reads its initial events; returns the client ready for the
     /// events that follow.
     pub async fn open_live_stream(&self) -> SseClient {
-        let mut stream = self.open_stream(Uuid::new_v4()).await;
-        stream.read_initial_events().await;
-        stream
+        self.open_live_tab("/sse/notes").await
     }
 
     /// `POST /notes` as Datastar's `@post('/notes', {contentType: 'form'})` sends it.
@@ -167,21 +173,6 @@ impl TestApp {
         self.server
             .post_with_form("/notes", &[("text", text)])
             .await
-    }
-
-    /// Number of streams the registry holds under `pattern`.
-    pub fn streams(&self, pattern: &str) -> usize {
-        self.server.streams(pattern)
-    }
-
-    /// Waits until the registry holds `expected` streams under `pattern`.
-    pub async fn wait_for_streams(&self, pattern: &str, expected: usize) {
-        self.server.wait_for_streams(pattern, expected).await;
-    }
-
-    /// Triggers a graceful shutdown and waits for the server to return.
-    pub async fn shut_down(&mut self) -> std::io::Result<()> {
-        self.server.shut_down().await
     }
 }
 
