@@ -222,8 +222,8 @@ impl Server {
     /// Ending the streams is what lets the graceful shutdown finish: hyper waits for every
     /// response body to end, and a stream's body only ends when its connection leaves the
     /// registry. Clients that do not read their last bytes are not waited for: every socket is
-    /// a [`WatchedSocket`], and while draining a blocked write fails after
-    /// [`DRAIN_SEND_TIMEOUT`].
+    /// watched (`watched_socket.rs`), and while draining a blocked write fails after a second
+    /// (`DRAIN_SEND_TIMEOUT` in `drain.rs`).
     ///
     /// The steps of a server's life: the connection limits and the background tasks start,
     /// the listeners accept until `shutdown` (`accepting.rs`), the metrics port closes, and the

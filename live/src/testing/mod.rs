@@ -3,10 +3,11 @@
 //! Datastar's events, a wait on the registry, the app's own binary started apart from the
 //! developer's settings and every started program stopped with the test ([`app_command`],
 //! [`Process`]), with feature `redis` a `redis-server` of the test's own, and with feature
-//! `browser` headless Chromium ([`browser`]) and the real Datastar bundle to serve it ([`bundle`]).
+//! `browser` headless Chromium (`browser`) and the real Datastar bundle to serve it (`bundle`).
 //!
-//! The kit's tests and the app's tests both use these, so a change to the wire format or to
-//! how a stream starts is followed in one place.
+//! The kit's tests, the app's tests and the guides' recipes all use these ([`TestServer`] is
+//! the one harness; each adds helpers named for its routes), so a change to the wire format or
+//! to how a stream starts is followed in one place.
 
 #[cfg(feature = "browser")]
 pub mod axe;
