@@ -1,31 +1,4 @@
-//! Who sent an action's request, and so how to answer it.
-//!
-//! Datastar (`@post`) applies the events of a `200` answer and ignores the body of any other:
-//! a refusal must reach it as a `200` patch, and success as a short event stream (never a
-//! redirect, which it would follow). A browser posting a plain form (no JavaScript, or the
-//! stream down) shows whatever page it gets: a refusal is the page again with the message and
-//! the right status, success a redirect to the page. [`Caller`] makes that choice once, so an
-//! action's refusals are a line each:
-//!
-//! ```
-//! use axum::{http::StatusCode, response::{Html, Response}};
-//! use datastar::prelude::PatchElements;
-//! use live::{Caller, Error};
-//!
-//! /// `POST /api/vote`: counts a vote, or says why it cannot.
-//! async fn vote(caller: Caller) -> Result<Response, Error> {
-//!     let closed = true;
-//!     if closed {
-//!         let message = "Voting has closed.";
-//!         return caller.refuse(
-//!             StatusCode::CONFLICT,
-//!             || Ok::<_, Error>(PatchElements::new(format!(r#"<p id="vote-error">{message}</p>"#)).into()),
-//!             || Ok::<_, Error>(format!("<p>{message}</p>")),
-//!         );
-//!     }
-//!     caller.done(|| Ok::<_, Error>(vec![]), "/")
-//! }
-//! ```
+//! Who sent an action's request, and so how to answer it: [`Caller`].
 
 use std::convert::Infallible;
 
@@ -40,9 +13,36 @@ use crate::{error::Error, frame::Frame, sse};
 /// Marks an answer as a refusal, with the status it stands for: a Datastar caller's is a `200`
 /// (Datastar ignores any other), yet metrics count it as refused, by that status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Refused(pub StatusCode);
+pub(crate) struct Refused(pub StatusCode);
 
-/// Who sent a request: see the [module docs](self).
+/// Who sent an action's request, and so how to answer it.
+///
+/// Datastar (`@post`) applies the events of a `200` answer and ignores the body of any other:
+/// a refusal must reach it as a `200` patch, and success as a short event stream (never a
+/// redirect, which it would follow). A browser posting a plain form (no JavaScript, or the
+/// stream down) shows whatever page it gets: a refusal is the page again with the message and
+/// the right status, success a redirect to the page. [`Caller`] makes that choice once, so an
+/// action's refusals are a line each:
+///
+/// ```
+/// use axum::{http::StatusCode, response::{Html, Response}};
+/// use datastar::prelude::PatchElements;
+/// use live::{Caller, Error};
+///
+/// /// `POST /api/vote`: counts a vote, or says why it cannot.
+/// async fn vote(caller: Caller) -> Result<Response, Error> {
+///     let closed = true;
+///     if closed {
+///         let message = "Voting has closed.";
+///         return caller.refuse(
+///             StatusCode::CONFLICT,
+///             || Ok::<_, Error>(PatchElements::new(format!(r#"<p id="vote-error">{message}</p>"#)).into()),
+///             || Ok::<_, Error>(format!("<p>{message}</p>")),
+///         );
+///     }
+///     caller.done(|| Ok::<_, Error>(vec![]), "/")
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caller {
     /// Datastar (the request carries `datastar-request`).

@@ -41,4 +41,4 @@ impl IntoResponse for Error {
 /// A template error's full report (file, line, source excerpt), attached to the 500 response
 /// in debug builds so the dev middleware can show it.
 #[derive(Debug, Clone)]
-pub struct RenderFailure(pub String);
+pub(crate) struct RenderFailure(pub String);

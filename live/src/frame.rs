@@ -3,7 +3,7 @@
 //! Datastar events are encoded **once** into a [`Frame`] (the exact bytes of one SSE event), and
 //! the same bytes are then shared by every stream a broadcast reaches: cloning a frame bumps a
 //! reference count instead of re-encoding per receiver. The registry queues frames, the
-//! responses in [`sse`](crate::sse) write them, Redis carries them between instances.
+//! responses in `sse.rs` write them, Redis carries them between instances.
 
 use std::time::Duration;
 
@@ -11,6 +11,11 @@ use bytes::Bytes;
 use datastar::prelude::{DatastarEvent, ExecuteScript, PatchElements, PatchSignals};
 
 /// One encoded SSE event (`event: …\ndata: …\n\n`), cheap to clone and share.
+///
+/// Datastar events are encoded **once** into a frame (the exact bytes of one SSE event), and
+/// the same bytes are then shared by every stream a broadcast reaches: cloning a frame bumps a
+/// reference count instead of re-encoding per receiver. `PatchElements`, `PatchSignals` and
+/// `ExecuteScript` of the `datastar` crate each turn into one (`.into()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame(Bytes);
 

@@ -65,16 +65,15 @@
 //! - [`registry`]: the connections — keys, patterns, broadcast, latest-state topics, cleanup —
 //!   and the [`registry::Relay`] hook other instances are reached through.
 //! - [`Stream`]: the one call a stream handler makes.
-//! - [`frame`]: one encoded event ([`Frame`]), shared by every stream it goes to; [`sse`]: the
-//!   responses that carry frames; [`signals`]: Datastar signals read from a request;
+//! - [`Frame`]: one encoded event, shared by every stream it goes to; [`Signals`]: Datastar
+//!   signals read from a request; [`Caller`]: who posted, and so how to answer;
 //!   [`events`]: the events every live page understands.
 //! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; [`tls`] (feature
 //!   `tls`; without it, a `Tls` that cannot exist): HTTPS with HTTP/2, certificates re-read on `SIGHUP`; [`settings`]: the
 //!   environment; [`logging`]; [`metrics`]: Prometheus metrics on an address of their own
 //!   (`METRICS_ADDR`).
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
-//!   embedded in release builds; [`security`] headers; [`refusals`] made visible;
-//!   [`rate_limit`]: how many actions one client may send.
+//!   embedded in release builds; [`rate_limit`]: how many actions one client may send.
 //! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.
 //! - [`dev`]: the dev loop, on in debug builds (release builds have the same API, with the loop
 //!   never started). `redis` (feature `redis`): the relay over Redis.
@@ -83,29 +82,29 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod assets;
-pub mod caller;
+mod caller;
 pub mod client_addr;
 pub mod dev;
-pub mod error;
+mod error;
 pub mod events;
 mod files;
-pub mod frame;
+mod frame;
 mod health;
 pub mod logging;
-pub mod markup;
+mod markup;
 pub mod metrics;
 pub mod rate_limit;
 mod redact;
 #[cfg(feature = "redis")]
 pub mod redis;
-pub mod refusals;
+mod refusals;
 pub mod registry;
 pub mod script;
-pub mod security;
+mod security;
 pub mod serve;
 pub mod settings;
-pub mod signals;
-pub mod sse;
+mod signals;
+mod sse;
 mod state;
 mod static_files;
 mod stream;
@@ -172,7 +171,7 @@ where
 
 /// Wraps the app's actions: a body limit, a timeout, CSRF protection (a cross-site post gets
 /// `403`), a rate limit per client ([`rate_limit`]: `429`), and every refusal shown to whoever
-/// caused it ([`refusals`]).
+/// caused it (a notice in the page for Datastar, the refusal page for a plain post).
 pub fn actions<S>(actions: Router<S>, live: &Live) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -203,7 +202,9 @@ where
 
 /// What every response gets, outermost: one log line per request, gzip for pages and assets
 /// (never for streams: tower-http's default predicate leaves `text/event-stream` alone), the
-/// [`security`] headers, and in debug builds the dev loop's error pages.
+/// security headers (a Content-Security-Policy that allows the Datastar script and no inline
+/// script, `nosniff`, no framing, same-origin referrers and opener), and in debug builds the
+/// dev loop's error pages.
 pub fn layers<S>(router: Router<S>, live: &Live) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,

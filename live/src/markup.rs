@@ -31,7 +31,7 @@ const STREAM_OPENED: &str = "live_stream_opened";
 
 /// The longest wait between two attempts to reopen a stream: short while developing (the
 /// server restarts often), 30 s in production (spreads out a reconnect storm).
-pub const RETRY_MAX_WAIT_MS: u64 = if cfg!(debug_assertions) {
+pub(crate) const RETRY_MAX_WAIT_MS: u64 = if cfg!(debug_assertions) {
     2_000
 } else {
     30_000
@@ -39,7 +39,7 @@ pub const RETRY_MAX_WAIT_MS: u64 = if cfg!(debug_assertions) {
 
 /// Where the dev markup loads the script that shows its "Datastar has not loaded" notice
 /// (served by the dev loop's routes, `dev::datastar_check`).
-pub const DATASTAR_CHECK: &str = "/dev/datastar-check.js";
+pub(crate) const DATASTAR_CHECK: &str = "/dev/datastar-check.js";
 
 /// Registers the functions on `env`.
 pub(crate) fn add_functions(env: &mut Environment<'static>) {

@@ -17,7 +17,7 @@
 //!   timer per client. Its keyed store is a `DashMap` hashed with SipHash (std's `RandomState`),
 //!   so clients cannot pick addresses that collide. `tower_governor` wraps the same crate as
 //!   a tower layer; it is not used because its answers are its own (a bare `429` that
-//!   [`crate::refusals`] would have to rewrite anyway), its key extractors read the socket or
+//!   the kit's refusals would have to rewrite anyway), its key extractors read the socket or
 //!   the forwarding headers themselves — the kit has already decided who the client is — and
 //!   it leaves pruning to the app.
 //! - **Memory stays bounded under an address flood.** A client's entry is worth keeping only
@@ -32,7 +32,7 @@
 //!   floods — holds anyway.
 //!
 //! Over the limit: `429 Too Many Requests` with `Retry-After` (whole seconds, at least 1),
-//! which [`crate::refusals::visible`] shows to the person who posted — a notice in the page
+//! which the kit's refusals (`refusals.rs`) show to the person who posted — a notice in the page
 //! for Datastar, a page of its own with the `429` for a plain post — and counts under the
 //! reason `rate_limited`.
 

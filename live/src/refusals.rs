@@ -20,7 +20,7 @@ use minijinja::context;
 use crate::{Live, caller::Refused, events, sse};
 
 /// Middleware for actions: see the [module docs](self).
-pub async fn visible(State(live): State<Live>, request: Request, next: Next) -> Response {
+pub(crate) async fn visible(State(live): State<Live>, request: Request, next: Next) -> Response {
     let from_datastar = sse::from_datastar(request.headers());
     let response = next.run(request).await;
     let status = response.status();
@@ -67,7 +67,7 @@ fn speaks_for_itself(response: &Response) -> bool {
 }
 
 /// A title and a sentence for a refusal, in the words of the person who sees it.
-pub fn explain(status: StatusCode) -> (&'static str, &'static str) {
+pub(crate) fn explain(status: StatusCode) -> (&'static str, &'static str) {
     match status {
         StatusCode::FORBIDDEN => (
             "Refused",

@@ -11,7 +11,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The policy for pages that load Datastar from `datastar_url` (an absolute URL or a path).
-pub fn content_security_policy(datastar_url: &str) -> String {
+pub(crate) fn content_security_policy(datastar_url: &str) -> String {
     let script = script_source(datastar_url)
         .map(|source| format!(" {source}"))
         .unwrap_or_default();
@@ -35,7 +35,7 @@ fn script_source(url: &str) -> Option<&str> {
 }
 
 /// One layer per header, each set only if the handler did not set it already.
-pub fn headers(datastar_url: &str) -> Vec<SetResponseHeaderLayer<HeaderValue>> {
+pub(crate) fn headers(datastar_url: &str) -> Vec<SetResponseHeaderLayer<HeaderValue>> {
     let csp = HeaderValue::from_str(&content_security_policy(datastar_url))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
     let fixed: [(HeaderName, &'static str); 4] = [

@@ -19,15 +19,15 @@ use axum::{
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
-pub use crate::frame::Frame;
+pub(crate) use crate::frame::Frame;
 use crate::registry::Connection;
 
 /// The header Datastar puts on every request it makes (the SDK keeps its constant private).
-pub const DATASTAR_REQUEST: &str = "datastar-request";
+pub(crate) const DATASTAR_REQUEST: &str = "datastar-request";
 
 /// Whether a request with these headers was made by Datastar (and so applies only the events
 /// of a `200` answer, ignoring the body of any other).
-pub fn from_datastar(headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn from_datastar(headers: &axum::http::HeaderMap) -> bool {
     headers.contains_key(DATASTAR_REQUEST)
 }
 
@@ -45,7 +45,7 @@ fn event_stream_headers(response: &mut Response) {
 /// A short SSE response that sends `frames` and ends: what an action answers a Datastar request
 /// with. Datastar applies the events and, because the response ends, does not keep a request
 /// open.
-pub fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
+pub(crate) fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
     let mut body = BytesMut::new();
     for frame in frames {
         body.extend_from_slice(frame.as_bytes());
@@ -62,14 +62,17 @@ pub fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
 /// its limit); dropping it (the client went away) removes the connection from the registry,
 /// because the [`Connection`] it owns is the registry's drop guard.
 #[derive(Debug)]
-pub struct EventStream {
+pub(crate) struct EventStream {
     initial: Option<Bytes>,
     connection: Connection,
 }
 
 impl EventStream {
     /// Starts a stream on `connection` that first sends `initial`.
-    pub fn new(mut connection: Connection, initial: impl IntoIterator<Item = Frame>) -> Self {
+    pub(crate) fn new(
+        mut connection: Connection,
+        initial: impl IntoIterator<Item = Frame>,
+    ) -> Self {
         let mut buffer = BytesMut::new();
         for frame in initial {
             connection.writes(&frame);

@@ -52,7 +52,7 @@ impl Metrics {
         Arc::new(Metrics { prometheus, http })
     }
 
-    /// Counts a refused action, by its status (see [`crate::refusals`]).
+    /// Counts a refused action, by its status (see `refusals.rs`).
     pub fn refused(&self, status: axum::http::StatusCode) {
         self.http.refused(status);
     }

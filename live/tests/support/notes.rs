@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::{
     Form, Router,
     extract::State,
-    http::HeaderMap,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::{Html, Response},
     routing::{get, post},
 };
 use live::{
-    Error, Files, Frame, Live, Pattern, Presence, Settings, Signals, Site, Stream, Tab, Topic, sse,
+    Caller, Error, Files, Frame, Live, Pattern, Presence, Settings, Signals, Site, Stream, Tab,
+    Topic,
 };
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,7 @@ struct NoteForm {
 /// `POST /shouts`: the text, as an ordinary event to every notes page.
 async fn shout(
     State(live): State<Live>,
-    headers: HeaderMap,
+    caller: Caller,
     Form(form): Form<NoteForm>,
 ) -> Result<Response, Error> {
     static SHOUTS: AtomicU64 = AtomicU64::new(0);
@@ -118,16 +118,12 @@ async fn shout(
         context! { number, text => form.text },
     )?;
     live.registry.broadcast(&pages(), &patch);
-    Ok(if sse::from_datastar(&headers) {
-        sse::reply([])
-    } else {
-        Redirect::to("/").into_response()
-    })
+    caller.done(|| Ok::<_, Error>(Vec::new()), "/")
 }
 
 async fn publish(
     State(live): State<Live>,
-    headers: HeaderMap,
+    caller: Caller,
     Form(form): Form<NoteForm>,
 ) -> Result<Response, Error> {
     live.registry
@@ -140,9 +136,5 @@ async fn publish(
             Ok::<_, Error>((note, patch))
         })
         .await?;
-    Ok(if sse::from_datastar(&headers) {
-        sse::reply([])
-    } else {
-        Redirect::to("/").into_response()
-    })
+    caller.done(|| Ok::<_, Error>(Vec::new()), "/")
 }
