@@ -57,7 +57,7 @@ use self::{
     prepare::{AcmeDriver, Prepared, bind, bind_metrics, prepare},
 };
 pub use crate::client_addr::ClientAddr;
-use crate::{Live, registry::WeakRegistry, settings::Settings, tls::Tls};
+use crate::{Live, settings::Settings, tls::Tls};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]
@@ -245,7 +245,14 @@ impl Server {
         registry.serving_at(self.local_addr()?);
         let grace = self.settings.shutdown_timeout;
         let limits = ConnectionLimits::new(&self.settings)?;
-        let mut background = Background::start(&mut self, &limits)?;
+        let mut background = Background::start(
+            &self.live,
+            &self.settings,
+            self.acme.take(),
+            self.tls.clone(),
+            self.metrics.take(),
+            &limits,
+        )?;
         let draining = Draining::new();
         let listeners = self.into_listeners(router, &draining)?;
         let connections = TaskTracker::new();
@@ -307,20 +314,6 @@ impl Server {
 /// How long a connection accepted just before shutdown, with no request yet, may take to send
 /// one (at most `HEADER_READ_TIMEOUT_SECS`).
 pub const FIRST_REQUEST_WINDOW: Duration = Duration::from_secs(1);
-
-/// Has the registry send a keep-alive comment to its quiet streams every `period`, for as long
-/// as it exists.
-async fn keep_alive(registry: WeakRegistry, period: Duration) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        registry.keep_alive();
-    }
-}
 
 /// A future that completes on Ctrl-C (SIGINT) or SIGTERM (what orchestrators send).
 ///
