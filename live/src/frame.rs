@@ -39,7 +39,7 @@ impl Frame {
 
     /// An SSE comment: ignored by clients, but it keeps proxies and NAT tables from timing out
     /// an idle stream and lets the server notice a vanished client on the next write. The
-    /// registry sends it to quiet streams ([`Registry::keep_alive`](crate::Registry::keep_alive)).
+    /// registry sends it to quiet streams (every `SSE_KEEP_ALIVE_SECS`).
     pub fn keep_alive() -> Frame {
         Frame(Bytes::from_static(KEEP_ALIVE))
     }

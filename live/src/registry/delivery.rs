@@ -78,7 +78,7 @@ impl Registry {
     /// call, and returns how many. The server calls it every `SSE_KEEP_ALIVE_SECS`, so a quiet
     /// stream gets a comment one to two periods after its last event: one timer for every
     /// stream, instead of one per stream reset at each event.
-    pub fn keep_alive(&self) -> usize {
+    pub(crate) fn keep_alive(&self) -> usize {
         self.push(None, &[], &Frame::keep_alive(), None, |entry| {
             entry.outbox.was_quiet()
         })

@@ -91,6 +91,24 @@ pub use self::{
 use crate::frame::Frame;
 
 /// The shared registry of open connections. Clones share the same registry.
+///
+/// It has two faces:
+/// - **what an app calls**: [`publish_latest`](Self::publish_latest) and
+///   [`latest`](Self::latest) (a topic's newest state), [`broadcast`](Self::broadcast),
+///   [`broadcast_except`](Self::broadcast_except) and [`send`](Self::send) (ordinary events),
+///   [`presence`](Self::presence), [`count`](Self::count), [`keys`](Self::keys) and
+///   [`close`](Self::close); a stream handler stores its connection through
+///   [`Stream`](crate::Stream), not here;
+/// - **what a [`Relay`] to other instances calls** (the kit's Redis relay, or one of your
+///   own): [`attach_relay`](Self::attach_relay), [`deliver`](Self::deliver) (what another
+///   instance sent), [`latest_broadcasts`](Self::latest_broadcasts) (the states to share
+///   again), [`local_presences`](Self::local_presences),
+///   [`local_presence_changed`](Self::local_presence_changed) and
+///   [`set_remote_presence`](Self::set_remote_presence), and [`downgrade`](Self::downgrade)
+///   for a reference that does not keep the registry alive.
+///
+/// The serving layer's own calls (the keep-alive round, the address it serves at) are not
+/// public.
 #[derive(Clone)]
 pub struct Registry {
     shared: Arc<Shared>,
@@ -434,14 +452,14 @@ impl Registry {
 
     /// The server serves at `addr`; a relay may name what it shares after it
     /// ([`Relay::serving_at`]).
-    pub fn serving_at(&self, addr: std::net::SocketAddr) {
+    pub(crate) fn serving_at(&self, addr: std::net::SocketAddr) {
         if let Some(relay) = self.relay() {
             relay.serving_at(addr);
         }
     }
 
     /// Whether [`Registry::shut_down`] has been called.
-    pub fn is_shut_down(&self) -> bool {
+    pub(crate) fn is_shut_down(&self) -> bool {
         self.shared.lock().shut_down
     }
 }
