@@ -59,7 +59,6 @@
 //!
 //! # Map of the crate
 //!
-//!
 //! - [`Live`]: what every handler of the kit (and the app's streams and actions) reaches — the
 //!   registry, the views — made from [`Settings`] and the app's [`Site`].
 //! - [`registry`]: the connections — keys, patterns, broadcast, latest-state topics, cleanup —
@@ -69,9 +68,9 @@
 //!   signals read from a request; [`Caller`]: who posted, and so how to answer;
 //!   [`events`]: the events every live page understands.
 //! - [`serve`]: the listener, the watched sockets, limits, graceful shutdown; [`tls`] (feature
-//!   `tls`; without it, a `Tls` that cannot exist): HTTPS with HTTP/2, certificates re-read on `SIGHUP`; [`settings`]: the
-//!   environment; [`logging`]; [`metrics`]: Prometheus metrics on an address of their own
-//!   (`METRICS_ADDR`).
+//!   `tls`; without it, a `Tls` that cannot exist): HTTPS with HTTP/2, certificates re-read on
+//!   `SIGHUP`; [`settings`]: the environment; [`logging`]; [`metrics`]: Prometheus metrics on
+//!   an address of their own (`METRICS_ADDR`).
 //! - [`views`] and [`assets`]: templates and static files, from disk while developing and
 //!   embedded in release builds; [`rate_limit`]: how many actions one client may send.
 //! - [`routes`], [`actions`] and [`layers`]: what the app's router takes from the kit.

@@ -144,7 +144,7 @@ async fn until_presented(
 ) -> CertificateDer<'static> {
     let deadline = Instant::now() + ISSUING;
     loop {
-        if let Some(certificate) = presented(app.addr, root).await
+        if let Some(certificate) = presented(app.addr(), root).await
             && Some(&certificate) != other
         {
             return certificate;

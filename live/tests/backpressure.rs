@@ -147,7 +147,7 @@ async fn a_burst_of_simultaneous_updates_drops_no_reading_stream_and_all_end_on_
     .await;
     let readers = Readers::new(STREAMS);
     for index in 0..STREAMS {
-        tokio::spawn(reader(app.addr, index, Arc::clone(&readers)));
+        tokio::spawn(reader(app.addr(), index, Arc::clone(&readers)));
     }
     let start = Instant::now();
     let counted =
@@ -168,7 +168,7 @@ async fn a_burst_of_simultaneous_updates_drops_no_reading_stream_and_all_end_on_
     let posts: Vec<_> = (0..NOTES)
         .map(|i| {
             let start = Arc::clone(&start);
-            let addr = app.addr;
+            let addr = app.addr();
             tokio::spawn(async move {
                 start.wait().await;
                 publish(addr, &format!("burst{i}")).await
@@ -252,11 +252,11 @@ async fn clients_that_stop_reading_are_cut_off_within_the_send_timeout_and_reade
     .await;
     let readers = Readers::new(20);
     for index in 0..20 {
-        tokio::spawn(reader(app.addr, index, Arc::clone(&readers)));
+        tokio::spawn(reader(app.addr(), index, Arc::clone(&readers)));
     }
     let mut stalled = Vec::new();
     for _ in 0..20 {
-        stalled.push(non_reader(app.addr).await);
+        stalled.push(non_reader(app.addr()).await);
     }
     app.wait_for_streams("page/notes/*", 40).await;
 
@@ -267,7 +267,7 @@ async fn clients_that_stop_reading_are_cut_off_within_the_send_timeout_and_reade
     while app.streams("page/notes/*") > 20 {
         assert!(start.elapsed() < PATIENCE * 3, "non-readers never cut off");
         notes += 1;
-        publish(app.addr, &name).await;
+        publish(app.addr(), &name).await;
     }
     let cut_off = start.elapsed();
 
@@ -286,11 +286,11 @@ async fn clients_that_stop_reading_are_cut_off_within_the_send_timeout_and_reade
     // Counted for metrics as cut off (a non-reader's queue may overflow before its send
     // timeout runs out, and both count as cut off), never as a client that left.
     let cut_off = || {
-        let counts = app.live.registry.counts();
+        let counts = app.live().registry.counts();
         counts.closed_by(CloseReason::SendTimeout) + counts.closed_by(CloseReason::QueueFull)
     };
     wait_until("20 streams counted as cut off", || cut_off() == 20).await;
-    let counts = app.live.registry.counts();
+    let counts = app.live().registry.counts();
     eprintln!(
         "send_timeout {}, queue_full {}",
         counts.closed_by(CloseReason::SendTimeout),
@@ -309,18 +309,18 @@ async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
         config.action_limit = None; // 400 posts in a row, from one address
     })
     .await;
-    let mut stalled = non_reader(app.addr).await;
+    let mut stalled = non_reader(app.addr()).await;
     app.wait_for_streams("page/notes/*", 1).await;
     // Fill the stalled client's socket: the server's last write to it will block.
     let name = "x".repeat(64);
     for _ in 0..400 {
-        publish(app.addr, &name).await;
+        publish(app.addr(), &name).await;
     }
 
     #[cfg(target_os = "linux")]
     {
         let client_port = stalled.local_addr().unwrap().port();
-        let queued = unsent_bytes(app.addr.port(), client_port);
+        let queued = unsent_bytes(app.addr().port(), client_port);
         assert!(queued > 0, "the server's writes to the client are blocked");
     }
 
@@ -329,7 +329,7 @@ async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
 
     eprintln!("shut down in {:?} with a stalled client", start.elapsed());
     assert!(closed_by_server(&mut stalled).await);
-    let counts = app.live.registry.counts();
+    let counts = app.live().registry.counts();
     assert_eq!(counts.closed_by(CloseReason::Shutdown), 1, "{counts:?}");
 }
 
@@ -357,7 +357,7 @@ async fn a_stream_cut_off_for_its_queue_limit_has_its_socket_closed_at_once() {
         config.queue_limit = 8;
     })
     .await;
-    let mut stalled = non_reader(app.addr).await;
+    let mut stalled = non_reader(app.addr()).await;
     app.wait_for_streams("page/notes/*", 1).await;
 
     // Ordinary events, which do not coalesce, until the stream is over its limit.
@@ -369,7 +369,7 @@ async fn a_stream_cut_off_for_its_queue_limit_has_its_socket_closed_at_once() {
     let start = Instant::now();
     while app.streams("page/notes/*") == 1 {
         assert!(start.elapsed() < PATIENCE, "never cut off");
-        app.live.registry.broadcast(&home, &frame);
+        app.live().registry.broadcast(&home, &frame);
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
@@ -378,7 +378,11 @@ async fn a_stream_cut_off_for_its_queue_limit_has_its_socket_closed_at_once() {
         "its socket is closed too"
     );
     wait_until("the stream counted as queue_full", || {
-        app.live.registry.counts().closed_by(CloseReason::QueueFull) == 1
+        app.live()
+            .registry
+            .counts()
+            .closed_by(CloseReason::QueueFull)
+            == 1
     })
     .await;
     eprintln!(

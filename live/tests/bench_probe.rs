@@ -34,7 +34,7 @@ async fn refusal(addr: SocketAddr, what: &str) -> String {
 #[tokio::test]
 async fn the_notes_app_passes() {
     let app = spawn_app().await;
-    assert_eq!(check(app.addr).await, Ok(()));
+    assert_eq!(check(app.addr()).await, Ok(()));
 }
 
 #[tokio::test]
@@ -88,6 +88,6 @@ async fn a_notes_app_that_turns_streams_away_is_refused() {
     let _taken = app.open_live_stream().await;
 
     // Act, Assert
-    let message = refusal(app.addr, "GET /sse/notes").await;
+    let message = refusal(app.addr(), "GET /sse/notes").await;
     assert!(message.contains("no first event"), "{message}");
 }

@@ -178,7 +178,7 @@ async fn until_note(tab: &mut SseClient, text: &str) {
 async fn served_again(app: &TestApp) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let response = app.client.get(app.url("/healthz")).send().await;
+        let response = app.client().get(app.url("/healthz")).send().await;
         if response.is_ok_and(|response| response.status() == 200) {
             return;
         }
@@ -199,9 +199,9 @@ async fn one_address_holds_its_cap_of_silent_connections_and_the_rest_get_a_503_
 
     // Act: the flooder opens its cap and twenty more at once, then three thousand more while
     // another client asks for /healthz over fresh connections.
-    let (held, first_refused) = flood(app.addr, CAP + 20).await;
+    let (held, first_refused) = flood(app.addr(), CAP + 20).await;
     let probe = Probe::start(&app, reqwest::Client::builder());
-    let refused = flood_past_the_cap(app.addr).await;
+    let refused = flood_past_the_cap(app.addr()).await;
     probe.finish("during a plain-HTTP flood").await;
 
     // Assert: it holds exactly its cap; everything past it got the short answer, or was
@@ -251,14 +251,14 @@ async fn over_https_connections_past_the_cap_get_a_tls_alert_and_handshakes_else
 
     // Act: as above, silent TCP connections that never start a handshake; meanwhile the
     // other client makes a fresh TLS handshake for every /healthz.
-    let (held, first_refused) = flood(app.addr, CAP + 20).await;
+    let (held, first_refused) = flood(app.addr(), CAP + 20).await;
     let probe = Probe::start(&app, ca.client());
-    let refused = flood_past_the_cap(app.addr).await;
+    let refused = flood_past_the_cap(app.addr()).await;
     probe
         .finish("during an HTTPS flood, a handshake each")
         .await;
     // A real client from the flooder's address, while it is at its cap.
-    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let tcp = TcpStream::connect(app.addr()).await.unwrap();
     let handshake = ca
         .connector(&[b"h2", b"http/1.1"])
         .connect("127.0.0.1".try_into().unwrap(), tcp)

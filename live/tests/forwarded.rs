@@ -152,7 +152,7 @@ async fn a_client_cannot_choose_its_address_with_header_lines_of_its_own() {
             config.client_ip_header = Some("x-forwarded-for".parse().unwrap());
         })
         .await;
-        let proxy = Proxy::start(app.addr, adds).await;
+        let proxy = Proxy::start(app.addr(), adds).await;
 
         // Act: one client asks for six streams, each time claiming other addresses, on one
         // line and on several.
@@ -182,7 +182,7 @@ async fn behind_a_load_balancer_and_a_proxy_each_client_is_counted_apart() {
         });
     })
     .await;
-    let proxy = Proxy::start(app.addr, Adds::OwnLine).await;
+    let proxy = Proxy::start(app.addr(), Adds::OwnLine).await;
     let balancer = Proxy::start(proxy.addr, Adds::Merged).await;
     let (ada, grace): (IpAddr, IpAddr) =
         ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
@@ -215,7 +215,7 @@ async fn a_client_is_its_ipv6_64_or_its_ipv4_address_and_each_is_capped_apart() 
         config.client_ip_header = Some("x-forwarded-for".parse().unwrap());
     })
     .await;
-    let addr = app.addr;
+    let addr = app.addr();
     let from = move |address: String| async move { open_stream(addr, LOOPBACK, &[address]).await };
 
     // Act: six streams from six addresses of one /64; then three from another /64; six from

@@ -58,7 +58,7 @@ async fn silent_slow_and_idle_connections_are_closed_on_time_and_the_app_keeps_a
     let start = Instant::now();
     for kind in 0..3 {
         for _ in 0..EACH {
-            let addr = app.addr;
+            let addr = app.addr();
             let closed = Arc::clone(&closed);
             tokio::spawn(async move {
                 let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -85,7 +85,7 @@ async fn silent_slow_and_idle_connections_are_closed_on_time_and_the_app_keeps_a
     }
 
     // Act and assert: the app answers while they hang on, and closes every one of them.
-    let health = get(app.addr, "/healthz").await;
+    let health = get(app.addr(), "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     while closed.load(Ordering::Relaxed) < 3 * EACH {
         assert!(
@@ -120,8 +120,8 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() 
         config.keep_alive_timeout = Duration::from_secs(1);
     })
     .await;
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr);
+    let mut stream = TcpStream::connect(app.addr()).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr());
     stream.write_all(request.as_bytes()).await.unwrap();
 
     let start = Instant::now();
@@ -144,13 +144,13 @@ async fn connections_beyond_the_cap_get_a_503_at_once_and_the_app_recovers() {
     .await;
     let mut hogs = Vec::new();
     for _ in 0..20 {
-        hogs.push(TcpStream::connect(app.addr).await.unwrap());
+        hogs.push(TcpStream::connect(app.addr()).await.unwrap());
     }
     // Let the server accept them all.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let started = Instant::now();
-    let refused = get(app.addr, "/healthz").await;
+    let refused = get(app.addr(), "/healthz").await;
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("retry-after: 5"), "{refused}");
     assert!(started.elapsed() < PATIENCE, "answered, not left waiting");
@@ -158,7 +158,7 @@ async fn connections_beyond_the_cap_get_a_503_at_once_and_the_app_recovers() {
     hogs.truncate(10);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let health = get(app.addr, "/healthz").await;
+        let health = get(app.addr(), "/healthz").await;
         if health.starts_with("HTTP/1.1 200") {
             break;
         }
@@ -179,7 +179,7 @@ async fn cross_site_posts_are_refused_visibly_and_broadcast_nothing() {
     };
 
     // A form on another site, posting the plain way.
-    let plain = cross_site(app.client.post(app.url("/notes")))
+    let plain = cross_site(app.client().post(app.url("/notes")))
         .send()
         .await
         .unwrap();
@@ -200,7 +200,7 @@ async fn cross_site_posts_are_refused_visibly_and_broadcast_nothing() {
 
     // The same through Datastar (a misconfigured proxy would cause this): told, not silent.
     let datastar = cross_site(
-        app.client
+        app.client()
             .post(app.url("/notes"))
             .header("datastar-request", "true"),
     )
@@ -213,9 +213,9 @@ async fn cross_site_posts_are_refused_visibly_and_broadcast_nothing() {
 
     // Nothing was broadcast; same-origin posts still work, with and without `Origin`.
     let same_origin = app
-        .client
+        .client()
         .post(app.url("/notes"))
-        .header("origin", format!("http://{}", app.addr))
+        .header("origin", format!("http://{}", app.addr()))
         .header("sec-fetch-site", "same-origin")
         .form(&[("text", "Ada")])
         .send()
@@ -313,7 +313,7 @@ async fn a_client_posting_as_fast_as_it_can_gets_its_rate_and_a_person_elsewhere
     assert!(notices >= 5, "{notices} notices");
 
     // Counted, each refusal once, whichever way it was shown.
-    let exposition = app.live.metrics().unwrap().render();
+    let exposition = app.live().metrics().unwrap().render();
     let counted = format!(
         r#"live_refusals_total{{reason="rate_limited"}} {}"#,
         spam.refused + notices
@@ -333,7 +333,7 @@ async fn a_form_with_a_field_twice_gets_a_page_or_a_message_not_a_bare_422() {
             .body("text=Ada&text=Grace")
     };
 
-    let plain = twice(app.client.post(app.url("/notes")))
+    let plain = twice(app.client().post(app.url("/notes")))
         .send()
         .await
         .unwrap();
@@ -348,7 +348,7 @@ async fn a_form_with_a_field_twice_gets_a_page_or_a_message_not_a_bare_422() {
     assert!(page.contains("could not be read"), "{page}");
 
     let datastar = twice(
-        app.client
+        app.client()
             .post(app.url("/notes"))
             .header("datastar-request", "true"),
     )
@@ -367,12 +367,12 @@ async fn a_form_with_a_field_twice_gets_a_page_or_a_message_not_a_bare_422() {
 async fn replies_sent_while_draining_say_the_connection_closes() {
     let mut app = spawn_app().await;
     // A post whose body is only half sent when the shutdown begins.
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let mut stream = TcpStream::connect(app.addr()).await.unwrap();
     let body = "text=Ada";
     let head = format!(
         "POST /notes HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
          Content-Length: {}\r\n\r\ntext=",
-        app.addr,
+        app.addr(),
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -398,8 +398,8 @@ async fn a_connection_accepted_just_before_shutdown_still_gets_its_answer() {
     let mut app = spawn_app().await;
     // Connected, and accepted by the server, with the request still on its way (a restart
     // under load has many of these) — and one that never sends anything.
-    let mut on_its_way = TcpStream::connect(app.addr).await.unwrap();
-    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    let mut on_its_way = TcpStream::connect(app.addr()).await.unwrap();
+    let mut silent = TcpStream::connect(app.addr()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let stopping = tokio::spawn(async move { app.shut_down().await });

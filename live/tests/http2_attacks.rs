@@ -74,7 +74,7 @@ async fn still_serving(app: &TestApp, tab: &mut support::https::H2Tab, before: u
     assert_eq!(health.status(), 200, "{attack}: /healthz");
     let marker = format!("after-{}", uuid::Uuid::new_v4());
     let shouted = app
-        .client
+        .client()
         .post(app.url("/shouts"))
         .header("datastar-request", "true")
         .form(&[("text", &marker)])
@@ -356,7 +356,7 @@ async fn many_connections_that_never_finish_the_tls_handshake() {
     // Act: 1 000 connections; half send the start of a ClientHello and stop, half send nothing.
     let mut open = Vec::new();
     for n in 0..1_000 {
-        let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
         if n % 2 == 0 {
             let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, &[0x16, 0x03, 0x01, 0x02, 0x00])
                 .await;

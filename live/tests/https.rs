@@ -19,7 +19,7 @@ use support::{
 /// Shouts (ordinary events: every one is delivered) of about a KiB each.
 async fn shout(app: &support::TestApp, text: &str) {
     let response = app
-        .client
+        .client()
         .post(app.url("/shouts"))
         .header("datastar-request", "true")
         .form(&[("text", format!("{text} {}", "x".repeat(1000)))])
@@ -328,7 +328,7 @@ async fn a_connection_that_never_sends_its_preface_or_never_finishes_its_handsha
 
     // Act: a TLS handshake and no preface; a TCP connection that sends half a ClientHello.
     let mut silent = RawH2::handshake(&app).await;
-    let mut half = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut half, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .await
         .unwrap();
@@ -395,10 +395,10 @@ async fn a_renewed_certificate_is_presented_to_new_connections_while_open_stream
     // Act: a renewal on disk, and a reload (what SIGHUP does); then a broken renewal.
     let renewed = https.ca.issue();
     renewed.write(&https.dir);
-    let reloaded = app.tls.as_ref().unwrap().reload().await;
+    let reloaded = app.tls().unwrap().reload().await;
     let after_renewal = presented(&app).await;
     std::fs::write(https.dir.join("key.pem"), https.ca.issue().key_pem).unwrap();
-    let refused = app.tls.as_ref().unwrap().reload().await;
+    let refused = app.tls().unwrap().reload().await;
     let after_refusal = presented(&app).await;
     app.publish_with_datastar("after the renewal").await;
 
@@ -444,7 +444,7 @@ async fn a_reload_refuses_a_key_that_is_a_pipe_or_huge_while_the_server_answers_
             .write(true)
             .open(&fifo);
     });
-    let tls = app.tls.clone().unwrap();
+    let tls = app.tls().cloned().unwrap();
 
     // Act: the reload SIGHUP runs, on the server's runtime, while /healthz is asked.
     let reload = tokio::spawn(async move { tls.reload().await });
@@ -458,7 +458,7 @@ async fn a_reload_refuses_a_key_that_is_a_pipe_or_huge_while_the_server_answers_
     std::fs::remove_file(&key).unwrap();
     let huge = std::fs::File::create(&key).unwrap();
     huge.set_len(1 << 30).unwrap(); // sparse: 1 GiB to read, nothing on disk
-    let tls = app.tls.clone().unwrap();
+    let tls = app.tls().cloned().unwrap();
     let reload = tokio::spawn(async move { tls.reload().await });
     let slowest_during_huge = slowest_health_check(&app).await;
     let huge_refused = tokio::time::timeout(PATIENCE, reload)
@@ -513,7 +513,7 @@ async fn slowest_health_check(app: &support::TestApp) -> Duration {
 
 /// The certificate a new connection is presented.
 async fn presented(app: &support::TestApp) -> rustls::pki_types::CertificateDer<'static> {
-    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
     let tls = app
         .https
         .as_ref()

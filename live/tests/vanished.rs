@@ -68,8 +68,8 @@ async fn a_tab_whose_machine_vanished_leaves_after_a_keep_alive_and_the_send_tim
     })
     .await;
     let mut healthy = app.open_live_stream().await;
-    let mut tab = TcpStream::connect(app.addr).await.unwrap();
-    tab.write_all(raw_stream_request(app.addr).as_bytes())
+    let mut tab = TcpStream::connect(app.addr()).await.unwrap();
+    tab.write_all(raw_stream_request(app.addr()).as_bytes())
         .await
         .unwrap();
     let mut first = vec![0; 4096];

@@ -34,7 +34,7 @@ async fn the_stylesheet_is_served_with_validators() {
         ("if-modified-since", &last_modified),
     ] {
         let revalidated = app
-            .client
+            .client()
             .get(app.url("/static/app.css"))
             .header(name, value)
             .send()
@@ -46,7 +46,7 @@ async fn the_stylesheet_is_served_with_validators() {
 
     // A stale copy gets the file again.
     let stale = app
-        .client
+        .client()
         .get(app.url("/static/app.css"))
         .header("if-none-match", "W/\"stale\"")
         .send()
@@ -82,7 +82,7 @@ async fn the_stylesheet_is_gzipped_when_accepted() {
     let app = spawn_app().await;
 
     let response = app
-        .client
+        .client()
         .get(app.url("/static/app.css"))
         .header("accept-encoding", "gzip")
         .send()

@@ -176,7 +176,7 @@ async fn a_missing_name_field_counts_as_empty() {
     let app = spawn_app().await;
 
     let response = app
-        .client
+        .client()
         .post(app.url("/api/greet"))
         .header("datastar-request", "true")
         .form(&[("other", "x")])
@@ -216,11 +216,11 @@ async fn refusals_show_through_the_kits_own_templates() {
     };
 
     // Act: a cross-site plain post, and the same through Datastar.
-    let plain = cross_site(app.client.post(app.url("/api/greet")))
+    let plain = cross_site(app.client().post(app.url("/api/greet")))
         .send()
         .await
         .unwrap();
-    let datastar = cross_site(app.client.post(app.url("/api/greet")))
+    let datastar = cross_site(app.client().post(app.url("/api/greet")))
         .header("datastar-request", "true")
         .send()
         .await

@@ -2,7 +2,7 @@
 //!
 //! Set `TEST_LOG=1` to see the server's logs while the tests run.
 
-use std::{net::SocketAddr, sync::LazyLock};
+use std::sync::LazyLock;
 
 use app::{AppState, router};
 use live::{Server, Settings, testing::TestServer};
@@ -20,10 +20,6 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 /// A running app and a client for it: the kit's [`TestServer`], and a helper per endpoint.
 pub struct TestApp {
     pub state: AppState,
-    pub client: reqwest::Client,
-    /// Where Prometheus scrapes `/metrics`, when the settings gave `METRICS_ADDR`.
-    #[allow(dead_code, reason = "read by tests/metrics.rs, which shares this file")]
-    pub metrics_addr: Option<SocketAddr>,
     server: TestServer,
 }
 
@@ -60,12 +56,7 @@ pub async fn spawn_app_on(
             .expect("bind an ephemeral port"),
     };
     let server = TestServer::serve(server, state.live.clone(), router(state.clone()));
-    TestApp {
-        state,
-        client: server.client().clone(),
-        metrics_addr: server.metrics_addr(),
-        server,
-    }
+    TestApp { state, server }
 }
 
 /// Everything the kit's [`TestServer`] offers (`url`, `get`, `streams`, `shut_down`, …); the

@@ -153,7 +153,7 @@ async fn pages_are_compressed_for_clients_that_accept_it() {
     let app = spawn_app().await;
 
     let response = app
-        .client
+        .client()
         .get(app.url("/"))
         .header("accept-encoding", "gzip")
         .send()

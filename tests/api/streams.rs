@@ -128,7 +128,7 @@ async fn streams_are_not_compressed_or_cached() {
     let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
 
     let response = app
-        .client
+        .client()
         .get(app.url("/sse/home"))
         .query(&[("datastar", signals)])
         .header("accept-encoding", "gzip, br")

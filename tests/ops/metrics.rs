@@ -35,7 +35,7 @@ async fn app_with_metrics() -> TestApp {
 
 /// `GET /metrics` on the metrics address: the exposition.
 async fn scrape(app: &TestApp) -> String {
-    let addr = app.metrics_addr.expect("METRICS_ADDR is set");
+    let addr = app.metrics_addr().expect("METRICS_ADDR is set");
     let response = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap();
@@ -101,7 +101,7 @@ async fn until_sample(app: &TestApp, series: &str, expected: f64) {
 async fn metrics_are_served_on_their_own_address_and_never_on_the_public_port() {
     // Arrange
     let app = app_with_metrics().await;
-    let metrics = app.metrics_addr.unwrap();
+    let metrics = app.metrics_addr().unwrap();
     assert_ne!(metrics, app.addr());
 
     // Act
@@ -124,7 +124,7 @@ async fn metrics_are_served_on_their_own_address_and_never_on_the_public_port() 
 
     // Unset: no listener, no metrics kept.
     let plain = crate::helpers::spawn_app().await;
-    assert_eq!(plain.metrics_addr, None);
+    assert_eq!(plain.metrics_addr(), None);
     assert!(plain.state.live.metrics().is_none());
     assert_eq!(plain.get("/metrics").await.status(), 404);
     drop(plain);
@@ -181,7 +181,7 @@ async fn the_metrics_count_streams_events_refusals_and_requests() {
     let huge = app.greet_with_form(&"x".repeat(100_000)).await;
     assert_eq!(huge.status(), 413);
     let forged = app
-        .client
+        .client()
         .post(app.url("/api/greet"))
         .header("sec-fetch-site", "cross-site")
         .header("origin", "https://evil.example")
@@ -372,7 +372,7 @@ async fn prometheus_reads_the_open_streams_and_the_events_written_and_promtool_a
     require("promtool", "prometheus");
     // Arrange
     let app = app_with_metrics().await;
-    let prometheus = Prometheus::start(app.metrics_addr.unwrap());
+    let prometheus = Prometheus::start(app.metrics_addr().unwrap());
     const TABS: usize = 5;
 
     // Act: five tabs, and a greet they all get.

@@ -44,7 +44,7 @@ pub use self::process::{
 pub use self::programs::{installed, require};
 pub use self::{
     requests::{open_stream, open_tab, post_with_datastar, post_with_form, stream_request},
-    server::TestServer,
+    server::{TestServer, client_settings},
 };
 use crate::registry::{Pattern, Registry};
 #[cfg(feature = "browser")]

@@ -49,14 +49,11 @@ pub async fn post_with_datastar(
     url: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    client
+    let request = client
         .post(url)
         .header("datastar-request", "true")
-        .header("accept", "text/event-stream, text/html, application/json")
-        .form(form)
-        .send()
-        .await
-        .expect("the action answers")
+        .header("accept", "text/event-stream, text/html, application/json");
+    send_form(request, form).await
 }
 
 /// Posts `form` to `url` as a browser without JavaScript does.
@@ -65,11 +62,10 @@ pub async fn post_with_form(
     url: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    client
-        .post(url)
-        .header("accept", "text/html")
-        .form(form)
-        .send()
-        .await
-        .expect("the action answers")
+    send_form(client.post(url).header("accept", "text/html"), form).await
+}
+
+/// Sends `request` with `form` as its form-urlencoded body.
+async fn send_form(request: reqwest::RequestBuilder, form: &[(&str, &str)]) -> reqwest::Response {
+    request.form(form).send().await.expect("the action answers")
 }

@@ -104,9 +104,7 @@ impl TestServer {
         &self.live
     }
 
-    /// The HTTP client every helper here uses: it follows no redirect (tests look at them) and
-    /// gives up on a request after a minute (a hang fails the test instead of stalling the
-    /// suite).
+    /// The HTTP client every helper here uses ([`client_settings`]).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
@@ -200,14 +198,22 @@ impl Drop for TestServer {
     }
 }
 
+/// What every test's HTTP client is set to, [`TestServer::client`] and any a test builds (one
+/// from a certain address, one that trusts a test authority): it follows no redirect (tests
+/// look at them) and gives up on a request after a minute (a hang fails the test instead of
+/// stalling the suite; no test holds a request, streams included, that long).
+pub fn client_settings(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+}
+
 /// What [`TestServer::client`] is: built once, shared (reqwest clients are handles).
 fn client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(60))
+            client_settings(reqwest::Client::builder())
                 .build()
                 .expect("an HTTP client")
         })

@@ -10,14 +10,12 @@ use std::{io, path::PathBuf};
 #[derive(Clone, Debug)]
 pub enum Tls {}
 
-/// Why there is no HTTPS.
+/// Why there is no HTTPS. (Settings refuse `TLS_CERT` in such a build first, saying how to
+/// build with the feature: `Settings::validate`.)
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The binary was built without the feature `tls`.
-    #[error(
-        "invalid TLS_CERT: HTTPS needs the app built with the `tls` feature \
-         (cargo build --release --features tls)"
-    )]
+    #[error("this binary was built without the `tls` feature")]
     NotBuilt,
 }
 

@@ -197,7 +197,7 @@ pub(crate) async fn relay_counts_when(
     app: &TestApp,
     reached: impl Fn(&live::registry::RelayCounts) -> bool,
 ) -> live::registry::RelayCounts {
-    let relay = app.live.registry.relay().expect("a relay");
+    let relay = app.live().registry.relay().expect("a relay");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let counts = relay.counts();
@@ -293,7 +293,7 @@ async fn losing_redis_keeps_the_app_serving_and_delivery_resumes_when_it_is_back
     // Counted for metrics: each connected twice, and is connected now.
     for app in [&a, &b] {
         relay_counts_when(app, |counts| counts.connects == 2).await;
-        assert!(app.live.registry.relay().unwrap().is_connected());
+        assert!(app.live().registry.relay().unwrap().is_connected());
     }
 }
 

@@ -34,7 +34,7 @@ async fn instance(redis: &RedisServer, expiry: Duration) -> TestApp {
 /// `count` tabs on `app`'s `/sse/present`, each past its first events.
 async fn tabs(app: &TestApp, count: usize) -> Vec<SseClient> {
     join_all((0..count).map(|_| async {
-        let mut tab = open_tab(&app.client, &app.url("/sse/present")).await;
+        let mut tab = open_tab(app.client(), &app.url("/sse/present")).await;
         // Its first events (counts aside): `connected`, and in debug builds the dev loop's.
         let connected = tab.next_event().await;
         assert!(

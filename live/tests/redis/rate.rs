@@ -71,7 +71,7 @@ async fn a_flood_on_one_instance_is_held_to_its_rate_and_every_post_of_a_person_
     for n in 0..POSTS {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let reply = flooded
-            .client
+            .client()
             .post(flooded.url("/shouts"))
             .header("datastar-request", "true")
             .form(&[("text", posted(n))])

@@ -41,7 +41,7 @@ async fn captured(spy: &mut redis::aio::PubSub, needle: &str) -> Vec<u8> {
 /// `POST /shouts`: an ordinary broadcast (every one is delivered, none coalesces).
 async fn shout(app: &TestApp, text: &str) {
     let response = app
-        .client
+        .client()
         .post(app.url("/shouts"))
         .header("datastar-request", "true")
         .form(&[("text", text)])

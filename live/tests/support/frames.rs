@@ -68,7 +68,7 @@ impl RawH2 {
     /// Connects over TLS with ALPN `h2`, and sends nothing more.
     pub async fn handshake(app: &TestApp) -> RawH2 {
         let https = app.https.as_ref().expect("an HTTPS app");
-        let tcp = TcpStream::connect(app.addr).await.unwrap();
+        let tcp = TcpStream::connect(app.addr()).await.unwrap();
         let tls = https
             .ca
             .connector(&[b"h2"])
@@ -77,7 +77,7 @@ impl RawH2 {
             .expect("the TLS handshake");
         RawH2 {
             tls,
-            authority: app.addr.to_string(),
+            authority: app.addr().to_string(),
         }
     }
 

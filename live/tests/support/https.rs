@@ -47,7 +47,7 @@ impl H2Connection {
     /// 15 MiB), so that one stream's window shuts without shutting the others'.
     pub async fn open(app: &TestApp, stream_window: u32) -> H2Connection {
         let https = app.https.as_ref().expect("an HTTPS app");
-        let tcp = TcpStream::connect(app.addr).await.unwrap();
+        let tcp = TcpStream::connect(app.addr()).await.unwrap();
         let tls = https
             .ca
             .connector(&[b"h2"])
@@ -63,7 +63,7 @@ impl H2Connection {
             .expect("the HTTP/2 handshake");
         H2Connection {
             send,
-            authority: app.addr.to_string(),
+            authority: app.addr().to_string(),
             task: tokio::spawn(connection),
         }
     }

@@ -20,7 +20,10 @@ use std::{
     time::Duration,
 };
 
-use live::{Live, Server, Settings, testing::TestServer};
+use live::{
+    Server, Settings,
+    testing::{TestServer, client_settings},
+};
 
 use uuid::Uuid;
 
@@ -50,16 +53,9 @@ pub fn raise_open_files_limit() {
 /// A running notes app and a client for it: the kit's [`TestServer`], and a helper per
 /// endpoint of the notes app.
 pub struct TestApp {
-    pub addr: SocketAddr,
-    pub live: Live,
-    pub client: reqwest::Client,
-    /// `http`, or `https` for an app served with a test certificate.
-    pub scheme: &'static str,
     /// With HTTPS: the test's certificate authority, and what the server serves.
     #[cfg(feature = "tls")]
     pub https: Option<https::Https>,
-    /// The server's certificate and key, with HTTPS (to reload them as `SIGHUP` does).
-    pub tls: Option<live::tls::Tls>,
     server: TestServer,
 }
 
@@ -82,16 +78,10 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let server = Server::bind(&settings, live.clone())
         .await
         .expect("bind an ephemeral port");
-    let server = TestServer::serve(server, live.clone(), notes::router(live.clone()));
     TestApp {
-        addr: server.addr(),
-        live,
-        client: server.client().clone(),
-        scheme: server.scheme(),
         #[cfg(feature = "tls")]
         https: None,
-        tls: server.tls().cloned(),
-        server,
+        server: TestServer::serve(server, live.clone(), notes::router(live)),
     }
 }
 
@@ -107,20 +97,9 @@ pub async fn spawn_https_app_with(customise: impl FnOnce(&mut Settings)) -> Test
         customise(settings);
     })
     .await;
-    app.client = client_builder(https.ca.client()).build().unwrap();
-    app.server.set_client(app.client.clone());
+    app.set_client(client_settings(https.ca.client()).build().unwrap());
     app.https = Some(https);
     app
-}
-
-/// What every test client is set to (as `TestServer`'s own is).
-fn client_builder(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-    builder
-        // Tests look at redirects themselves.
-        .redirect(reqwest::redirect::Policy::none())
-        // A hang fails the test instead of stalling the suite; no test holds a request,
-        // streams included, for this long.
-        .timeout(Duration::from_secs(60))
 }
 
 /// Everything the kit's [`TestServer`] offers (`url`, `get`, `streams`, `shut_down`, …); the
@@ -179,7 +158,7 @@ impl TestApp {
 /// A client whose connections come from `from` (a loopback address other than `127.0.0.1`:
 /// another client, as the server sees it).
 pub fn client_from(from: std::net::IpAddr) -> reqwest::Client {
-    client_builder(reqwest::Client::builder().local_address(from))
+    client_settings(reqwest::Client::builder().local_address(from))
         .build()
         .unwrap()
 }
