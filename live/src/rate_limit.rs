@@ -72,11 +72,6 @@ pub struct ActionLimit {
 }
 
 impl ActionLimit {
-    /// 10 a second, 50 at once: see [`crate::Settings::action_limit`] for why.
-    pub const DEFAULT: ActionLimit = ActionLimit {
-        per_second: 10.0,
-        burst: 50,
-    };
     /// The fewest actions a second `ACTION_RATE_PER_SEC` may allow: one every 100 s.
     pub const MIN_PER_SECOND: f64 = 0.01;
     /// The most: past a million a second, nobody is being limited.

@@ -18,8 +18,8 @@ mod validate;
 mod variables;
 
 use self::parse::{
-    acme, action_limit, bounded, client_ip_header, is_integrity, parse, redis_ca, redis_url,
-    seconds,
+    Listed, Source, acme, action_limit, bounded, client_ip_header, is_integrity, parse, redis_ca,
+    redis_url, seconds,
 };
 pub use self::variables::VARIABLES;
 pub use crate::rate_limit::ActionLimit;
@@ -215,42 +215,11 @@ impl Default for DevSettings {
     }
 }
 
+/// The defaults are the ones [`VARIABLES`] lists, read as if no variable were set: they are
+/// declared there only.
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            host: IpAddr::from([127, 0, 0, 1]),
-            port: 3000,
-            datastar_url: DATASTAR_CDN_URL.to_owned(),
-            datastar_integrity: Integrity::Known,
-            keep_alive: Duration::from_secs(15),
-            action_timeout: Duration::from_secs(10),
-            action_limit: Some(ActionLimit::DEFAULT),
-            send_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(5),
-            queue_limit: crate::registry::DEFAULT_QUEUE_LIMIT,
-            max_streams: 10_000,
-            max_streams_per_client: 256,
-            client_ip_header: None,
-            client_networks: ClientNetworks::default(),
-            max_connections_per_client: 512,
-            max_connections: None,
-            listen_backlog: 4096,
-            shutdown_timeout: Duration::from_secs(15),
-            redis_url: None,
-            redis_secret: None,
-            redis_prefix: None,
-            redis_ca: None,
-            presence_expiry: Duration::from_secs(15),
-            presence_per_client: 4,
-            metrics_addr: None,
-            tls_cert: None,
-            tls_key: None,
-            http_redirect_port: None,
-            acme_challenge_dir: None,
-            acme: None,
-            dev: DevSettings::default(),
-        }
+        Settings::from_lookup(|_| None).expect("the defaults VARIABLES lists are valid settings")
     }
 }
 
@@ -350,13 +319,12 @@ impl Settings {
     /// Reads settings through `lookup` (the environment, or a map in tests).
     ///
     /// An empty value means unset, for every variable: `NAME=` (a line of `.env.example`
-    /// uncommented as shipped, or `NAME= cargo run`) takes the default. That holds here, once,
-    /// so that every setting read below gets it, present and future.
+    /// uncommented as shipped, or `NAME= cargo run`) takes the default. A variable not given
+    /// takes the default [`VARIABLES`] lists for it.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let lookup = move |name: &str| lookup(name).filter(|value| !value.is_empty());
-        let defaults = Settings::default();
-        let datastar_url = match lookup("DATASTAR_URL") {
-            Some(url) if url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) => {
+        let source = Source::new(lookup);
+        let datastar_url = match Ok(source.get("DATASTAR_URL")).listed()? {
+            url if url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) => {
                 // It goes into a script tag and the Content-Security-Policy header.
                 return Err(ConfigError::new(
                     "DATASTAR_URL",
@@ -365,10 +333,9 @@ impl Settings {
                      angle brackets",
                 ));
             }
-            Some(url) => url,
-            None => defaults.datastar_url,
+            url => url,
         };
-        let datastar_integrity = match lookup("DATASTAR_INTEGRITY") {
+        let datastar_integrity = match source.get("DATASTAR_INTEGRITY") {
             Some(none) if none == "none" => Integrity::Off,
             Some(hash) if is_integrity(&hash) => Integrity::Hash(hash),
             Some(hash) => {
@@ -382,47 +349,38 @@ impl Settings {
             None => Integrity::Known,
         };
         let config = Settings {
-            host: parse(&lookup, "HOST")?.unwrap_or(defaults.host),
-            port: parse(&lookup, "PORT")?.unwrap_or(defaults.port),
+            host: parse(&source, "HOST").listed()?,
+            port: parse(&source, "PORT").listed()?,
             datastar_url,
             datastar_integrity,
-            keep_alive: seconds(&lookup, "SSE_KEEP_ALIVE_SECS")?.unwrap_or(defaults.keep_alive),
-            action_timeout: seconds(&lookup, "ACTION_TIMEOUT_SECS")?
-                .unwrap_or(defaults.action_timeout),
-            action_limit: action_limit(&lookup)?,
-            send_timeout: seconds(&lookup, "SEND_TIMEOUT_SECS")?.unwrap_or(defaults.send_timeout),
-            header_read_timeout: seconds(&lookup, "HEADER_READ_TIMEOUT_SECS")?
-                .unwrap_or(defaults.header_read_timeout),
-            keep_alive_timeout: seconds(&lookup, "KEEP_ALIVE_TIMEOUT_SECS")?
-                .unwrap_or(defaults.keep_alive_timeout),
-            queue_limit: bounded(&lookup, "STREAM_QUEUE_LIMIT", 1, 1_000_000)?
-                .unwrap_or(defaults.queue_limit),
-            max_streams: bounded(&lookup, "MAX_STREAMS", 1, 10_000_000)?
-                .unwrap_or(defaults.max_streams),
-            max_streams_per_client: bounded(&lookup, "MAX_STREAMS_PER_CLIENT", 1, 10_000_000)?
-                .unwrap_or(defaults.max_streams_per_client),
-            client_ip_header: client_ip_header(&lookup)?,
+            keep_alive: seconds(&source, "SSE_KEEP_ALIVE_SECS").listed()?,
+            action_timeout: seconds(&source, "ACTION_TIMEOUT_SECS").listed()?,
+            action_limit: action_limit(&source)?,
+            send_timeout: seconds(&source, "SEND_TIMEOUT_SECS").listed()?,
+            header_read_timeout: seconds(&source, "HEADER_READ_TIMEOUT_SECS").listed()?,
+            keep_alive_timeout: seconds(&source, "KEEP_ALIVE_TIMEOUT_SECS").listed()?,
+            queue_limit: bounded(&source, "STREAM_QUEUE_LIMIT", 1, 1_000_000).listed()?,
+            max_streams: bounded(&source, "MAX_STREAMS", 1, 10_000_000).listed()?,
+            max_streams_per_client: bounded(&source, "MAX_STREAMS_PER_CLIENT", 1, 10_000_000)
+                .listed()?,
+            client_ip_header: client_ip_header(&source)?,
             client_networks: ClientNetworks {
-                ipv4_prefix: bounded(&lookup, "CLIENT_IPV4_PREFIX", 1, 32)?
-                    .unwrap_or(defaults.client_networks.ipv4_prefix),
-                ipv6_prefix: bounded(&lookup, "CLIENT_IPV6_PREFIX", 1, 128)?
-                    .unwrap_or(defaults.client_networks.ipv6_prefix),
+                ipv4_prefix: bounded(&source, "CLIENT_IPV4_PREFIX", 1, 32).listed()?,
+                ipv6_prefix: bounded(&source, "CLIENT_IPV6_PREFIX", 1, 128).listed()?,
             },
             max_connections_per_client: bounded(
-                &lookup,
+                &source,
                 "MAX_CONNECTIONS_PER_CLIENT",
                 1,
                 10_000_000,
-            )?
-            .unwrap_or(defaults.max_connections_per_client),
-            max_connections: bounded(&lookup, "MAX_CONNECTIONS", 1, 10_000_000)?,
-            listen_backlog: bounded(&lookup, "LISTEN_BACKLOG", 1, 65_535)?
-                .unwrap_or(defaults.listen_backlog),
-            shutdown_timeout: seconds(&lookup, "SHUTDOWN_TIMEOUT_SECS")?
-                .unwrap_or(defaults.shutdown_timeout),
-            redis_url: redis_url(&lookup)?,
-            redis_secret: lookup("REDIS_SECRET"),
-            redis_prefix: match lookup("REDIS_PREFIX") {
+            )
+            .listed()?,
+            max_connections: bounded(&source, "MAX_CONNECTIONS", 1, 10_000_000)?,
+            listen_backlog: bounded(&source, "LISTEN_BACKLOG", 1, 65_535).listed()?,
+            shutdown_timeout: seconds(&source, "SHUTDOWN_TIMEOUT_SECS").listed()?,
+            redis_url: redis_url(&source)?,
+            redis_secret: source.get("REDIS_SECRET"),
+            redis_prefix: match source.get("REDIS_PREFIX") {
                 Some(prefix) if !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*') => {
                     return Err(ConfigError::new(
                         "REDIS_PREFIX",
@@ -430,21 +388,20 @@ impl Settings {
                         "must be a word of printable characters, without `*`",
                     ));
                 }
-                Some(prefix) => Some(prefix),
-                None => defaults.redis_prefix,
+                prefix => prefix,
             },
-            redis_ca: redis_ca(&lookup)?,
-            presence_expiry: bounded(&lookup, "PRESENCE_EXPIRY_SECS", 3, 3600)?
-                .map_or(defaults.presence_expiry, Duration::from_secs),
-            presence_per_client: bounded(&lookup, "PRESENCE_PER_CLIENT", 1, 10_000_000)?
-                .unwrap_or(defaults.presence_per_client),
-            metrics_addr: parse(&lookup, "METRICS_ADDR")?,
-            tls_cert: lookup("TLS_CERT").map(PathBuf::from),
-            tls_key: lookup("TLS_KEY").map(PathBuf::from),
-            http_redirect_port: bounded(&lookup, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
-            acme_challenge_dir: lookup("ACME_CHALLENGE_DIR").map(PathBuf::from),
-            acme: acme(&lookup)?,
-            dev: defaults.dev,
+            redis_ca: redis_ca(&source)?,
+            presence_expiry: Duration::from_secs(
+                bounded(&source, "PRESENCE_EXPIRY_SECS", 3, 3600).listed()?,
+            ),
+            presence_per_client: bounded(&source, "PRESENCE_PER_CLIENT", 1, 10_000_000).listed()?,
+            metrics_addr: parse(&source, "METRICS_ADDR")?,
+            tls_cert: source.get("TLS_CERT").map(PathBuf::from),
+            tls_key: source.get("TLS_KEY").map(PathBuf::from),
+            http_redirect_port: bounded(&source, "HTTP_REDIRECT_PORT", 1, u16::MAX)?,
+            acme_challenge_dir: source.get("ACME_CHALLENGE_DIR").map(PathBuf::from),
+            acme: acme(&source)?,
+            dev: DevSettings::default(),
         };
         config.validate()?;
         Ok(config)
@@ -498,6 +455,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_list, Settings::default());
+        // The registry's own default, for a registry made without settings.
+        assert_eq!(
+            Settings::default().queue_limit,
+            crate::registry::DEFAULT_QUEUE_LIMIT
+        );
         for unset in [
             "CLIENT_IP_HEADER",
             "MAX_CONNECTIONS",

@@ -4,8 +4,52 @@ use std::{str::FromStr, time::Duration};
 
 use std::path::PathBuf;
 
-use super::{AcmeSettings, ActionLimit, ConfigError, LETS_ENCRYPT, MAX_SECS};
+use super::{AcmeSettings, ActionLimit, ConfigError, MAX_SECS, VARIABLES};
 use crate::client_addr::ClientIpHeader;
+
+/// Where a setting's value comes from: what was given (the environment, `.env`, a map in
+/// tests), else the default [`VARIABLES`] lists for it. The defaults are declared there and
+/// nowhere else, so the list, `.env.example` and the values the app runs with cannot disagree.
+pub(super) struct Source<F> {
+    given: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Source<F> {
+    pub(super) fn new(given: F) -> Self {
+        Source { given }
+    }
+
+    /// The value given, if any. An empty value is unset, for every variable: `NAME=` (a line
+    /// of `.env.example` uncommented as shipped) takes the default.
+    pub(super) fn given(&self, name: &'static str) -> Option<String> {
+        (self.given)(name).filter(|value| !value.is_empty())
+    }
+
+    /// The value given, else the listed default; `None` when neither.
+    pub(super) fn get(&self, name: &'static str) -> Option<String> {
+        self.given(name).or_else(|| {
+            VARIABLES
+                .iter()
+                .find(|(listed, ..)| *listed == name)
+                .map(|(_, default, _)| default.to_string())
+                .filter(|default| !default.is_empty())
+        })
+    }
+}
+
+/// A value that is always there because [`VARIABLES`] lists a default for it.
+pub(super) trait Listed<T> {
+    /// Panics when the default is missing from the list: a mistake in the kit, which
+    /// `Settings::default()` (read from nothing but the list) finds in every test run.
+    fn listed(self) -> Result<T, ConfigError>;
+}
+
+impl<T> Listed<T> for Result<Option<T>, ConfigError> {
+    #[track_caller]
+    fn listed(self) -> Result<T, ConfigError> {
+        self.map(|value| value.expect("VARIABLES lists a default for this setting"))
+    }
+}
 
 /// `sha256-…`, `sha384-…` or `sha512-…` with a base64 hash of the right length.
 pub(super) fn is_integrity(value: &str) -> bool {
@@ -25,14 +69,14 @@ pub(super) fn is_integrity(value: &str) -> bool {
 }
 
 pub(super) fn parse<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
     name: &'static str,
 ) -> Result<Option<T>, ConfigError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
 {
-    let Some(value) = lookup(name) else {
+    let Some(value) = source.get(name) else {
         return Ok(None);
     };
     value
@@ -43,9 +87,9 @@ where
 }
 
 pub(super) fn redis_url(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<String>, ConfigError> {
-    let Some(url) = lookup("REDIS_URL") else {
+    let Some(url) = source.get("REDIS_URL") else {
         return Ok(None);
     };
     #[cfg(feature = "redis")]
@@ -59,9 +103,9 @@ pub(super) fn redis_url(
 /// leaving every instance on its own, retrying a TLS handshake that cannot succeed. (Whether
 /// `REDIS_URL` goes with it is [`Settings::validate`](super::Settings::validate)'s check.)
 pub(super) fn redis_ca(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<PathBuf>, ConfigError> {
-    let Some(path) = lookup("REDIS_CA") else {
+    let Some(path) = source.get("REDIS_CA") else {
         return Ok(None);
     };
     #[cfg(feature = "redis")]
@@ -73,10 +117,10 @@ pub(super) fn redis_ca(
 
 /// `CLIENT_IP_HEADER` and `CLIENT_IP_HOPS`, which means nothing without it.
 pub(super) fn client_ip_header(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<ClientIpHeader>, ConfigError> {
-    let hops = bounded::<usize>(lookup, "CLIENT_IP_HOPS", 1, 32)?;
-    let Some(name) = lookup("CLIENT_IP_HEADER") else {
+    let hops = bounded::<usize>(source, "CLIENT_IP_HOPS", 1, 32)?;
+    let Some(name) = source.get("CLIENT_IP_HEADER") else {
         return match hops {
             Some(hops) if hops > 1 => Err(ConfigError::new(
                 "CLIENT_IP_HOPS",
@@ -90,7 +134,7 @@ pub(super) fn client_ip_header(
         .parse()
         .map_err(|_| ConfigError::new("CLIENT_IP_HEADER", name, "must be a header name"))?;
     Ok(Some(ClientIpHeader {
-        hops: hops.unwrap_or(1),
+        hops: hops.unwrap_or(header.hops),
         ..header
     }))
 }
@@ -98,16 +142,16 @@ pub(super) fn client_ip_header(
 /// `ACTION_RATE_PER_SEC` (a number, decimals allowed, or `off`) and `ACTION_BURST`, which means
 /// nothing with the limit off.
 pub(super) fn action_limit(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<ActionLimit>, ConfigError> {
     let (min, max) = (ActionLimit::MIN_PER_SECOND, ActionLimit::MAX_PER_SECOND);
-    let burst = bounded::<u32>(lookup, "ACTION_BURST", 1, 1_000_000)?;
-    let per_second = match lookup("ACTION_RATE_PER_SEC") {
+    let burst = bounded::<u32>(source, "ACTION_BURST", 1, 1_000_000)?;
+    let per_second = match source.get("ACTION_RATE_PER_SEC") {
         Some(off) if off.trim().eq_ignore_ascii_case("off") => {
-            return match burst {
+            return match source.given("ACTION_BURST") {
                 Some(burst) => Err(ConfigError::new(
                     "ACTION_BURST",
-                    burst.to_string(),
+                    burst,
                     "sizes the bucket that ACTION_RATE_PER_SEC=off turns off: set one or neither",
                 )),
                 None => Ok(None),
@@ -126,17 +170,17 @@ pub(super) fn action_limit(
                 ));
             }
         },
-        None => ActionLimit::DEFAULT.per_second,
+        None => unreachable!("VARIABLES lists a default for ACTION_RATE_PER_SEC"),
     };
     Ok(Some(ActionLimit {
         per_second,
-        burst: burst.unwrap_or(ActionLimit::DEFAULT.burst),
+        burst: Ok(burst).listed()?,
     }))
 }
 
 /// An integer from `min` to `max`.
 pub(super) fn bounded<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
     name: &'static str,
     min: T,
     max: T,
@@ -145,7 +189,7 @@ where
     T: FromStr + PartialOrd + std::fmt::Display + Copy,
     T::Err: std::fmt::Display,
 {
-    match parse::<T>(lookup, name)? {
+    match parse::<T>(source, name)? {
         Some(value) if value < min || value > max => Err(ConfigError::new(
             name,
             value.to_string(),
@@ -156,24 +200,24 @@ where
 }
 
 pub(super) fn seconds(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
     name: &'static str,
 ) -> Result<Option<Duration>, ConfigError> {
-    Ok(bounded::<u64>(lookup, name, 1, MAX_SECS)?.map(Duration::from_secs))
+    Ok(bounded::<u64>(source, name, 1, MAX_SECS)?.map(Duration::from_secs))
 }
 
 /// `ACME_DOMAINS` and the settings that go with it; `None` without it.
 pub(super) fn acme(
-    lookup: &impl Fn(&str) -> Option<String>,
+    source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<AcmeSettings>, ConfigError> {
     // All read, whether or not they are used: a setting given without ACME_DOMAINS is not
     // one the code never looks at.
     let (list, contact, cache_dir, directory, directory_ca) = (
-        lookup("ACME_DOMAINS"),
-        lookup("ACME_CONTACT"),
-        lookup("ACME_CACHE_DIR"),
-        lookup("ACME_DIRECTORY"),
-        lookup("ACME_DIRECTORY_CA"),
+        source.get("ACME_DOMAINS"),
+        source.get("ACME_CONTACT"),
+        source.get("ACME_CACHE_DIR"),
+        source.get("ACME_DIRECTORY"),
+        source.get("ACME_DIRECTORY_CA"),
     );
     let Some(list) = list else {
         return Ok(None);
@@ -219,7 +263,7 @@ pub(super) fn acme(
             ));
         }
     };
-    let directory = directory.unwrap_or_else(|| LETS_ENCRYPT.to_owned());
+    let directory = directory.expect("VARIABLES lists a default for ACME_DIRECTORY");
     if !directory.starts_with("https://") {
         return Err(ConfigError::new(
             "ACME_DIRECTORY",
@@ -230,7 +274,7 @@ pub(super) fn acme(
     Ok(Some(AcmeSettings {
         domains,
         contact,
-        cache_dir: cache_dir.map_or_else(|| PathBuf::from("acme-cache"), PathBuf::from),
+        cache_dir: PathBuf::from(cache_dir.expect("VARIABLES lists a default for ACME_CACHE_DIR")),
         directory,
         directory_ca: directory_ca.map(PathBuf::from),
     }))
