@@ -8,7 +8,9 @@ use datastar::prelude::PatchSignals;
 use futures_util::StreamExt;
 use live::{
     Frame,
-    registry::{ConnectOptions, Key, LatestState, Limits, Outgoing, Pattern, Registry, Version},
+    registry::{
+        ConnectOptions, Key, LatestState, Limits, Outgoing, Pattern, Registry, RelayPort, Version,
+    },
 };
 
 /// The registry alone: a broadcast's cost should follow the number of *matching* connections,

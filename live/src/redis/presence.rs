@@ -39,7 +39,7 @@ use redis::{RedisResult, aio::MultiplexedConnection};
 use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
-use crate::registry::WeakRegistry;
+use crate::registry::{RelayPort, WeakRegistry};
 
 /// How often an instance reads the others' counts.
 pub const READ_EVERY: Duration = Duration::from_millis(500);

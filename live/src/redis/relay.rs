@@ -64,7 +64,7 @@ use super::{
     wire::{Signer, WireBroadcast},
 };
 use crate::registry::{
-    Outgoing, Registry, Relay, RelayCounts, Version, WeakRegistry, is_topic_name,
+    Outgoing, Registry, Relay, RelayCounts, RelayPort, Version, WeakRegistry, is_topic_name,
 };
 
 /// Broadcasts waiting to be published. Publishing takes well under a millisecond on a healthy

@@ -24,7 +24,7 @@ impl Registry {
             latest: None,
         };
         self.shared.stats.published(false);
-        self.deliver(&outgoing) > 0
+        self.deliver_to_streams(&outgoing) > 0
     }
 
     /// Queues `frame` for every connection whose key `pattern` matches. Returns how many
@@ -50,18 +50,12 @@ impl Registry {
     pub(super) fn route(&self, outgoing: Outgoing) -> usize {
         match self.shared.relay.get() {
             Some(relay) => relay.relay(self, outgoing),
-            None => self.deliver(&outgoing),
+            None => self.deliver_to_streams(&outgoing),
         }
     }
 
-    /// Delivers a broadcast to the matching connections of this instance, and returns how many
-    /// got it. For [`Relay`](crate::registry::Relay)s: every broadcast must reach each instance's `deliver` once.
-    ///
-    /// An ordinary broadcast is queued for every connection `pattern` matches. A latest-state
-    /// version is stored once, in its topic's slot, and wakes the streams that follow the topic
-    /// (each then writes it if `pattern` matches its key); it returns how many follow it. A
-    /// version older than (or as old as) the newest delivered here is dropped, and returns 0.
-    pub fn deliver(&self, outgoing: &Outgoing) -> usize {
+    /// [`RelayPort::deliver`](super::RelayPort::deliver): what a relay hands this instance.
+    pub(crate) fn deliver_to_streams(&self, outgoing: &Outgoing) -> usize {
         match &outgoing.latest {
             Some(latest) => self.deliver_latest(outgoing, latest),
             None => self.deliver_queued(outgoing),

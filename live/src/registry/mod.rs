@@ -67,7 +67,7 @@ use std::{
 #[cfg(feature = "redis")]
 pub(crate) use self::presence::PUBLISH_GAP as PRESENCE_PUBLISH_GAP;
 pub(crate) use self::presence::is_name as is_presence_name;
-pub use self::stream_limits::{DEFAULT_QUEUE_LIMIT, Limits};
+pub use self::stream_limits::{ConnectError, DEFAULT_QUEUE_LIMIT, Limits};
 // What the serving layer tells a stream's socket, and hears from it: not an app's concern.
 pub(crate) use self::socket_control::{STREAM_SEND_BUFFER, SocketControl};
 use self::{
@@ -85,7 +85,7 @@ pub use self::{
     key::{Key, KeyError, Pattern, RedactedKey, WILDCARD},
     latest::{Topic, Version, VersionError, is_topic_name},
     presence::Presence,
-    relay::{Relay, RelayCounts},
+    relay::{Relay, RelayCounts, RelayPort},
     stats::{CloseReason, Counts, REFUSALS},
 };
 use crate::frame::Frame;
@@ -99,13 +99,10 @@ use crate::frame::Frame;
 ///   [`presence`](Self::presence), [`count`](Self::count), [`keys`](Self::keys) and
 ///   [`close`](Self::close); a stream handler stores its connection through
 ///   [`Stream`](crate::Stream), not here;
-/// - **what a [`Relay`] to other instances calls** (the kit's Redis relay, or one of your
-///   own): [`attach_relay`](Self::attach_relay), [`deliver`](Self::deliver) (what another
-///   instance sent), [`latest_broadcasts`](Self::latest_broadcasts) (the states to share
-///   again), [`local_presences`](Self::local_presences),
-///   [`local_presence_changed`](Self::local_presence_changed) and
-///   [`set_remote_presence`](Self::set_remote_presence), and [`downgrade`](Self::downgrade)
-///   for a reference that does not keep the registry alive.
+/// - **what a [`Relay`] to other instances calls**, behind a port of its own: the
+///   [`RelayPort`] trait (what arrives from the other instances, what is shared with them),
+///   which only a relay imports; besides, [`attach_relay`](Self::attach_relay) at start and
+///   [`downgrade`](Self::downgrade) for a reference that does not keep the registry alive.
 ///
 /// The serving layer's own calls (the keep-alive round, the address it serves at) are not
 /// public.
@@ -188,20 +185,6 @@ pub struct ConnectOptions<'a> {
     /// Who opened it, for the per-client cap (the server puts a `ClientAddr` on every
     /// request).
     pub client: Option<IpAddr>,
-}
-
-/// Why [`Registry::connect`] refused a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// The registry already holds its maximum number of connections.
-    #[error("too many open streams (at most {0}); try again later")]
-    Full(usize),
-    /// The client already holds its maximum number of connections.
-    #[error("too many open streams from your address (at most {0}); close some tabs")]
-    ClientFull(usize),
-    /// The server is shutting down.
-    #[error("the server is shutting down; reconnect in a moment")]
-    ShuttingDown,
 }
 
 impl Shared {
@@ -461,6 +444,17 @@ impl Registry {
     /// Whether [`Registry::shut_down`] has been called.
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shared.lock().shut_down
+    }
+
+    /// Starts timing deliveries, for metrics: how long a sampled event takes from its delivery
+    /// here to its last write to a stream, into `latest` or `ordinary` by its kind (see
+    /// `registry/probe.rs`). Only the first call has an effect; without one, nothing is timed.
+    pub(crate) fn time_deliveries(
+        &self,
+        latest: prometheus_client::metrics::histogram::Histogram,
+        ordinary: prometheus_client::metrics::histogram::Histogram,
+    ) {
+        self.shared.probes.record_into(latest, ordinary);
     }
 }
 

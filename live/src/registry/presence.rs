@@ -284,7 +284,7 @@ impl Registry {
 
     /// Each presence counted here, with the streams it matches on this instance alone: what a
     /// relay shares with the other instances.
-    pub fn local_presences(&self) -> Vec<(&'static str, usize)> {
+    pub(crate) fn presence_counts_here(&self) -> Vec<(&'static str, usize)> {
         let state = self.shared.lock();
         let counted = state.presences.iter();
         counted.map(|c| (c.shared.name, c.count())).collect()
@@ -293,7 +293,7 @@ impl Registry {
     /// Completes at the next change of a count here (one may have happened since the last
     /// call: a change while nobody waits is kept for the next one). For a relay, which shares
     /// the counts.
-    pub fn local_presence_changed(&self) -> impl Future<Output = ()> + Send + use<> {
+    pub(crate) fn presence_count_changed(&self) -> impl Future<Output = ()> + Send + use<> {
         let changed = Arc::clone(&self.shared.lock().presence_changed);
         async move { changed.notified().await }
     }
@@ -301,7 +301,7 @@ impl Registry {
     /// Sets how many streams the presence `name` matches on the other instances, as a relay
     /// read them; pages then show this instance's count plus `remote`. An unknown name changes
     /// nothing.
-    pub fn set_remote_presence(&self, name: &str, remote: usize) {
+    pub(crate) fn set_presence_elsewhere(&self, name: &str, remote: usize) {
         let Some(shared) = self
             .shared
             .lock()

@@ -102,15 +102,6 @@ impl Probes {
     }
 }
 
-impl super::Registry {
-    /// Starts timing deliveries, for metrics: how long a sampled event takes from its delivery
-    /// here to its last write to a stream, into `latest` or `ordinary` by its kind (see
-    /// `registry/probe.rs`). Only the first call has an effect; without one, nothing is timed.
-    pub(crate) fn time_deliveries(&self, latest: Histogram, ordinary: Histogram) {
-        self.shared.probes.record_into(latest, ordinary);
-    }
-}
-
 /// One sampled event on its way to the streams.
 #[derive(Debug)]
 pub(super) struct Probe {

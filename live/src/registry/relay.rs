@@ -11,6 +11,8 @@ use std::fmt;
 
 use futures_util::future::BoxFuture;
 
+use std::future::Future;
+
 use super::{Outgoing, Registry, Version};
 
 /// What a [`Relay`] has done since it started.
@@ -64,4 +66,65 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// Completes once every broadcast taken so far has been sent on (or given up on): the
     /// server waits for it, within its shutdown timeout, before the process exits.
     fn flush(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The registry as a [`Relay`] sees it: what arrives from the other instances, and what this
+/// instance shares with them. Apart from [`Registry`]'s own methods, which are what an app
+/// calls, so that neither face crowds the other; only a relay imports this.
+pub trait RelayPort {
+    /// Delivers a broadcast (from this instance or another) to this instance's streams: how
+    /// many got it. Every broadcast must reach each instance's `deliver` once.
+    ///
+    /// An ordinary broadcast is queued for every connection its pattern matches. A latest-state
+    /// version is stored once, in its topic's slot, and wakes the streams that follow the topic
+    /// (each then writes it if the pattern matches its key); it returns how many follow it. A
+    /// version older than (or as old as) the newest delivered here is dropped, and returns 0.
+    fn deliver(&self, outgoing: &Outgoing) -> usize;
+
+    /// The newest version of every latest-state topic delivered here, as the broadcasts that
+    /// delivered them (for bringing other instances up to date).
+    fn latest_broadcasts(&self) -> Vec<Outgoing>;
+
+    /// The newest version of `topic` seen or handed out here (what a shared numbering must
+    /// stay above).
+    fn newest_known(&self, topic: &str) -> Option<Version>;
+
+    /// Each presence counted here, with the streams it matches on this instance alone: what a
+    /// relay shares with the other instances.
+    fn local_presences(&self) -> Vec<(&'static str, usize)>;
+
+    /// Completes at the next change of a count here (one may have happened since the last
+    /// call: a change while nobody waits is kept for the next one).
+    fn local_presence_changed(&self) -> impl Future<Output = ()> + Send + use<Self>;
+
+    /// Sets how many streams the presence `name` matches on the other instances; pages then
+    /// show this instance's count plus `remote`. An unknown name changes nothing.
+    fn set_remote_presence(&self, name: &str, remote: usize);
+}
+
+/// Each call is one of the registry's crate-private methods.
+impl RelayPort for Registry {
+    fn deliver(&self, outgoing: &Outgoing) -> usize {
+        Registry::deliver_to_streams(self, outgoing)
+    }
+
+    fn latest_broadcasts(&self) -> Vec<Outgoing> {
+        Registry::newest_versions(self)
+    }
+
+    fn newest_known(&self, topic: &str) -> Option<Version> {
+        Registry::newest_version_known(self, topic)
+    }
+
+    fn local_presences(&self) -> Vec<(&'static str, usize)> {
+        Registry::presence_counts_here(self)
+    }
+
+    fn local_presence_changed(&self) -> impl Future<Output = ()> + Send + use<> {
+        Registry::presence_count_changed(self)
+    }
+
+    fn set_remote_presence(&self, name: &str, remote: usize) {
+        Registry::set_presence_elsewhere(self, name, remote)
+    }
 }

@@ -66,7 +66,7 @@ impl CloseReason {
     }
 }
 
-/// Why a stream was refused: the names of [`ConnectError`](super::ConnectError)'s variants as
+/// Why a stream was refused: the names of [`ConnectError`](super::stream_limits::ConnectError)'s variants as
 /// label values, in the order of [`Counts::refused`].
 pub const REFUSALS: [&str; 3] = ["max_streams", "max_streams_per_client", "shutting_down"];
 
@@ -99,11 +99,11 @@ impl Stats {
         self.closed[usize::from(reason.index())].fetch_add(1, Relaxed);
     }
 
-    pub(super) fn refused(&self, error: super::ConnectError) {
+    pub(super) fn refused(&self, error: super::stream_limits::ConnectError) {
         let at = match error {
-            super::ConnectError::Full(_) => 0,
-            super::ConnectError::ClientFull(_) => 1,
-            super::ConnectError::ShuttingDown => 2,
+            super::stream_limits::ConnectError::Full(_) => 0,
+            super::stream_limits::ConnectError::ClientFull(_) => 1,
+            super::stream_limits::ConnectError::ShuttingDown => 2,
         };
         self.refused[at].fetch_add(1, Relaxed);
     }

@@ -1,5 +1,6 @@
-//! How much a registry holds: its caps ([`Limits`]) and the default length of a connection's
-//! queue of ordinary frames.
+//! How much a registry holds: its caps ([`Limits`]), the default length of a connection's
+//! queue of ordinary frames, and what a connection is refused with past a cap
+//! ([`ConnectError`]).
 
 /// Ordinary (not latest-state) frames one connection may have queued at once.
 ///
@@ -35,4 +36,18 @@ impl Default for Limits {
             queue_limit: DEFAULT_QUEUE_LIMIT,
         }
     }
+}
+
+/// Why [`Registry::connect`](super::Registry::connect) refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The registry already holds its maximum number of connections.
+    #[error("too many open streams (at most {0}); try again later")]
+    Full(usize),
+    /// The client already holds its maximum number of connections.
+    #[error("too many open streams from your address (at most {0}); close some tabs")]
+    ClientFull(usize),
+    /// The server is shutting down.
+    #[error("the server is shutting down; reconnect in a moment")]
+    ShuttingDown,
 }

@@ -149,7 +149,7 @@ impl Registry {
 
     /// The newest version of every latest-state topic delivered here, as the broadcasts that
     /// delivered them (for a relay bringing other instances up to date).
-    pub fn latest_broadcasts(&self) -> Vec<Outgoing> {
+    pub(crate) fn newest_versions(&self) -> Vec<Outgoing> {
         let state = self.shared.lock();
         state
             .topics
@@ -172,7 +172,7 @@ impl Registry {
 
     /// The newest version of `topic` seen or handed out here (what a relay's numbering must
     /// stay above).
-    pub fn newest_known(&self, topic: &str) -> Option<Version> {
+    pub(crate) fn newest_version_known(&self, topic: &str) -> Option<Version> {
         self.shared.lock().topics.get(topic)?.newest_known()
     }
 
@@ -184,7 +184,10 @@ impl Registry {
                 Version::new(epoch, newest.map_or(0, |v| v.display_number()) + 1)
             });
         };
-        match relay.next_version(topic, self.newest_known(topic)).await {
+        match relay
+            .next_version(topic, self.newest_version_known(topic))
+            .await
+        {
             Some(version) => self.assign(topic, |_| version),
             None => {
                 // The shared numbering is out of reach: number after the newest we know.
