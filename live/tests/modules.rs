@@ -1,5 +1,5 @@
-//! The kit's shape: its modules point one way (no import circles), and none grows past ~500
-//! lines without saying why at its top.
+//! The kit's shape: its modules point one way (no import circles), none grows past ~500
+//! lines without saying why at its top, and no two share a file name unless they say why.
 //!
 //! Reads `src/` as text: every `crate::…` path in a module (comments aside) is an edge to the
 //! top-level module it names; an item the crate root re-exports (`crate::Live`) counts as its
@@ -13,6 +13,8 @@ use std::{
 const LONG_MODULE_LINES: usize = 500;
 /// What a long module's first lines must say.
 const LONG_ON_PURPOSE: &str = "Long on purpose:";
+/// What two modules of one name must both say.
+const TWO_SIDES: &str = "One of two sides";
 
 fn sources() -> Vec<(PathBuf, String)> {
     fn walk(dir: &Path, files: &mut Vec<(PathBuf, String)>) {
@@ -242,11 +244,37 @@ fn no_module_is_long_without_saying_why() {
         // A module's own tests, at its end, do not count.
         let body = text.split("#[cfg(test)]\nmod tests").next().unwrap();
         let lines = body.lines().count();
-        let head: String = text.lines().take(30).collect::<Vec<_>>().join("\n");
+        let head: String = text.lines().take(40).collect::<Vec<_>>().join("\n");
         assert!(
             lines <= LONG_MODULE_LINES || head.contains(LONG_ON_PURPOSE),
             "{} has {lines} lines: split it, or say why at its top (\"{LONG_ON_PURPOSE} …\")",
             path.display()
         );
+    }
+}
+
+/// One name per thing: two files of the kit share a name only when they are one concept seen
+/// from two sides (`registry/relay.rs` and `redis/relay.rs`), and then both say so at their top.
+#[test]
+fn no_two_modules_share_a_name_unless_they_say_why() {
+    let mut by_name: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
+    for (path, text) in sources() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "mod.rs" || name == "tests.rs" {
+            continue; // a folder's face, a module's tests
+        }
+        by_name.entry(name).or_default().push((path, text));
+    }
+    assert!(by_name.len() > 20, "the modules were not found");
+    for (name, files) in by_name.iter().filter(|(_, files)| files.len() > 1) {
+        for (path, text) in files {
+            let head: String = text.lines().take(12).collect::<Vec<_>>().join("\n");
+            assert!(
+                head.contains(TWO_SIDES),
+                "{} shares the name {name} with another module: rename one, or say at its top \
+                 that they are one thing seen from two sides (\"{TWO_SIDES} …\")",
+                path.display()
+            );
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! Broadcasts across instances through Redis pub/sub.
 //!
+//! One of two sides, named alike on purpose: this is the Redis side of the relay, and
+//! `registry/relay.rs` the hook the registry sends through.
+//!
 //! Each instance keeps its own streams; only broadcasts travel. A broadcast is published once
 //! to `<prefix>:broadcast`, and every instance — the sender included — delivers what it
 //! receives to its own matching streams. Routing the sender's own broadcasts through Redis too
@@ -30,9 +33,6 @@
 //! Long on purpose: the exactly-once bookkeeping (pending broadcasts, settling, the sweep) and
 //! the two tasks that drive it (publishing, subscribing) are one protocol, and each of its
 //! promises above is kept by code in both halves; apart, neither half could be read alone.
-//!
-//! One of two sides, named alike on purpose: this is the Redis side of the relay, and
-//! `registry/relay.rs` the hook the registry sends through.
 //!
 //! Redis going away never takes the app down: the subscriber reconnects with backoff, pinging
 //! to notice a dead connection, and cross-instance delivery resumes by itself. Pub/sub keeps
