@@ -15,26 +15,26 @@
 //! `/api/click` with `data-on:submit="{{ live_submit("/api/click") }}"`):
 //!
 //! ```no_run
-//! use std::sync::{LazyLock, atomic::{AtomicU64, Ordering::Relaxed}};
+//! use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 //! use axum::{Router, extract::State, response::{Html, Response}, routing::{get, post}};
 //! use datastar::prelude::PatchElements;
-//! use live::{Caller, Error, Live, Pattern, Server, Settings, Signals, Site, Stream, Tab};
+//! use live::{Caller, Error, Live, Page, Server, Settings, Signals, Site, Stream, Tab};
 //! # use live::Files;
 //!
 //! static CLICKS: AtomicU64 = AtomicU64::new(0);
-//! static COUNTERS: LazyLock<Pattern> = LazyLock::new(|| Pattern::page("counter").unwrap());
+//! const COUNTER: Page = Page::new("counter"); // the page's name, given once
 //!
 //! async fn page(State(live): State<Live>) -> Result<Html<String>, Error> {
 //!     let clicks = CLICKS.load(Relaxed);
 //!     Ok(Html(live.views.render("counter.html", minijinja::context! { clicks })?))
 //! }
 //! async fn stream(stream: Stream, Signals(tab): Signals<Tab>) -> Result<Response, Error> {
-//!     stream.open_tab("counter", tab.session_id) // stored under page/counter/<tab>
+//!     stream.open_tab(COUNTER, tab.session_id) // stored under page/counter/<tab>
 //! }
 //! async fn click(State(live): State<Live>, caller: Caller) -> Result<Response, Error> {
 //!     let clicks = CLICKS.fetch_add(1, Relaxed) + 1;
 //!     let count = PatchElements::new(format!(r#"<span id="clicks">{clicks}</span>"#));
-//!     live.registry.broadcast(&COUNTERS, &count.into()); // every tab, encoded once
+//!     live.registry.broadcast(&COUNTER.tabs(), &count.into()); // every tab, encoded once
 //!     caller.done(|| Ok::<_, Error>(vec![]), "/") // a plain form post: back to the page
 //! }
 //!
@@ -139,7 +139,7 @@ pub use crate::{
     caller::Caller,
     error::Error,
     frame::Frame,
-    registry::{Key, Pattern, Presence, Registry, Topic},
+    registry::{Key, Page, Pattern, Presence, Registry, Topic},
     serve::Server,
     settings::Settings,
     signals::{Signals, Tab},

@@ -95,11 +95,12 @@ impl Stream {
         self
     }
 
-    /// Opens the stream of the tab `tab` on page `page`, stored under `page/<page>/<tab>` —
-    /// the key shape the dev loop's `page/*/*` reaches. If another stream holds that key (a
-    /// duplicated tab), it is replaced and sent a fresh session id to reconnect under.
-    pub fn open_tab(self, page: &str, tab: Uuid) -> Result<Response, Error> {
-        self.open(Key::tab(page, tab)?, true)
+    /// Opens the stream of the tab `tab` on page `page` (a [`Page`](crate::Page), or its
+    /// name), stored under `page/<page>/<tab>` — the key shape the dev loop's `page/*/*`
+    /// reaches. If another stream holds that key (a duplicated tab), it is replaced and sent a
+    /// fresh session id to reconnect under.
+    pub fn open_tab(self, page: impl AsRef<str>, tab: Uuid) -> Result<Response, Error> {
+        self.open(Key::tab(page.as_ref(), tab)?, true)
     }
 
     /// Opens the stream under `key`. A stream already stored there is replaced and ends.

@@ -14,7 +14,7 @@ use axum::{
 use live::{Caller, Error, events::notice};
 use serde::Deserialize;
 
-use super::{HOME_PAGES, events, page};
+use super::{HOME, events, page};
 use crate::{
     AppState,
     greeting::{GREETING, Greeting, Name},
@@ -76,7 +76,7 @@ pub async fn greet(
     let greeting = state
         .live
         .registry
-        .publish_latest(&GREETING, &HOME_PAGES, |serial| {
+        .publish_latest(&GREETING, &HOME.tabs(), |serial| {
             let greeting = Greeting { name, serial };
             let patch = events::greeting(views, Some(&greeting))?;
             Ok::<_, Error>((greeting, patch))

@@ -13,12 +13,11 @@ pub mod events;
 pub mod page;
 pub mod stream;
 
-use live::{Pattern, Presence};
-use std::sync::LazyLock;
+use live::{Page, Presence};
 
-/// Every open home page: what a greeting is pushed to.
-pub static HOME_PAGES: LazyLock<Pattern> =
-    LazyLock::new(|| Pattern::page("home").expect("a valid page name"));
+/// The home page, by the name its streams are stored under (`page/home/<tab>`); a greeting is
+/// pushed to every open one (`HOME.tabs()`: `page/home/*`).
+pub const HOME: Page = Page::new("home");
 
 /// How many home pages are open: every home page shows it, live.
-pub static HERE: Presence = Presence::new("here", "page/home/*");
+pub static HERE: Presence = HOME.presence("here");

@@ -3,7 +3,7 @@
 use axum::{extract::State, response::Response};
 use live::{Error, Signals, Stream, Tab};
 
-use super::{HERE, events};
+use super::{HERE, HOME, events};
 use crate::{AppState, greeting::GREETING};
 
 /// Opens the stream of the home page in tab `tab` (from the page's `sessionId` signal), stored
@@ -18,5 +18,5 @@ pub async fn open(
     stream
         .starting_with(&GREETING, none_yet)
         .counting(&HERE)
-        .open_tab("home", tab.session_id)
+        .open_tab(HOME, tab.session_id)
 }

@@ -45,9 +45,11 @@ async fn a_stream_says_connected_then_sends_the_current_greeting() {
     // `{connected: true}` comes first (the helper checks), then the greeting.
     let initial = stream.read_initial_events().await;
     assert!(elements(&initial.state).contains("Nobody has been greeted yet."));
+    let key = app::home::HOME.tab(session_id);
+    assert_eq!(key.as_str(), format!("page/home/{session_id}"));
     assert_eq!(
-        app.state.live.registry.keys(&app::home::HOME_PAGES),
-        [live::Key::tab("home", session_id).unwrap()],
+        app.state.live.registry.keys(&app::home::HOME.tabs()),
+        [key],
         "stored under page/home/<sessionId>"
     );
 }

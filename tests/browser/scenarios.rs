@@ -1,7 +1,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use app::home::HOME_PAGES;
+use app::home::HOME;
 
 use live::testing::browser::Browser;
 
@@ -138,7 +138,7 @@ async fn when_the_server_ends_the_stream_the_tab_goes_offline_then_catches_up() 
     // The server ends the stream (as on a restart). Keep the tab from reconnecting for a
     // moment so the offline state can be seen, and greet meanwhile.
     tab.block_urls(&["*/sse/home*"]).await;
-    assert_eq!(app.state.live.registry.close(&HOME_PAGES), 1);
+    assert_eq!(app.state.live.registry.close(&HOME.tabs()), 1);
     tab.wait_for_text("#connection-status", "offline").await;
     app.greet_with_form("Grace").await;
     tab.block_urls(&[]).await;
@@ -165,9 +165,9 @@ async fn a_server_that_stops_for_good_shows_offline_despite_its_restart_notice()
 async fn a_stream_the_server_ends_comes_back_by_itself() {
     let (app, _turn) = app().await;
     let tab = Browser::open_live("tab", &app.url("/")).await;
-    let before = app.state.live.registry.keys(&HOME_PAGES);
+    let before = app.state.live.registry.keys(&HOME.tabs());
 
-    app.state.live.registry.close(&HOME_PAGES);
+    app.state.live.registry.close(&HOME.tabs());
     tab.wait_until(
         "Datastar to notice the end and retry",
         "window.__fetchEvents.includes('retrying')",
@@ -176,7 +176,7 @@ async fn a_stream_the_server_ends_comes_back_by_itself() {
     app.wait_for_streams("page/home/*", 1).await;
 
     assert_eq!(
-        app.state.live.registry.keys(&HOME_PAGES),
+        app.state.live.registry.keys(&HOME.tabs()),
         before,
         "same tab, same key"
     );
@@ -268,11 +268,8 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
     // The tab reconnects under a new id and leaves the duplicate alone.
     app.wait_for_streams("page/home/*", 2).await;
     tab.wait_live().await;
-    let keys = app.state.live.registry.keys(&HOME_PAGES);
-    assert!(
-        keys.contains(&live::Key::tab("home", taken).unwrap()),
-        "{keys:?}"
-    );
+    let keys = app.state.live.registry.keys(&HOME.tabs());
+    assert!(keys.contains(&HOME.tab(taken)), "{keys:?}");
     app.greet_with_datastar("Ada").await;
     assert!(
         elements(&duplicate.next_event().await).contains("Ada"),
@@ -280,7 +277,7 @@ async fn a_tab_whose_session_id_is_taken_moves_to_a_new_id_instead_of_fighting()
     );
     tab.wait_for_text("#greeting", "Hello, Ada!").await;
     assert_eq!(
-        app.state.live.registry.keys(&HOME_PAGES),
+        app.state.live.registry.keys(&HOME.tabs()),
         keys,
         "no further replacement"
     );

@@ -44,6 +44,7 @@ mod index;
 mod key;
 mod latest;
 mod outbox;
+mod page;
 mod presence;
 mod probe;
 mod relay;
@@ -84,6 +85,7 @@ pub use self::{
     connection::{Connection, Replaced},
     key::{Key, KeyError, Pattern, RedactedKey, WILDCARD},
     latest::{Topic, Version, VersionError, is_topic_name},
+    page::Page,
     presence::Presence,
     relay::{Relay, RelayCounts, RelayPort},
     stats::{CloseReason, Counts, REFUSALS},

@@ -64,10 +64,20 @@ use datastar::prelude::PatchSignals;
 /// /// The tabs open on the home page.
 /// static HERE: Presence = Presence::new("here", "page/home/*");
 /// ```
+///
+/// A page's tabs are counted more simply with [`Page::presence`](super::Page::presence):
+/// `HOME.presence("here")`.
 #[derive(Debug)]
 pub struct Presence {
     name: &'static str,
-    pattern: &'static str,
+    counts: Counts,
+}
+
+/// What a presence counts: the streams of a pattern, or the tabs of the page of this name.
+#[derive(Debug)]
+enum Counts {
+    Pattern(&'static str),
+    Page(&'static str),
 }
 
 impl Presence {
@@ -79,7 +89,35 @@ impl Presence {
             is_name(name),
             "a presence's name is letters, digits and _, at least one"
         );
-        Presence { name, pattern }
+        Presence {
+            name,
+            counts: Counts::Pattern(pattern),
+        }
+    }
+
+    /// The count of the open tabs of the page called `page` under `name`: what
+    /// [`Page::presence`](super::Page::presence) makes.
+    pub(super) const fn on_page(name: &'static str, page: &'static str) -> Self {
+        assert!(
+            is_name(name),
+            "a presence's name is letters, digits and _, at least one"
+        );
+        Presence {
+            name,
+            counts: Counts::Page(page),
+        }
+    }
+
+    /// The streams it counts.
+    fn pattern(&self) -> Pattern {
+        match self.counts {
+            Counts::Pattern(pattern) => Pattern::new(pattern).unwrap_or_else(|error| {
+                panic!("presence {:?}: {error}", self.name);
+            }),
+            Counts::Page(page) => Pattern::page(page).unwrap_or_else(|error| {
+                panic!("presence {:?}: {error}", self.name);
+            }),
+        }
     }
 
     /// Its name on pages.
@@ -322,9 +360,7 @@ impl State {
         if let Some(counted) = self.counted(presence.name) {
             return counted.shared.total();
         }
-        let pattern = Pattern::new(presence.pattern).unwrap_or_else(|error| {
-            panic!("presence {:?}: {error}", presence.name);
-        });
+        let pattern = presence.pattern();
         let (mut count, mut clients) = (0, HashMap::<IpAddr, usize>::new());
         self.index
             .for_each_match(&pattern, |entry| match entry.client {
