@@ -88,6 +88,7 @@ mod error;
 pub mod events;
 mod files;
 mod frame;
+mod gzip;
 mod health;
 pub mod logging;
 mod markup;

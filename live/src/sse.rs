@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
 pub(crate) use crate::frame::Frame;
-use crate::registry::Connection;
+use crate::{gzip, registry::Connection};
 
 /// The header Datastar puts on every request it makes (the SDK keeps its constant private).
 pub(crate) const DATASTAR_REQUEST: &str = "datastar-request";
@@ -61,27 +61,44 @@ pub(crate) fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
 /// It ends when the registry drops the connection (replacement, close, shutdown, a queue over
 /// its limit); dropping it (the client went away) removes the connection from the registry,
 /// because the [`Connection`] it owns is the registry's drop guard.
+///
+/// Gzipped for a client that accepts it (`gzip.rs`): each frame goes out as its block for
+/// this stream's history, made once for every stream that shares it; a stream the server ends
+/// gets the gzip trailer last.
 #[derive(Debug)]
 pub(crate) struct EventStream {
     initial: Option<Bytes>,
     connection: Connection,
+    gzip: Option<gzip::Encoder<Frame>>,
+    /// Whether the body is gzipped (its encoder is taken for the trailer at the end).
+    gzipped: bool,
 }
 
 impl EventStream {
-    /// Starts a stream on `connection` that first sends `initial`.
+    /// Starts a stream on `connection` that first sends `initial`, gzipped if `gzipped`.
     pub(crate) fn new(
         mut connection: Connection,
         initial: impl IntoIterator<Item = Frame>,
+        gzipped: bool,
     ) -> Self {
+        let mut gzip = gzipped.then(gzip::Encoder::new);
         let mut buffer = BytesMut::new();
+        if gzipped {
+            buffer.extend_from_slice(gzip::HEADER);
+        }
         for frame in initial {
             connection.writes(&frame);
-            buffer.extend_from_slice(frame.as_bytes());
+            match &mut gzip {
+                Some(gzip) => buffer.extend_from_slice(&gzip.write(&frame)),
+                None => buffer.extend_from_slice(frame.as_bytes()),
+            }
         }
         let initial = (!buffer.is_empty()).then(|| buffer.freeze());
         Self {
             initial,
             connection,
+            gzip,
+            gzipped,
         }
     }
 }
@@ -94,9 +111,15 @@ impl Stream for EventStream {
         if let Some(initial) = this.initial.take() {
             return Poll::Ready(Some(Ok(initial)));
         }
-        Pin::new(&mut this.connection)
-            .poll_next(cx)
-            .map(|frame| frame.map(|frame| Ok(frame.into_bytes())))
+        match Pin::new(&mut this.connection).poll_next(cx) {
+            Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(match &mut this.gzip {
+                Some(gzip) => gzip.write(&frame),
+                None => frame.into_bytes(),
+            }))),
+            // The server ended the stream: a gzipped one ends its gzip member too.
+            Poll::Ready(None) => Poll::Ready(this.gzip.take().map(|gzip| Ok(gzip.finish()))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -113,10 +136,16 @@ impl EventStream {
 /// in this file).
 impl IntoResponse for EventStream {
     fn into_response(self) -> Response {
+        let gzipped = self.gzipped;
         let handoff = Handoff(Arc::new(Mutex::new(Some(self))));
         let mut response = Body::new(HandoffBody(handoff.clone())).into_response();
         response.extensions_mut().insert(handoff);
         event_stream_headers(&mut response);
+        if gzipped {
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
         response
     }
 }
@@ -126,7 +155,8 @@ impl IntoResponse for EventStream {
 /// A response body passes through every layer on its way out, and each may wrap it (the
 /// request log's span and timing, compression, boxing): per chunk, a chain of calls on memory
 /// of its own, which at ten thousand streams is paid once per event per stream — for layers
-/// that have nothing to do per event (a stream is logged when it opens, never compressed). So
+/// that have nothing to do per event (a stream is logged when it opens, and gzips itself, once
+/// per event for every stream: `gzip.rs`). So
 /// the response carries its [`EventStream`] in this extension too: the kit's server takes it
 /// out and writes it directly (see `serve/service.rs`), and what the layers wrapped ends
 /// empty. Served any other way (`oneshot` in a test, `axum::serve`), the wrapped body streams
@@ -178,7 +208,7 @@ mod tests {
         let registry = Registry::default();
         let (connection, _) = registry.connect(Key::new("page/home/a").unwrap()).unwrap();
         let first = Frame::from(PatchSignals::new(r#"{"connected":true}"#));
-        let response = EventStream::new(connection, [first.clone()]).into_response();
+        let response = EventStream::new(connection, [first.clone()], false).into_response();
         let mut body = response.into_body().into_data_stream();
 
         // Act: the first events, then a broadcast.

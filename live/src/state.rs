@@ -53,6 +53,8 @@ pub struct Live {
     instance: Uuid,
     /// With `METRICS_ADDR`: what the metrics listener serves.
     metrics: Option<Arc<Metrics>>,
+    /// `STREAM_COMPRESSION`: whether streams are gzipped for clients that accept it.
+    compress_streams: bool,
 }
 
 impl Live {
@@ -110,7 +112,13 @@ impl Live {
                 .map(|limit| Arc::new(RateLimit::new(limit))),
             instance,
             metrics,
+            compress_streams: settings.compress_streams,
         }
+    }
+
+    /// Whether streams are gzipped for clients that accept it (`STREAM_COMPRESSION`).
+    pub fn compresses_streams(&self) -> bool {
+        self.compress_streams
     }
 
     /// The app's metrics, when `METRICS_ADDR` is set.

@@ -37,6 +37,7 @@ use crate::{
     error::Error,
     events,
     frame::Frame,
+    gzip,
     registry::{ConnectError, ConnectOptions, Key, Presence, SocketControl, Topic},
     sse::{self, EventStream},
     state::Live,
@@ -55,6 +56,8 @@ pub struct Stream {
     topics: Vec<(&'static str, Frame)>,
     /// The topics of the presences it shows (they always have a version).
     presences: Vec<String>,
+    /// Whether to gzip the stream: the client accepts it and `STREAM_COMPRESSION` allows it.
+    gzipped: bool,
 }
 
 impl<S> FromRequestParts<S> for Stream
@@ -65,8 +68,10 @@ where
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let live = Live::from_ref(state);
         Ok(Stream {
-            live: Live::from_ref(state),
+            gzipped: live.compresses_streams() && gzip::accepted(&parts.headers),
+            live,
             socket: parts.extensions.get::<SocketControl>().cloned(),
             client: parts
                 .extensions
@@ -115,6 +120,7 @@ impl Stream {
             client,
             topics,
             presences,
+            gzipped,
         } = self;
         let names: Vec<&str> = topics
             .iter()
@@ -148,7 +154,7 @@ impl Stream {
             // Under `cargo dev`: a build under way or failed shows on tabs opened meanwhile.
             first.extend(events::build_banner());
         }
-        Ok(EventStream::new(connection, first).into_response())
+        Ok(EventStream::new(connection, first, gzipped).into_response())
     }
 }
 

@@ -4,7 +4,8 @@
 //! Each proxy is checked for what an app behind it needs: the page and its stream, a greet
 //! reaching the stream, CSRF (same-origin posts pass, cross-site ones get a visible 403), the
 //! client's address (`MAX_STREAMS_PER_CLIENT` counts browsers, not the proxy), a quiet stream
-//! outliving the proxy's default read timeout, and a restart on a kept socket failing nothing.
+//! outliving the proxy's default read timeout, a restart on a kept socket failing nothing, and
+//! a gzipped stream passing through compressed once, each event at once.
 //! They need `caddy` and `nginx`, which a machine may lack: each is `#[ignore]`d with its reason,
 //! so that a plain `cargo test` counts it as ignored rather than passed, and runs with
 //! `cargo test --all-features --test ops -- --ignored` (`.ci/run` installs both and runs them),
@@ -103,6 +104,87 @@ async fn what_an_app_needs_passes_through(kind: Kind) {
         "{kind:?}: the third stream of one browser is refused: {third}"
     );
     app.wait_for_streams("page/home/*", 5).await;
+}
+
+/// What `gzip -dc` (a standard inflater) makes of `bytes`, and whether they were a whole gzip
+/// member (its trailer checked). A member cut short still decodes as far as it goes.
+fn gunzip(bytes: &[u8]) -> (String, bool) {
+    use std::io::Write;
+    let mut gzip = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gzip runs");
+    gzip.stdin.take().unwrap().write_all(bytes).unwrap();
+    let output = gzip.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.success(),
+    )
+}
+
+/// A stream asked for gzipped, through `kind` with its shipped configuration: the app's gzip
+/// passes through as it is (compressed once: one inflater gives the events back, not another
+/// gzip member), each event decodable the moment it is sent, and the member whole, trailer and
+/// all, when the app ends the stream.
+async fn a_gzipped_stream_passes_through_compressed_once(kind: Kind) {
+    let mut app = app_behind_a_proxy(None).await;
+    let proxy = Proxy::start(kind, app.addr()).await;
+    let browser = proxy.client(None);
+    let signals = serde_json::json!({ "sessionId": uuid::Uuid::new_v4() }).to_string();
+    let mut stream = browser
+        .get(proxy.url("/sse/home"))
+        .query(&[("datastar", signals)])
+        .header("datastar-request", "true")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200, "{kind:?}");
+    assert_eq!(stream.headers()["content-encoding"], "gzip", "{kind:?}");
+    let mut wire = Vec::new();
+    let mut read_until = async |wanted: &str, wire: &mut Vec<u8>| {
+        let deadline = Instant::now() + PATIENCE;
+        while !gunzip(wire).0.contains(wanted) {
+            assert!(Instant::now() < deadline, "{kind:?}: no {wanted:?} yet");
+            let chunk = tokio::time::timeout(PATIENCE, stream.chunk()).await;
+            let chunk = chunk.expect("the stream sends").expect("the stream reads");
+            wire.extend_from_slice(&chunk.expect("the stream is open"));
+        }
+    };
+    read_until("\"connected\":true", &mut wire).await;
+    assert_eq!(proxy.greet(&browser, "Ada").await.status(), 200, "{kind:?}");
+    read_until("Ada", &mut wire).await;
+    app.shut_down().await.unwrap();
+    while let Some(chunk) = tokio::time::timeout(PATIENCE, stream.chunk())
+        .await
+        .expect("the stream ends")
+        .expect("the stream reads")
+    {
+        wire.extend_from_slice(&chunk);
+    }
+    let (events, whole) = gunzip(&wire);
+    assert!(whole, "{kind:?}: the gzip member ends whole: {events}");
+    assert!(events.starts_with("event: "), "{kind:?}: {events}");
+    assert_eq!(
+        events.matches("<strong>Ada</strong>").count(),
+        1,
+        "{kind:?}: {events}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs caddy (apt-get install caddy); run with -- --ignored, as .ci/run does"]
+async fn through_caddy_a_gzipped_stream_passes_compressed_once() {
+    a_gzipped_stream_passes_through_compressed_once(Kind::Caddy).await;
+}
+
+#[tokio::test]
+#[ignore = "needs nginx (apt-get install nginx); run with -- --ignored, as .ci/run does"]
+async fn through_nginx_a_gzipped_stream_passes_compressed_once() {
+    a_gzipped_stream_passes_through_compressed_once(Kind::Nginx).await;
 }
 
 #[tokio::test]

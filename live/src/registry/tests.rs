@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use datastar::prelude::PatchSignals;
+use datastar::prelude::{PatchElements, PatchSignals};
 use futures_util::{FutureExt, StreamExt};
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -710,7 +710,7 @@ fn presence_follows_keys_not_connections() {
     let b = counting_tab(&registry, "b");
     assert_eq!(registry.presence(&HERE), 2, "the about page is not counted");
     assert_eq!(
-        drain(&mut a).iter().filter_map(presence_count).last(),
+        drain(&mut a).iter().filter_map(presence_count).next_back(),
         Some(2)
     );
 
@@ -859,4 +859,192 @@ fn one_client_adds_at_most_its_share_to_a_presence_whatever_its_keys() {
     assert_eq!(registry.presence(&HERE), 1);
     drop(early);
     assert_eq!(registry.presence(&HERE), 0);
+}
+
+/// One gzipped stream as `sse.rs` writes it: its frames through its encoder, and what a plain
+/// stream would have carried.
+struct Gzipped {
+    key: String,
+    connection: Connection,
+    encoder: crate::gzip::Encoder<Frame>,
+    plain: Vec<u8>,
+    wire: Vec<u8>,
+    ended: bool,
+}
+
+impl Gzipped {
+    fn open(registry: &Registry, key: String) -> Gzipped {
+        registry.presence(&HERE);
+        let topics = ["greeting", &HERE.topic()];
+        let options = ConnectOptions {
+            topics: &topics,
+            ..ConnectOptions::default()
+        };
+        let (connection, replaced) = registry.connect_with(self::key(&key), options).unwrap();
+        if let Some(replaced) = replaced {
+            replaced.farewell(frame(999_999)); // as a duplicated tab's is sent a new session
+        }
+        Gzipped {
+            key,
+            connection,
+            encoder: crate::gzip::Encoder::new(),
+            plain: Vec::new(),
+            wire: crate::gzip::HEADER.to_vec(),
+            ended: false,
+        }
+    }
+
+    /// Writes what is queued now, and the trailer if the registry ended the stream.
+    fn write(&mut self) {
+        while !self.ended {
+            match poll_now(&mut self.connection) {
+                Some(Some(frame)) => {
+                    if !frame.is_keep_alive() {
+                        self.plain.extend_from_slice(frame.as_bytes());
+                    }
+                    self.wire.extend_from_slice(&self.encoder.write(&frame));
+                }
+                Some(None) => {
+                    let encoder = std::mem::replace(&mut self.encoder, crate::gzip::Encoder::new());
+                    self.wire.extend_from_slice(&encoder.finish());
+                    self.ended = true;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Decodes the bytes as a client does: the whole gzip member (its CRC-32 and length
+    /// checked) once the server ended the stream, and as they arrived in any case.
+    fn check(&self, seed: u64) {
+        use std::io::Read;
+        let context = format!("seed {seed}, {}", self.key);
+        let mut inflate = flate2::Decompress::new(false);
+        let mut decoded = Vec::with_capacity(self.plain.len() + 1024);
+        let body = &self.wire[crate::gzip::HEADER.len()..];
+        let body = if self.ended {
+            &body[..body.len() - 8]
+        } else {
+            body
+        };
+        while (inflate.total_in() as usize) < body.len() {
+            let taken = inflate.total_in() as usize;
+            decoded.reserve(64 * 1024);
+            inflate
+                .decompress_vec(&body[taken..], &mut decoded, flate2::FlushDecompress::Sync)
+                .unwrap_or_else(|error| panic!("{context}: {error}"));
+        }
+        assert!(decoded == self.plain, "{context}: decoded to other bytes");
+        if self.ended {
+            let mut gunzipped = Vec::new();
+            flate2::read::GzDecoder::new(&self.wire[..])
+                .read_to_end(&mut gunzipped)
+                .unwrap_or_else(|error| panic!("{context}: {error}"));
+            assert!(
+                gunzipped == self.plain,
+                "{context}: gunzipped to other bytes"
+            );
+        }
+    }
+}
+
+/// Gzipped streams decode byte-exact whatever the registry hands them, in whatever order:
+/// latest-state versions skipped by streams that fall behind (or relayed, older ones refused),
+/// ordinary broadcasts and sends, relayed broadcasts, presence counts, keep-alives, a
+/// duplicated tab's replacement (and the farewell to the old one), clients that leave, and
+/// the restart event at shutdown.
+#[test]
+fn gzipped_streams_decode_to_their_frames_under_every_interleaving() {
+    for seed in 1..=40u64 {
+        let mut random = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut below = move |n: usize| {
+            random ^= random >> 12;
+            random ^= random << 25;
+            random ^= random >> 27;
+            (random.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+        };
+        let registry = Registry::default();
+        let home = pattern("page/home/*");
+        let mut tabs: Vec<Gzipped> = (0..6)
+            .map(|n| Gzipped::open(&registry, format!("page/home/{n}")))
+            .collect();
+        let mut gone = Vec::new();
+        let mut version = 0;
+        let rows = |changed: usize, n: usize| {
+            let rows: String = (0..150)
+                .map(|row| {
+                    format!(
+                        "<li id=\"r{row}\">{}</li>",
+                        if row == changed { n } else { row }
+                    )
+                })
+                .collect();
+            Frame::from(PatchElements::new(format!("<ul id=\"rows\">{rows}</ul>")))
+        };
+        for step in 0..80 {
+            match below(10) {
+                0 => {
+                    registry.broadcast(&home, &frame(step));
+                }
+                1 => {
+                    registry.broadcast(&home, &rows(below(150), step as usize));
+                }
+                2 => {
+                    let tab = below(tabs.len().max(1));
+                    registry.send(&key(&format!("page/home/{tab}")), frame(step));
+                }
+                3 => {
+                    // A new version, some skipped over; now and then an old one relayed late.
+                    version = if below(5) == 0 {
+                        version.max(2) - 1
+                    } else {
+                        version + 1 + below(3) as u64
+                    };
+                    let update = if below(2) == 0 {
+                        frame(step)
+                    } else {
+                        rows(below(150), step as usize)
+                    };
+                    registry.deliver(&latest(&home, "greeting", version, update));
+                }
+                4 => drop(registry.deliver(&Outgoing {
+                    pattern: home.clone(),
+                    except: Vec::new(),
+                    frame: frame(step),
+                    latest: None,
+                })),
+                5 => {
+                    registry.keep_alive();
+                }
+                6 if tabs.len() < 9 => {
+                    // A new tab, or a duplicate of one open (which replaces it).
+                    let n = if below(2) == 0 {
+                        10 + step as usize
+                    } else {
+                        below(6)
+                    };
+                    tabs.push(Gzipped::open(&registry, format!("page/home/{n}")));
+                }
+                7 if tabs.len() > 2 => gone.push(tabs.swap_remove(below(tabs.len()))),
+                _ => {
+                    for _ in 0..below(tabs.len()) {
+                        let at = below(tabs.len());
+                        tabs[at].write();
+                    }
+                }
+            }
+        }
+        registry.shut_down(&frame(1_000_000));
+        for tab in &mut tabs {
+            tab.write();
+            assert!(
+                tab.ended,
+                "seed {seed}: {} still open after shutdown",
+                tab.key
+            );
+        }
+        for tab in tabs.iter().chain(&gone) {
+            tab.check(seed);
+        }
+    }
 }

@@ -18,8 +18,8 @@ mod validate;
 mod variables;
 
 use self::parse::{
-    Listed, Source, acme, action_limit, bounded, client_ip_header, is_integrity, parse, redis_ca,
-    redis_url, seconds,
+    Listed, Source, acme, action_limit, bounded, client_ip_header, compress_streams, is_integrity,
+    parse, redis_ca, redis_url, seconds,
 };
 pub use self::variables::VARIABLES;
 pub use crate::rate_limit::ActionLimit;
@@ -73,6 +73,11 @@ pub struct Settings {
     /// `KEEP_ALIVE_TIMEOUT_SECS`: how long a connection may sit idle between requests before
     /// it is closed. Default 5 s; at most `HEADER_READ_TIMEOUT_SECS`. Streams are never idle.
     pub keep_alive_timeout: Duration,
+    /// `STREAM_COMPRESSION`: `gzip` (the default) gzips a stream for a client that accepts it,
+    /// at the cost of one compression per event for all the streams it reaches, not one per
+    /// stream (see `gzip.rs`): a greeting takes a fraction of its bytes on the wire, a
+    /// re-rendered region little more than what changed. `off`: streams go as plain text.
+    pub compress_streams: bool,
     /// `STREAM_QUEUE_LIMIT`: ordinary events one stream may have queued (latest-state events
     /// coalesce and do not count). Default 1 024: a tab that reads never gets near it; past
     /// it the stream is cut off instead of holding more memory.
@@ -359,6 +364,7 @@ impl Settings {
             send_timeout: seconds(&source, "SEND_TIMEOUT_SECS").listed()?,
             header_read_timeout: seconds(&source, "HEADER_READ_TIMEOUT_SECS").listed()?,
             keep_alive_timeout: seconds(&source, "KEEP_ALIVE_TIMEOUT_SECS").listed()?,
+            compress_streams: compress_streams(&source)?,
             queue_limit: bounded(&source, "STREAM_QUEUE_LIMIT", 1, 1_000_000).listed()?,
             max_streams: bounded(&source, "MAX_STREAMS", 1, 10_000_000).listed()?,
             max_streams_per_client: bounded(&source, "MAX_STREAMS_PER_CLIENT", 1, 10_000_000)
@@ -637,6 +643,7 @@ mod tests {
             ("LISTEN_BACKLOG", "-5"),
             ("LISTEN_BACKLOG", "4294967295"),
             ("SHUTDOWN_TIMEOUT_SECS", "1.5"),
+            ("STREAM_COMPRESSION", "brotli"),
             ("DATASTAR_URL", " "),
             ("DATASTAR_URL", "https://x/ds.js; script-src *"),
             ("DATASTAR_INTEGRITY", "md5-abc"),

@@ -178,6 +178,21 @@ pub(super) fn action_limit(
     }))
 }
 
+/// `STREAM_COMPRESSION`: `gzip` or `off`.
+pub(super) fn compress_streams(
+    source: &Source<impl Fn(&str) -> Option<String>>,
+) -> Result<bool, ConfigError> {
+    match Ok(source.get("STREAM_COMPRESSION")).listed()?.trim() {
+        gzip if gzip.eq_ignore_ascii_case("gzip") => Ok(true),
+        off if off.eq_ignore_ascii_case("off") => Ok(false),
+        other => Err(ConfigError::new(
+            "STREAM_COMPRESSION",
+            other,
+            "must be gzip or off",
+        )),
+    }
+}
+
 /// An integer from `min` to `max`.
 pub(super) fn bounded<T>(
     source: &Source<impl Fn(&str) -> Option<String>>,

@@ -59,6 +59,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "how long a connection may sit idle between requests",
     ),
     (
+        "STREAM_COMPRESSION",
+        "gzip",
+        "gzip streams for clients that accept it, each event compressed once for all; off: never",
+    ),
+    (
         "STREAM_QUEUE_LIMIT",
         "1024",
         "ordinary events one stream may have queued before it is cut off",
