@@ -18,6 +18,45 @@ mod proxy;
 
 use live::testing::browser::Browser;
 
+/// Asks the page's own origin for a new tab's stream as Datastar does (`fetch`, with what
+/// Chromium accepts by default), reads it until its first event decodes, and says how it came:
+/// `[content-encoding, went live]`.
+const FETCH_A_STREAM: &str = r#"return (async () => {
+    const signals = encodeURIComponent(JSON.stringify({ sessionId: crypto.randomUUID() }));
+    const stop = new AbortController();
+    const response = await fetch('/sse/home?datastar=' + signals, {
+        headers: { 'datastar-request': 'true' }, signal: stop.signal,
+    });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('"connected":true')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+    }
+    stop.abort();
+    return [response.headers.get('content-encoding'), text.includes('"connected":true')];
+})()"#;
+
+/// Chromium's streams come gzipped, over HTTP/1.1 straight from the app (as every browser
+/// test's do, so that those run on gzipped streams: events applied, a restart reconnecting
+/// without the offline badge), and each event decodes as it arrives.
+#[tokio::test]
+async fn chromium_reads_a_gzipped_stream_over_http1() {
+    let bundle = live::testing::bundle::serve().await;
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.datastar_url = format!("http://{bundle}/datastar.js");
+        settings.datastar_integrity =
+            live::settings::Integrity::Hash(live::testing::bundle::integrity());
+    })
+    .await;
+    let browser = Browser::open_live("gzipped stream", &app.url("/")).await;
+    let how = browser.eval(FETCH_A_STREAM, vec![]).await;
+    assert_eq!(how, serde_json::json!(["gzip", true]));
+    Browser::finish([browser], &[]).await;
+}
+
 /// Eight windows through each shipped proxy configuration (`deploy/Caddyfile`,
 /// `deploy/nginx.conf`), as a browser reaches the site: HTTP/2 to the proxy, all eight live at
 /// once, all greeted.
@@ -79,6 +118,13 @@ async fn eight_windows_through_each_proxy_over_http2_all_go_live_and_get_a_greet
             browser.show(window).await;
             browser.wait_for_text("#greeting", "Hello, Grace!").await;
         }
+        browser.show(&windows[0]).await;
+        let how = browser.eval(FETCH_A_STREAM, vec![]).await;
+        assert_eq!(
+            how,
+            serde_json::json!(["gzip", true]),
+            "{kind:?}: a stream comes gzipped (once) over HTTP/2"
+        );
         Browser::finish([browser], &[]).await;
     }
 }
