@@ -55,7 +55,11 @@
 //!   through the run. The summary sets the means side by side;
 //! - **presence** (`--presence-clients`, default 10 000): N tabs of a page that shows how many
 //!   are open join at once, then half of them leave at once: how long until every tab shows the
-//!   exact count, and the presence frames each tab was written (`fanout/presence.rs`).
+//!   exact count, and the presence frames each tab was written (`fanout/presence.rs`);
+//! - **compressed streams** (`--compression-clients`, default 10 000): the steady rounds of a
+//!   note, a shout and a fat morph (200 rows re-rendered, one changed), plain, gzipped by the
+//!   app, and gzipped by Caddy's `encode` in front (one compressor per stream): bytes per event
+//!   on the wire, latency, CPU per round and memory per stream of each (`fanout/compression.rs`).
 //!
 //! It prints numbers and asserts nothing. The load generator shares the machine with the
 //! server. `--no-raw` skips the baseline; `--redis` (build with `--features redis`, needs
@@ -71,8 +75,8 @@
 //! - `options.rs`: the command line (`--help`), and sizes fitted to the open-files limit;
 //! - `run.rs`: one run — the steps every part shares (start the server, open the streams, the
 //!   rounds, the bursts, SIGTERM);
-//! - `steady.rs`, `burst.rs`, `https.rs`, `metrics.rs`, `presence.rs`, `registry.rs`: the
-//!   parts, each named for what it measures;
+//! - `steady.rs`, `burst.rs`, `https.rs`, `metrics.rs`, `presence.rs`, `compression.rs`,
+//!   `registry.rs`: the parts, each named for what it measures;
 //! - `clients.rs`: the load generator's stream readers and posters;
 //! - `server.rs`: the server process — started, read from `/proc`, stopped — and what it runs
 //!   with `--serve-notes`;
@@ -88,6 +92,8 @@
 mod burst;
 #[path = "fanout/clients.rs"]
 mod clients;
+#[path = "fanout/compression.rs"]
+mod compression;
 #[cfg(feature = "tls")]
 #[path = "fanout/https.rs"]
 mod https;
@@ -195,6 +201,8 @@ async fn local(options: &Options) {
         let server = Server::start(n + 2_000, None).await;
         presence::storms(server.addr, n).await;
     }
+    // Compressed streams: plain, gzipped by the app, gzipped by Caddy.
+    compression::measure(&options.compression, options.rounds).await;
     report::summary(&steady, &bursts);
     report::https_summary(&secure);
     report::metrics_summary(&metrics);

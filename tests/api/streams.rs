@@ -124,23 +124,41 @@ async fn quiet_streams_send_keep_alive_comments() {
     assert_eq!(found, Ok(true), "no keep-alive comment in {seen:?}");
 }
 
+/// A stream is gzipped for a client that accepts gzip (every browser), each event compressed
+/// once for all the streams it reaches; a client that does not gets plain text. Never cached.
 #[tokio::test]
-async fn streams_are_not_compressed_or_cached() {
+async fn streams_are_gzipped_for_clients_that_accept_it_and_never_cached() {
     let app = spawn_app().await;
-    let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+    for (accepts, encoding, starts) in [
+        (Some("gzip, br"), Some("gzip"), &[0x1f, 0x8b][..]), // gzip's magic number
+        (None, None, b"event: "),
+    ] {
+        let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
+        let mut request = app
+            .client()
+            .get(app.url("/sse/home"))
+            .query(&[("datastar", signals)]);
+        if let Some(accepts) = accepts {
+            request = request.header("accept-encoding", accepts);
+        }
+        let mut response = request.send().await.unwrap();
 
-    let response = app
-        .client()
-        .get(app.url("/sse/home"))
-        .query(&[("datastar", signals)])
-        .header("accept-encoding", "gzip, br")
-        .send()
-        .await
-        .unwrap();
-
-    assert_eq!(response.status(), 200);
-    assert!(response.headers().get("content-encoding").is_none());
-    assert_eq!(response.headers()["cache-control"], "no-cache");
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get("content-encoding")
+                .map(|value| value.to_str().unwrap()),
+            encoding
+        );
+        assert_eq!(headers["cache-control"], "no-cache");
+        let first = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream's first bytes");
+        assert!(first.starts_with(starts), "{accepts:?}: {first:?}");
+    }
 }
 
 #[tokio::test]

@@ -24,13 +24,16 @@ pub struct Round {
     pub last: AtomicU64,
 }
 
-/// The two kinds of steady rounds.
+/// The kinds of steady rounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `POST /notes`: a new version of the latest-state note.
     Latest,
     /// `POST /shouts`: an ordinary event, every one delivered.
     Ordinary,
+    /// `POST /rows`: a region of 200 rows re-rendered with one changed (about 20 KB), as an
+    /// ordinary event: a fat morph.
+    Fat,
 }
 
 impl Kind {
@@ -39,14 +42,17 @@ impl Kind {
         match self {
             Kind::Latest => "/notes",
             Kind::Ordinary => "/shouts",
+            Kind::Fat => "/rows",
         }
     }
 
-    /// What tells this kind's rounds apart in the text: `<run>r<round>` or `<run>o<round>`.
+    /// What tells this kind's rounds apart in the text: `<run>r<round>`, `<run>o<round>` or
+    /// `<run>f<round>`.
     pub fn letter(self) -> char {
         match self {
             Kind::Latest => 'r',
             Kind::Ordinary => 'o',
+            Kind::Fat => 'f',
         }
     }
 }
@@ -65,18 +71,28 @@ pub struct Shared {
     pub why_refused: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     latest_rounds: Vec<Round>,
     ordinary_rounds: Vec<Round>,
+    fat_rounds: Vec<Round>,
     /// The highest note number each client has seen ("Note #N").
     pub newest: Vec<AtomicU64>,
     /// How many note events each client has been written.
     pub notes_seen: Vec<AtomicU64>,
-    /// What marks each kind's rounds in an event: `<strong><run>r` and `<strong><run>o`.
-    markers: [(Kind, String); 2],
+    /// What marks each kind's rounds in an event: `<strong><run>r`, `<strong><run>o`, …
+    markers: [(Kind, String); 3],
+    /// Whether the clients ask for gzipped streams (`Accept-Encoding: gzip`), and gunzip them.
+    pub gzip: bool,
+    /// Bytes the clients have read off the wire, HTTP framing included.
+    pub wire: AtomicU64,
 }
 
 impl Shared {
     /// What the `n` clients of one run count into, with room for `rounds` rounds of each kind.
     /// The run's number (the process id and N) marks its events apart from any other run's.
     pub fn new(n: usize, rounds: usize) -> Shared {
+        Shared::with_gzip(n, rounds, false)
+    }
+
+    /// [`Shared::new`], for clients that ask for gzipped streams if `gzip`.
+    pub fn with_gzip(n: usize, rounds: usize, gzip: bool) -> Shared {
         let run = std::process::id() as u64 * 1000 + n as u64;
         let round = || Round {
             delivered: AtomicUsize::new(0),
@@ -92,12 +108,16 @@ impl Shared {
             why_refused: Default::default(),
             latest_rounds: (0..rounds).map(|_| round()).collect(),
             ordinary_rounds: (0..rounds).map(|_| round()).collect(),
+            fat_rounds: (0..rounds).map(|_| round()).collect(),
             newest: (0..n).map(|_| AtomicU64::new(0)).collect(),
             notes_seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
             markers: [
                 (Kind::Latest, format!("<strong>{run}r")),
                 (Kind::Ordinary, format!("<strong>{run}o")),
+                (Kind::Fat, format!("<strong>{run}f")),
             ],
+            gzip,
+            wire: AtomicU64::new(0),
         }
     }
     /// Counts a client turned away, and why.
@@ -114,6 +134,7 @@ impl Shared {
         match kind {
             Kind::Latest => &self.latest_rounds,
             Kind::Ordinary => &self.ordinary_rounds,
+            Kind::Fat => &self.fat_rounds,
         }
     }
 
@@ -222,8 +243,13 @@ pub async fn read_http1_stream<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let request = format!(
-        "GET /sse/notes?datastar=%7B%22sessionId%22%3A%22{}%22%7D HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\ndatastar-request: true\r\n\r\n",
-        uuid::Uuid::new_v4()
+        "GET /sse/notes?datastar=%7B%22sessionId%22%3A%22{}%22%7D HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\ndatastar-request: true\r\n{}\r\n",
+        uuid::Uuid::new_v4(),
+        if shared.gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        }
     );
     if let Err(error) = stream.write_all(request.as_bytes()).await {
         return shared.refuse(format!("sending the request: {}", error.kind()));
@@ -232,6 +258,7 @@ pub async fn read_http1_stream<S>(
         return shared.refuse(format!("sending the request: {}", error.kind()));
     }
     let mut events = Events::default();
+    let mut gunzip = shared.gzip.then(Gunzip::new);
     let mut buffer = vec![0u8; 8192];
     let mut ended = "closed".to_owned();
     loop {
@@ -243,20 +270,150 @@ pub async fn read_http1_stream<S>(
             }
             Ok(n) => n,
         };
+        shared.wire.fetch_add(n as u64, Ordering::Relaxed);
         if !events.live && events.pending.is_empty() {
             // The status line, for a refusal's reason.
             let head = String::from_utf8_lossy(&buffer[..n.min(64)]);
             ended = head.lines().next().unwrap_or_default().to_owned();
         }
-        events.feed(&buffer[..n], index, &shared);
-        if events.pending.contains("\r\n0\r\n\r\n") {
-            break; // the server ended the stream: the response's last chunk
+        match &mut gunzip {
+            Some(gunzip) => {
+                let plain = gunzip.feed(&buffer[..n]);
+                events.feed(&plain, index, &shared);
+                if gunzip.ended {
+                    break;
+                }
+            }
+            None => {
+                events.feed(&buffer[..n], index, &shared);
+                if events.pending.contains("\r\n0\r\n\r\n") {
+                    break; // the server ended the stream: the response's last chunk
+                }
+            }
         }
     }
     if !events.live {
         shared.refuse(format!("ended before the first event: {ended}"));
     }
     shared.ended.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A gzipped response's body as a browser reads it: HTTP/1.1 chunks taken apart, the gzip
+/// header skipped, and the deflate stream inflated as it arrives (each event decodes at once:
+/// the server ends every one with a sync flush).
+pub struct Gunzip {
+    pending: Vec<u8>,
+    state: Chunked,
+    /// Bytes of the gzip header still to skip.
+    header: usize,
+    inflate: flate2::Decompress,
+    /// The server ended the response (its last chunk).
+    pub ended: bool,
+}
+
+enum Chunked {
+    Head,
+    Size,
+    Data(usize),
+    DataEnd,
+}
+
+impl Gunzip {
+    pub fn new() -> Self {
+        Gunzip {
+            pending: Vec::new(),
+            state: Chunked::Head,
+            header: 10,
+            inflate: flate2::Decompress::new(false),
+            ended: false,
+        }
+    }
+
+    /// Takes what arrived; returns what it decodes to. A response that is not gzipped (a
+    /// refusal) comes back as it is, for its reason to be read.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        let mut plain = Vec::new();
+        loop {
+            match self.state {
+                Chunked::Head => {
+                    let Some(end) = find(&self.pending, b"\r\n\r\n") else {
+                        return plain;
+                    };
+                    let head = String::from_utf8_lossy(&self.pending[..end]).to_lowercase();
+                    if !head.contains("content-encoding: gzip") {
+                        self.header = usize::MAX; // not gzipped: passed on as it is
+                    }
+                    plain.extend_from_slice(&self.pending[..end + 4]);
+                    self.pending.drain(..end + 4);
+                    self.state = Chunked::Size;
+                }
+                Chunked::Size => {
+                    let Some(end) = find(&self.pending, b"\r\n") else {
+                        return plain;
+                    };
+                    let line = String::from_utf8_lossy(&self.pending[..end]).into_owned();
+                    self.pending.drain(..end + 2);
+                    let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+                    if size == 0 {
+                        self.ended = true;
+                        return plain;
+                    }
+                    self.state = Chunked::Data(size);
+                }
+                Chunked::Data(left) => {
+                    if self.pending.is_empty() {
+                        return plain;
+                    }
+                    let take = left.min(self.pending.len());
+                    let data: Vec<u8> = self.pending.drain(..take).collect();
+                    self.inflate_into(&data, &mut plain);
+                    self.state = match left - take {
+                        0 => Chunked::DataEnd,
+                        left => Chunked::Data(left),
+                    };
+                }
+                Chunked::DataEnd => {
+                    if self.pending.len() < 2 {
+                        return plain;
+                    }
+                    self.pending.drain(..2);
+                    self.state = Chunked::Size;
+                }
+            }
+        }
+    }
+
+    fn inflate_into(&mut self, mut data: &[u8], plain: &mut Vec<u8>) {
+        if self.header == usize::MAX {
+            plain.extend_from_slice(data);
+            return;
+        }
+        let skip = self.header.min(data.len());
+        self.header -= skip;
+        data = &data[skip..];
+        let start = self.inflate.total_in();
+        while ((self.inflate.total_in() - start) as usize) < data.len() {
+            let taken = (self.inflate.total_in() - start) as usize;
+            plain.reserve(32 * 1024);
+            let before = self.inflate.total_in();
+            let status =
+                self.inflate
+                    .decompress_vec(&data[taken..], plain, flate2::FlushDecompress::Sync);
+            // The stream's end (its trailer follows), or nothing more to take.
+            if matches!(status, Ok(flate2::Status::StreamEnd) | Err(_))
+                || self.inflate.total_in() == before && plain.len() < plain.capacity()
+            {
+                break;
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 /// What one client has read and not yet counted.

@@ -21,6 +21,8 @@ pub struct Options {
     pub metrics: Vec<usize>,
     /// N for presence: a storm of N joins, then of N / 2 leaves.
     pub presence: Vec<usize>,
+    /// N for compressed streams: plain, gzipped by the app, gzipped by Caddy.
+    pub compression: Vec<usize>,
     /// The registry alone, without a server.
     pub registry: bool,
 }
@@ -51,6 +53,10 @@ PARTS:
     --metrics-clients N[,N...] the cost of metrics: steady fan-out with METRICS_ADDR unset,
                                set, set, unset, scraped every second (default 10000)
     --presence-clients N[,N...] N tabs join a page that counts them, then half leave
+                               (default 10000)
+    --compression-clients N[,N...] steady fan-out of a note, a shout and a fat morph (200
+                               rows re-rendered, one changed) to N streams: plain, gzipped by
+                               the app, and gzipped by Caddy's encode in front (needs caddy)
                                (default 10000)
 
 MODIFIERS:
@@ -139,6 +145,7 @@ pub fn options() -> Options {
         raw: true,
         metrics: vec![10_000],
         presence: vec![10_000],
+        compression: vec![10_000],
         registry: true,
     };
     let named = parse(&mut options);
@@ -191,6 +198,10 @@ fn parse(options: &mut Options) -> Vec<&'static str> {
                 options.presence = numbers(&value(&mut args, "--presence-clients"));
                 named.push("presence");
             }
+            "--compression-clients" => {
+                options.compression = numbers(&value(&mut args, "--compression-clients"));
+                named.push("compression");
+            }
             "--rounds" => {
                 let rounds = value(&mut args, "--rounds");
                 options.rounds = rounds
@@ -227,6 +238,9 @@ fn only(options: &mut Options, named: &[&str]) {
     if off("presence") {
         options.presence.clear();
     }
+    if off("compression") {
+        options.compression.clear();
+    }
 }
 
 /// Lowers each part's sizes to what the open-files limit allows beside what else it opens.
@@ -241,6 +255,11 @@ fn fit(options: &mut Options) {
     );
     options.https = fitted("--https-clients", std::mem::take(&mut options.https), 0);
     options.metrics = fitted("--metrics-clients", std::mem::take(&mut options.metrics), 0);
+    options.compression = fitted(
+        "--compression-clients",
+        std::mem::take(&mut options.compression),
+        0,
+    );
     // The presence part's server is allowed 2 000 streams more than it is sent.
     options.presence = fitted(
         "--presence-clients",

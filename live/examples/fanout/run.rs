@@ -306,7 +306,7 @@ fn connect(
 /// Waits until every client is live or was turned away (a server's MAX_STREAMS, its per-client
 /// cap, the open-files limit), or a minute has passed; says why any were turned away. Returns
 /// how many are live.
-async fn settled(shared: &Shared, n: usize) -> usize {
+pub async fn settled(shared: &Shared, n: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
     let settled = || shared.live.load(Ordering::Relaxed) + shared.refused.load(Ordering::Relaxed);
     while settled() < n && Instant::now() < deadline {

@@ -104,8 +104,23 @@ impl Server {
         redis_url: Option<&str>,
         metrics_port: Option<u16>,
     ) -> Server {
+        Server::start_configured(max_streams, redis_url, metrics_port, &[]).await
+    }
+
+    /// The notes app, with these variables set besides.
+    pub async fn start_env(max_streams: usize, env: &[(&str, &str)]) -> Server {
+        Server::start_configured(max_streams, None, None, env).await
+    }
+
+    async fn start_configured(
+        max_streams: usize,
+        redis_url: Option<&str>,
+        metrics_port: Option<u16>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = free_port();
         let mut command = notes_command(port, max_streams);
+        command.envs(env.iter().copied());
         command
             .env(
                 "RUST_LOG",

@@ -1,6 +1,8 @@
 //! A small app on the kit, for the kit's tests and benchmark: one page whose stream follows a
 //! latest-state topic (the latest note), an action that publishes a new note, and one that
-//! broadcasts an ordinary event (a shout: every one delivered, in order). It uses the kit the
+//! broadcasts an ordinary event (a shout: every one delivered, in order), and one that
+//! re-renders a region of 200 rows with one changed (a fat morph, for the benchmark's
+//! compressed streams). It uses the kit the
 //! way an app does: `Live`, `Stream`, `publish_latest`, `broadcast`, `actions`, `routes`,
 //! `layers`.
 
@@ -54,7 +56,8 @@ pub fn live(settings: &Settings) -> Live {
 pub fn router(live: Live) -> Router {
     let actions = Router::new()
         .route("/notes", post(publish))
-        .route("/shouts", post(shout));
+        .route("/shouts", post(shout))
+        .route("/rows", post(rows));
     let router = Router::new()
         .route("/", get(page))
         .route("/sse/notes", get(stream))
@@ -117,6 +120,36 @@ async fn shout(
         "partials/shout.html",
         context! { number, text => form.text },
     )?;
+    live.registry.broadcast(&pages(), &patch);
+    caller.done(|| Ok::<_, Error>(Vec::new()), "/")
+}
+
+/// One row of the region `POST /rows` re-renders.
+#[derive(Serialize)]
+struct Row {
+    id: u64,
+    score: u64,
+    text: Option<String>,
+}
+
+/// `POST /rows`: a region of 200 rows (about 20 KB) re-rendered whole, the text in one row
+/// (the next each time) and the others as they were, to every notes page as an ordinary event
+/// — what Datastar's "render big, morph, compress the stream" sends.
+async fn rows(
+    State(live): State<Live>,
+    caller: Caller,
+    Form(form): Form<NoteForm>,
+) -> Result<Response, Error> {
+    static CHANGES: AtomicU64 = AtomicU64::new(0);
+    let changed = CHANGES.fetch_add(1, Ordering::Relaxed) % 200;
+    let rows: Vec<Row> = (0..200)
+        .map(|id| Row {
+            id,
+            score: id * 37 % 1000,
+            text: (id == changed).then(|| form.text.clone()),
+        })
+        .collect();
+    let patch = live.views.patch("partials/rows.html", context! { rows })?;
     live.registry.broadcast(&pages(), &patch);
     caller.done(|| Ok::<_, Error>(Vec::new()), "/")
 }
