@@ -4,10 +4,7 @@
 
 use std::fmt;
 
-use super::{
-    key::{Key, Pattern, WILDCARD},
-    presence::Presence,
-};
+use super::key::{Key, Pattern, WILDCARD};
 
 /// A page, by the name its streams are stored under: tab `t` of page `home` is the key
 /// `page/home/<t>`, and `page/home/*` reaches every open tab of it.
@@ -54,10 +51,7 @@ impl Page {
             .expect("a page's name is a valid pattern segment")
     }
 
-    /// The count of this page's open tabs, under `name` on the page (see [`Presence::new`]).
-    pub const fn presence(self, name: &'static str) -> Presence {
-        Presence::on_page(name, self.name)
-    }
+    // `presence`, the count of its open tabs, is with `Presence` (`presence.rs`).
 }
 
 /// So a page goes where its name did: `stream.open_tab(HOME, tab)`.

@@ -49,6 +49,7 @@ use tokio::sync::Notify;
 use super::{
     Registry, State,
     key::{Key, Pattern},
+    page::Page,
     latest::Version,
     outbox::next_seq,
     slot::{Published, Slot},
@@ -65,7 +66,7 @@ use datastar::prelude::PatchSignals;
 /// static HERE: Presence = Presence::new("here", "page/home/*");
 /// ```
 ///
-/// A page's tabs are counted more simply with [`Page::presence`](super::Page::presence):
+/// A page's tabs are counted more simply with [`Page::presence`]:
 /// `HOME.presence("here")`.
 #[derive(Debug)]
 pub struct Presence {
@@ -96,8 +97,8 @@ impl Presence {
     }
 
     /// The count of the open tabs of the page called `page` under `name`: what
-    /// [`Page::presence`](super::Page::presence) makes.
-    pub(super) const fn on_page(name: &'static str, page: &'static str) -> Self {
+    /// [`Page::presence`] makes.
+    const fn on_page(name: &'static str, page: &'static str) -> Self {
         assert!(
             is_name(name),
             "a presence's name is letters, digits and _, at least one"
@@ -128,6 +129,13 @@ impl Presence {
     /// The latest-state topic its count is kept in.
     pub(crate) fn topic(&self) -> String {
         format!("presence:{}", self.name)
+    }
+}
+
+impl Page {
+    /// The count of this page's open tabs, under `name` on the page (see [`Presence::new`]).
+    pub const fn presence(self, name: &'static str) -> Presence {
+        Presence::on_page(name, self.name())
     }
 }
 
