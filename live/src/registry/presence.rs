@@ -49,9 +49,9 @@ use tokio::sync::Notify;
 use super::{
     Registry, State,
     key::{Key, Pattern},
-    page::Page,
     latest::Version,
     outbox::next_seq,
+    page::Page,
     slot::{Published, Slot},
 };
 use crate::frame::Frame;
