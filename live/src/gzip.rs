@@ -98,15 +98,20 @@ impl Forms {
             return self.alone(plain);
         };
         for after in &self.after {
-            let owner = match after.previous.compare_exchange(
-                0,
-                forms.id,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => forms.id,
-                Err(owner) => owner,
-            };
+            // A load first: ten thousand streams looking up a claimed slot only read its cache
+            // line, where a compare-and-swap would take it from the other cores each time.
+            let mut owner = after.previous.load(Ordering::Acquire);
+            if owner == 0 {
+                owner = match after.previous.compare_exchange(
+                    0,
+                    forms.id,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => forms.id,
+                    Err(owner) => owner,
+                };
+            }
             if owner == forms.id {
                 return after.block.get_or_init(|| deflate(bytes, plain)).clone();
             }
