@@ -1,5 +1,6 @@
 //! The kit's shape: its modules point one way (no import circles), none grows past ~500
-//! lines without saying why at its top, and no two share a file name unless they say why.
+//! lines without saying why at its top, no two share a file name unless they say why, and in
+//! `registry/` and `serve/` no file imports from its folder's `mod.rs`.
 //!
 //! Reads `src/` as text: every `crate::…` path in a module (comments aside) is an edge to the
 //! top-level module it names; an item the crate root re-exports (`crate::Live`) counts as its
@@ -275,6 +276,68 @@ fn no_two_modules_share_a_name_unless_they_say_why() {
                  that they are one thing seen from two sides (\"{TWO_SIDES} …\")",
                 path.display()
             );
+        }
+    }
+}
+
+/// The first names of what `code` takes from `super::` (`super::{a::{B, C}, d}` → `a`, `d`).
+fn from_super(code: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (at, _) in code.match_indices("super::") {
+        let rest = &code[at + "super::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            names.insert(identifier(rest));
+            continue;
+        };
+        // The group's entries at its own depth: the first name of each.
+        let (mut depth, mut entry_start) = (0, true);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => entry_start = true,
+                c if entry_start && !c.is_whitespace() => {
+                    names.insert(identifier(&group[i..]));
+                    entry_start = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    names.remove("");
+    names
+}
+
+/// Inside `registry/` and `serve/`, no import runs back up: a file takes what it needs from the
+/// files beside it (`super::shared::Registry`), never from the folder's `mod.rs`, which only
+/// declares the files and hands their names on.
+#[test]
+fn no_import_runs_back_up_into_a_folders_face() {
+    for folder in ["registry", "serve"] {
+        let dir = src().join(folder);
+        let siblings: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                name.trim_end_matches(".rs").to_owned()
+            })
+            .collect();
+        for (path, text) in sources() {
+            let name = path.file_name().unwrap().to_string_lossy();
+            if path.parent() != Some(dir.as_path()) || name == "mod.rs" || name == "tests.rs" {
+                continue;
+            }
+            // A module's own tests (`use super::*` there is the file itself) do not count.
+            let body = code(text.split("#[cfg(test)]").next().unwrap());
+            for taken in from_super(&body) {
+                assert!(
+                    siblings.contains(&taken),
+                    "{} takes `super::{taken}`, from {folder}/mod.rs: take it from the file \
+                     that defines it",
+                    path.display()
+                );
+            }
         }
     }
 }

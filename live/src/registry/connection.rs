@@ -2,8 +2,9 @@
 
 use std::{
     fmt,
+    net::IpAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     task::{Context, Poll},
     time::Instant,
 };
@@ -11,12 +12,14 @@ use std::{
 use futures_util::Stream;
 
 use super::{
-    Shared,
     index::Entry,
     key::Key,
     outbox::{Next, Outbox, Push, next_seq},
+    shared::{Registry, Shared},
     slot::{Follow, Published},
+    socket_control::SocketControl,
     stats::{CloseReason, Written},
+    stream_limits::ConnectError,
 };
 use crate::frame::Frame;
 
@@ -197,5 +200,114 @@ impl Replaced {
     /// the frame was queued.
     pub fn farewell(self, frame: Frame) -> bool {
         self.old.outbox.push(next_seq(), frame) == Push::Queued
+    }
+}
+
+/// How a stream is stored: see [`Registry::connect_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions<'a> {
+    /// The TCP connection under the stream (the server puts one on every request): it is told
+    /// it carries a stream, and cut off if the registry must drop the stream for good.
+    pub socket: Option<SocketControl>,
+    /// Latest-state topics the stream follows: it starts with the newest version of each, and
+    /// gets every later one meant for its key. (Only followers get a topic's versions.)
+    pub topics: &'a [&'a str],
+    /// Who opened it, for the per-client cap (the server puts a `ClientAddr` on every
+    /// request).
+    pub client: Option<IpAddr>,
+}
+
+impl Registry {
+    /// Stores a new connection under `key` and returns its receiving end, plus the connection
+    /// it replaced, if the key was taken.
+    ///
+    /// Refused when the registry is full (a replacement does not count as new) or shut down.
+    pub fn connect(&self, key: Key) -> Result<(Connection, Option<Replaced>), ConnectError> {
+        self.connect_with(key, ConnectOptions::default())
+    }
+
+    /// [`Registry::connect`], with options. The stream follows each of `options.topics`,
+    /// starting with its newest version (see [`Connection::has_version_of`]); following starts
+    /// from the topic's slot, so an update in between can be neither lost nor sent twice.
+    pub fn connect_with(
+        &self,
+        key: Key,
+        options: ConnectOptions<'_>,
+    ) -> Result<(Connection, Option<Replaced>), ConnectError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(socket) = &options.socket {
+            socket.stream();
+        }
+        let outbox = Arc::new(Outbox::new(self.shared.queue_limit));
+        let client = options.client;
+        let mut follows = Vec::with_capacity(options.topics.len());
+        let entry = Entry {
+            id,
+            key: key.clone(),
+            outbox: Arc::clone(&outbox),
+            socket: options.socket,
+            client: options.client,
+        };
+        let refused = |error: ConnectError| {
+            self.shared.stats.refused(error);
+            Err(error)
+        };
+        let replaced = {
+            let mut state = self.shared.lock();
+            if state.shut_down {
+                return refused(ConnectError::ShuttingDown);
+            }
+            let is_new = state.index.get(&key).is_none();
+            if is_new && state.index.len() >= self.shared.max_connections {
+                return refused(ConnectError::Full(self.shared.max_connections));
+            }
+            if is_new
+                && let Some(client) = options.client
+                && state.index.of_client(client) >= self.shared.max_per_client
+            {
+                return refused(ConnectError::ClientFull(self.shared.max_per_client));
+            }
+            for topic in options.topics {
+                let (name, known) = state.topic(topic);
+                let slot = Arc::clone(&known.slot);
+                let delivered = slot.newest().map(|newest| newest.version);
+                let start = known
+                    .newest
+                    .as_ref()
+                    .filter(|newest| Some(newest.version) > delivered)
+                    .cloned();
+                follows.push(Follow::new(slot, name, start));
+            }
+            let replaced = state.index.insert(entry);
+            match &replaced {
+                None => state.joined(&key, client),
+                // The same tab, counted once; but if from another client, it is that client's
+                // now (its share is bounded, not the first one's).
+                Some(old) if old.client != client => {
+                    state.left(&key, old.client);
+                    state.joined(&key, client);
+                }
+                Some(_) => {}
+            }
+            replaced
+        };
+        if let Some(old) = &replaced {
+            old.outbox.ended_by(CloseReason::Replaced);
+        }
+        self.shared.stats.opened();
+        tracing::debug!(key = %key.redacted(), "stream opened");
+        let connection = Connection {
+            outbox: Arc::clone(&outbox),
+            follows,
+            written: Written::default(),
+            guard: Guard {
+                shared: Arc::clone(&self.shared),
+                outbox,
+                key,
+                id,
+                opened: Instant::now(),
+            },
+        };
+        Ok((connection, replaced.map(|old| Replaced { old })))
     }
 }

@@ -4,11 +4,15 @@
 use std::{collections::HashSet, sync::Arc};
 
 use super::{
-    Outgoing, Registry,
     index::Entry,
     key::{Key, Pattern},
+    latest::Version,
     outbox::{Push, next_seq},
+    outgoing::Outgoing,
     probe::{Kind, Probe},
+    relay::RelayPort,
+    shared::Registry,
+    stats::CloseReason,
 };
 use crate::frame::Frame;
 
@@ -123,7 +127,7 @@ impl Registry {
         drop(state);
         for entry in &removed {
             if overflowed.iter().any(|(_, id)| *id == entry.id) {
-                entry.outbox.ended_by(super::CloseReason::QueueFull);
+                entry.outbox.ended_by(CloseReason::QueueFull);
                 tracing::warn!(
                     key = %entry.key.redacted(),
                     limit = self.shared.queue_limit,
@@ -134,5 +138,32 @@ impl Registry {
         }
         drop(removed); // outside the lock: ending a stream wakes its task
         delivered
+    }
+}
+
+/// Each call is one of the registry's crate-private methods.
+impl RelayPort for Registry {
+    fn deliver(&self, outgoing: &Outgoing) -> usize {
+        Registry::deliver_to_streams(self, outgoing)
+    }
+
+    fn latest_broadcasts(&self) -> Vec<Outgoing> {
+        Registry::newest_versions(self)
+    }
+
+    fn newest_known(&self, topic: &str) -> Option<Version> {
+        Registry::newest_version_known(self, topic)
+    }
+
+    fn local_presences(&self) -> Vec<(&'static str, usize)> {
+        Registry::presence_counts_here(self)
+    }
+
+    fn local_presence_changed(&self) -> impl Future<Output = ()> + Send + use<> {
+        Registry::presence_count_changed(self)
+    }
+
+    fn set_remote_presence(&self, name: &str, remote: usize) {
+        Registry::set_presence_elsewhere(self, name, remote)
     }
 }

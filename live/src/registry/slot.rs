@@ -239,3 +239,23 @@ impl Drop for Follow {
         self.slot.followers.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// What the registry knows of one latest-state topic.
+#[derive(Default)]
+pub(super) struct TopicState {
+    /// The newest version known here, with its value and event: what pages render and new
+    /// streams start with. A version published here is known at once, before it has gone round
+    /// through the relay, so a page loaded right after the post that made it shows it.
+    pub(super) newest: Option<Arc<Published>>,
+    /// The newest version delivered to the streams, and the streams that follow the topic.
+    pub(super) slot: Arc<Slot>,
+    /// The newest version handed out here (it may not be published yet).
+    pub(super) assigned: Option<Version>,
+}
+
+impl TopicState {
+    pub(super) fn newest_known(&self) -> Option<Version> {
+        let delivered = self.newest.as_ref().map(|newest| newest.version);
+        delivered.max(self.assigned)
+    }
+}

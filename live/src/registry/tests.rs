@@ -2,6 +2,7 @@
 
 use std::{
     net::IpAddr,
+    sync::{Arc, Mutex, atomic::Ordering},
     task::{Context, Poll},
     time::Duration,
 };
@@ -11,6 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::*;
+use crate::frame::Frame;
 
 fn key(text: &str) -> Key {
     Key::new(text).unwrap()
@@ -795,19 +797,19 @@ async fn presence_changes_within_the_gap_are_published_together_when_it_is_over(
     assert_eq!(registry.presence(&HERE), 1_000);
     let within: Vec<usize> = counts(&mut watcher);
     assert!(within.is_empty(), "{within:?}");
-    tokio::time::sleep(presence::PUBLISH_GAP + Duration::from_millis(100)).await;
+    tokio::time::sleep(tally::PUBLISH_GAP + Duration::from_millis(100)).await;
     let after: Vec<usize> = counts(&mut watcher);
     assert_eq!(after, vec![1_000]);
 
     // After a quiet gap, a change is published at once; one that is undone within the next
     // gap publishes nothing more.
-    tokio::time::sleep(presence::PUBLISH_GAP).await;
+    tokio::time::sleep(tally::PUBLISH_GAP).await;
     let late = counting_tab(&registry, "late");
     let at_once: Vec<usize> = counts(&mut watcher);
     assert_eq!(at_once, vec![1_001]);
     drop(late);
     let blip = counting_tab(&registry, "blip");
-    tokio::time::sleep(presence::PUBLISH_GAP + Duration::from_millis(100)).await;
+    tokio::time::sleep(tally::PUBLISH_GAP + Duration::from_millis(100)).await;
     let unchanged: Vec<usize> = counts(&mut watcher);
     assert!(unchanged.is_empty(), "{unchanged:?}");
     drop(blip);

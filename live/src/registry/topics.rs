@@ -7,55 +7,15 @@ use std::sync::Arc;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    LatestState, Outgoing, Registry, State,
     key::Pattern,
     latest::{Topic, Version},
     outbox::next_seq,
-    probe::{Kind, Probe},
-    slot::{Published, Slot},
+    outgoing::{LatestState, Outgoing},
+    probe::Kind,
+    shared::{Registry, State},
+    slot::TopicState,
 };
 use crate::frame::Frame;
-
-/// What the registry knows of one latest-state topic.
-#[derive(Default)]
-pub(super) struct TopicState {
-    /// The newest version known here, with its value and event: what pages render and new
-    /// streams start with. A version published here is known at once, before it has gone round
-    /// through the relay, so a page loaded right after the post that made it shows it.
-    pub(super) newest: Option<Arc<Published>>,
-    /// The newest version delivered to the streams, and the streams that follow the topic.
-    pub(super) slot: Arc<Slot>,
-    /// The newest version handed out here (it may not be published yet).
-    pub(super) assigned: Option<Version>,
-}
-
-impl TopicState {
-    fn newest_known(&self) -> Option<Version> {
-        let delivered = self.newest.as_ref().map(|newest| newest.version);
-        delivered.max(self.assigned)
-    }
-}
-
-impl Outgoing {
-    /// This broadcast as a published version of its topic, at place `seq` in the order of
-    /// events.
-    fn published(
-        &self,
-        latest: &LatestState,
-        seq: u64,
-        probe: Option<Arc<Probe>>,
-    ) -> Arc<Published> {
-        Arc::new(Published {
-            version: latest.version,
-            value: latest.value.clone(),
-            frame: self.frame.clone(),
-            pattern: Some(self.pattern.clone()),
-            except: self.except.clone(),
-            seq,
-            probe,
-        })
-    }
-}
 
 impl State {
     /// The topic called `name`, created if it is new, with its shared name.
