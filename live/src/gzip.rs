@@ -243,4 +243,4 @@ pub(crate) fn accepted(headers: &axum::http::HeaderMap) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -69,9 +69,8 @@ pub(crate) fn reply(frames: impl IntoIterator<Item = Frame>) -> Response {
 pub(crate) struct EventStream {
     initial: Option<Bytes>,
     connection: Connection,
+    /// With gzip: the stream's encoder, taken out for the trailer when the stream ends.
     gzip: Option<gzip::Encoder<Frame>>,
-    /// Whether the body is gzipped (its encoder is taken for the trailer at the end).
-    gzipped: bool,
 }
 
 impl EventStream {
@@ -98,7 +97,6 @@ impl EventStream {
             initial,
             connection,
             gzip,
-            gzipped,
         }
     }
 }
@@ -136,7 +134,8 @@ impl EventStream {
 /// in this file).
 impl IntoResponse for EventStream {
     fn into_response(self) -> Response {
-        let gzipped = self.gzipped;
+        // Before the first poll, so the encoder is still there.
+        let gzipped = self.gzip.is_some();
         let handoff = Handoff(Arc::new(Mutex::new(Some(self))));
         let mut response = Body::new(HandoffBody(handoff.clone())).into_response();
         response.extensions_mut().insert(handoff);

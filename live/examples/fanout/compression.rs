@@ -80,7 +80,7 @@ struct Report {
 
 /// The most streams a proxy can carry here: it holds two descriptors for each.
 fn proxy_fits(n: usize) -> usize {
-    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1_024, |(soft, _)| soft);
+    let limit = crate::options::open_files_limit();
     let most = (limit.saturating_sub(1_000) / 2 / 1_000 * 1_000).max(1_000) as usize;
     if n > most {
         println!("a proxy holds two sockets per stream: measuring it at N = {most}, not {n}");

@@ -120,7 +120,8 @@ fn fitted(part: &str, sizes: Vec<usize>, extra: usize) -> Vec<usize> {
     fitted
 }
 
-fn open_files_limit() -> u64 {
+/// This process's open-files limit (its soft limit; servers it starts inherit it).
+pub fn open_files_limit() -> u64 {
     #[cfg(unix)]
     {
         rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1_024, |(soft, _)| soft)

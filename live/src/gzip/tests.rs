@@ -126,19 +126,22 @@ fn frame_bytes(encoder: &mut Encoder<TestFrame>, frame: &TestFrame) -> Vec<u8> {
     encoder.write(frame).to_vec()
 }
 
-/// Checks one stream three ways: as it arrives (each piece decodes at once to exactly what was
-/// sent so far, as a browser shows events while the stream is open), whole through `flate2`'s
-/// gzip reader (which checks the CRC-32 and length), and through `miniz_oxide`.
-fn check(plain: &[u8], wire: &[Vec<u8>], seed: u64) {
+/// Checks one stream's pieces on the wire (its header first, and its trailer last if the
+/// server `ended` it) against the `plain` bytes it was sent: as they arrive (each piece decodes
+/// at once to exactly what was sent so far, as a browser shows events while the stream is
+/// open), and, ended, whole through `flate2`'s gzip reader (which checks the CRC-32 and length)
+/// and through `miniz_oxide`. `context` names the stream in a failure. For the registry's
+/// tests too.
+pub(crate) fn assert_decodes(plain: &[u8], wire: &[Vec<u8>], ended: bool, context: &str) {
     // As it arrives: a raw inflater fed piece by piece.
     let mut inflate = flate2::Decompress::new(false);
     let mut decoded = Vec::with_capacity(plain.len() + 64);
     let last = wire.len() - 1;
     for (at, piece) in wire.iter().enumerate() {
         let piece: &[u8] = if at == 0 {
-            assert_eq!(piece, HEADER, "seed {seed}");
+            assert_eq!(piece, HEADER, "{context}");
             &[]
-        } else if at == last {
+        } else if ended && at == last {
             &piece[..LAST_BLOCK.len()]
         } else {
             piece
@@ -149,28 +152,42 @@ fn check(plain: &[u8], wire: &[Vec<u8>], seed: u64) {
             decoded.reserve(64 * 1024);
             inflate
                 .decompress_vec(&piece[taken..], &mut decoded, flate2::FlushDecompress::Sync)
-                .unwrap_or_else(|error| panic!("seed {seed}, piece {at}: {error}"));
+                .unwrap_or_else(|error| panic!("{context}, piece {at}: {error}"));
         }
         assert!(
             plain.starts_with(&decoded),
-            "seed {seed}: piece {at} decoded to other bytes"
+            "{context}: piece {at} decoded to other bytes"
         );
     }
-    assert_eq!(decoded, plain, "seed {seed}: decoded as it arrived");
+    assert!(
+        decoded == plain,
+        "{context}: decoded as it arrived to other bytes"
+    );
+    if !ended {
+        return;
+    }
 
     // Whole, as a gzip file.
     let whole: Vec<u8> = wire.concat();
     let mut gunzipped = Vec::new();
     flate2::read::GzDecoder::new(&whole[..])
         .read_to_end(&mut gunzipped)
-        .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
-    assert_eq!(gunzipped, plain, "seed {seed}: gunzipped");
+        .unwrap_or_else(|error| panic!("{context}: {error}"));
+    assert!(gunzipped == plain, "{context}: gunzipped to other bytes");
 
     // By another inflater: the deflate stream between the header and the CRC and length.
     let deflated = &whole[HEADER.len()..whole.len() - 8];
     let inflated = miniz_oxide::inflate::decompress_to_vec(deflated)
-        .unwrap_or_else(|error| panic!("seed {seed}: miniz_oxide: {error:?}"));
-    assert_eq!(inflated, plain, "seed {seed}: miniz_oxide");
+        .unwrap_or_else(|error| panic!("{context}: miniz_oxide: {error:?}"));
+    assert!(
+        inflated == plain,
+        "{context}: miniz_oxide inflated to other bytes"
+    );
+}
+
+/// [`assert_decodes`] for a stream the server ended, of seed `seed`.
+fn check(plain: &[u8], wire: &[Vec<u8>], seed: u64) {
+    assert_decodes(plain, wire, true, &format!("seed {seed}"));
 }
 
 /// Random histories: a page's events go out in one order to many streams, which join late,

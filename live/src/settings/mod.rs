@@ -328,7 +328,7 @@ impl Settings {
     /// takes the default [`VARIABLES`] lists for it.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let source = Source::new(lookup);
-        let datastar_url = match Ok(source.get("DATASTAR_URL")).listed()? {
+        let datastar_url = match source.listed("DATASTAR_URL") {
             url if url.contains(|c: char| c.is_whitespace() || "\"';,<>".contains(c)) => {
                 // It goes into a script tag and the Content-Security-Policy header.
                 return Err(ConfigError::new(

@@ -35,6 +35,14 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
                 .filter(|default| !default.is_empty())
         })
     }
+
+    /// The value given, else the listed default, for a variable [`VARIABLES`] lists one for
+    /// (see [`Listed`]).
+    #[track_caller]
+    pub(super) fn listed(&self, name: &'static str) -> String {
+        self.get(name)
+            .expect("VARIABLES lists a default for this setting")
+    }
 }
 
 /// A value that is always there because [`VARIABLES`] lists a default for it.
@@ -145,9 +153,10 @@ pub(super) fn action_limit(
     source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<ActionLimit>, ConfigError> {
     let (min, max) = (ActionLimit::MIN_PER_SECOND, ActionLimit::MAX_PER_SECOND);
-    let burst = bounded::<u32>(source, "ACTION_BURST", 1, 1_000_000)?;
-    let per_second = match source.get("ACTION_RATE_PER_SEC") {
-        Some(off) if off.trim().eq_ignore_ascii_case("off") => {
+    let burst = bounded::<u32>(source, "ACTION_BURST", 1, 1_000_000).listed()?;
+    let value = source.listed("ACTION_RATE_PER_SEC");
+    let per_second = match value.trim().parse::<f64>() {
+        _ if value.trim().eq_ignore_ascii_case("off") => {
             return match source.given("ACTION_BURST") {
                 Some(burst) => Err(ConfigError::new(
                     "ACTION_BURST",
@@ -157,32 +166,26 @@ pub(super) fn action_limit(
                 None => Ok(None),
             };
         }
-        Some(value) => match value.trim().parse::<f64>() {
-            // `NaN`, `inf` and `1e400` parse too.
-            Ok(rate) if (min..=max).contains(&rate) => rate,
-            _ => {
-                return Err(ConfigError::new(
-                    "ACTION_RATE_PER_SEC",
-                    value,
-                    format!(
-                        "must be actions a second from {min} to {max} (0.5: one every 2 s), or off"
-                    ),
-                ));
-            }
-        },
-        None => unreachable!("VARIABLES lists a default for ACTION_RATE_PER_SEC"),
+        // `NaN`, `inf` and `1e400` parse too.
+        Ok(rate) if (min..=max).contains(&rate) => rate,
+        _ => {
+            return Err(ConfigError::new(
+                "ACTION_RATE_PER_SEC",
+                value,
+                format!(
+                    "must be actions a second from {min} to {max} (0.5: one every 2 s), or off"
+                ),
+            ));
+        }
     };
-    Ok(Some(ActionLimit {
-        per_second,
-        burst: Ok(burst).listed()?,
-    }))
+    Ok(Some(ActionLimit { per_second, burst }))
 }
 
 /// `STREAM_COMPRESSION`: `gzip` or `off`.
 pub(super) fn compress_streams(
     source: &Source<impl Fn(&str) -> Option<String>>,
 ) -> Result<bool, ConfigError> {
-    match Ok(source.get("STREAM_COMPRESSION")).listed()?.trim() {
+    match source.listed("STREAM_COMPRESSION").trim() {
         gzip if gzip.eq_ignore_ascii_case("gzip") => Ok(true),
         off if off.eq_ignore_ascii_case("off") => Ok(false),
         other => Err(ConfigError::new(
@@ -230,8 +233,8 @@ pub(super) fn acme(
     let (list, contact, cache_dir, directory, directory_ca) = (
         source.get("ACME_DOMAINS"),
         source.get("ACME_CONTACT"),
-        source.get("ACME_CACHE_DIR"),
-        source.get("ACME_DIRECTORY"),
+        source.listed("ACME_CACHE_DIR"),
+        source.listed("ACME_DIRECTORY"),
         source.get("ACME_DIRECTORY_CA"),
     );
     let Some(list) = list else {
@@ -278,7 +281,6 @@ pub(super) fn acme(
             ));
         }
     };
-    let directory = directory.expect("VARIABLES lists a default for ACME_DIRECTORY");
     if !directory.starts_with("https://") {
         return Err(ConfigError::new(
             "ACME_DIRECTORY",
@@ -289,7 +291,7 @@ pub(super) fn acme(
     Ok(Some(AcmeSettings {
         domains,
         contact,
-        cache_dir: PathBuf::from(cache_dir.expect("VARIABLES lists a default for ACME_CACHE_DIR")),
+        cache_dir: PathBuf::from(cache_dir),
         directory,
         directory_ca: directory_ca.map(PathBuf::from),
     }))
