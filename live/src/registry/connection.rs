@@ -14,9 +14,9 @@ use futures_util::Stream;
 use super::{
     index::Entry,
     key::Key,
+    latest::{Follow, Published},
     outbox::{Next, Outbox, Push, next_seq},
     shared::{Registry, Shared},
-    slot::{Follow, Published},
     socket_control::SocketControl,
     stats::{CloseReason, Written},
     stream_limits::ConnectError,
@@ -268,15 +268,7 @@ impl Registry {
                 return refused(ConnectError::ClientFull(self.shared.max_per_client));
             }
             for topic in options.topics {
-                let (name, known) = state.topic(topic);
-                let slot = Arc::clone(&known.slot);
-                let delivered = slot.newest().map(|newest| newest.version);
-                let start = known
-                    .newest
-                    .as_ref()
-                    .filter(|newest| Some(newest.version) > delivered)
-                    .cloned();
-                follows.push(Follow::new(slot, name, start));
+                follows.push(state.topics.follow(topic));
             }
             let replaced = state.index.insert(entry);
             match &replaced {

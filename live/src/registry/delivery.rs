@@ -1,14 +1,20 @@
-//! How a frame reaches connections: to one key, to a pattern, through the relay or not, and the
-//! keep-alive comments of quiet streams. (Latest-state versions take `topics.rs`'s way.)
+//! How a frame reaches connections: to one key, to a pattern, as a new version of a
+//! latest-state topic, through the relay or not, and the keep-alive comments of quiet streams.
+//!
+//! Ordinary frames are pushed into each matching stream's outbox; a version goes into its
+//! topic's slot, which every following stream reads (what the registry knows of topics, and
+//! its rules for them, are in `latest/`).
 
 use std::{collections::HashSet, sync::Arc};
+
+use serde::Serialize;
 
 use super::{
     index::Entry,
     key::{Key, Pattern},
-    latest::Version,
+    latest::{Numbering, Topic, Version},
     outbox::{Push, next_seq},
-    outgoing::Outgoing,
+    outgoing::{LatestState, Outgoing},
     probe::{Kind, Probe},
     relay::RelayPort,
     shared::Registry,
@@ -51,6 +57,71 @@ impl Registry {
         })
     }
 
+    /// Publishes a new version of the latest-state `topic` to every stream `pattern` matches.
+    ///
+    /// The registry numbers the version first (shared by every instance when a relay is
+    /// attached, falling back to local numbers while it cannot), then `make` turns that number
+    /// into the value and its event — say, greeting #7 and the patch that shows it. The value is
+    /// kept as the topic's newest (see [`Registry::latest`]), and streams that are behind skip
+    /// straight to this version. If a newer version was published meanwhile, this one is
+    /// dropped: racing updates never leave a tab on the older one.
+    pub async fn publish_latest<T, E>(
+        &self,
+        topic: &Topic<T>,
+        pattern: &Pattern,
+        make: impl FnOnce(u64) -> Result<(T, Frame), E>,
+    ) -> Result<T, E>
+    where
+        T: Serialize,
+    {
+        let version = self.next_version(topic.name()).await;
+        let (value, frame) = make(version.display_number())?;
+        let json = match serde_json::to_string(&value) {
+            Ok(json) => Some(Arc::from(json)),
+            Err(error) => {
+                tracing::error!(topic = topic.name(), %error, "cannot store the value as JSON");
+                None
+            }
+        };
+        let latest = LatestState {
+            topic: topic.name().into(),
+            version,
+            value: json,
+        };
+        let outgoing = Outgoing {
+            pattern: pattern.clone(),
+            except: Vec::new(),
+            frame,
+            latest: Some(latest.clone()),
+        };
+        self.shared.lock().topics.keep(&latest.topic, version, || {
+            outgoing.published(&latest, next_seq(), None)
+        });
+        self.shared.stats.published(true);
+        self.route(outgoing);
+        Ok(value)
+    }
+
+    /// The next version of `topic`: from the relay's numbering, shared by every instance, or
+    /// from this process's own.
+    async fn next_version(&self, topic: &str) -> Version {
+        let numbering = match self.shared.relay.get() {
+            None => Numbering::Alone {
+                epoch: self.shared.epoch,
+            },
+            Some(relay) => match relay
+                .next_version(topic, self.newest_version_known(topic))
+                .await
+            {
+                Some(version) => Numbering::Shared(version),
+                None => Numbering::Unreachable {
+                    origin: self.shared.origin,
+                },
+            },
+        };
+        self.shared.lock().topics.assign(topic, numbering)
+    }
+
     pub(super) fn route(&self, outgoing: Outgoing) -> usize {
         match self.shared.relay.get() {
             Some(relay) => relay.relay(self, outgoing),
@@ -64,6 +135,51 @@ impl Registry {
             Some(latest) => self.deliver_latest(outgoing, latest),
             None => self.deliver_queued(outgoing),
         }
+    }
+
+    /// Puts a version into its topic's slot, and wakes the streams waiting for it. Returns how
+    /// many streams follow the topic (0 if the version was superseded before it arrived).
+    fn deliver_latest(&self, outgoing: &Outgoing, latest: &LatestState) -> usize {
+        let delivered = self
+            .shared
+            .lock()
+            .topics
+            .deliver(&latest.topic, latest.version, || {
+                // Taking its place in the order under the registry's lock keeps it in the same
+                // place relative to ordinary broadcasts on every stream.
+                let probe = self.shared.probes.sample(Kind::Latest);
+                outgoing.published(latest, next_seq(), probe)
+            });
+        let Some((waiting, followers)) = delivered else {
+            return 0;
+        };
+        // Outside the lock: waking a task is cheap, but ten thousand of them are not free.
+        for outbox in waiting {
+            outbox.wake();
+        }
+        followers
+    }
+
+    /// The newest version of every latest-state topic delivered here, as the broadcasts that
+    /// delivered them (for a relay bringing other instances up to date).
+    pub(crate) fn newest_versions(&self) -> Vec<Outgoing> {
+        let state = self.shared.lock();
+        state
+            .topics
+            .every_newest()
+            .filter_map(|(topic, newest)| {
+                Some(Outgoing {
+                    pattern: newest.pattern.clone()?,
+                    except: newest.except.clone(),
+                    frame: newest.frame.clone(),
+                    latest: Some(LatestState {
+                        topic: Arc::clone(topic),
+                        version: newest.version,
+                        value: newest.value.clone(),
+                    }),
+                })
+            })
+            .collect()
     }
 
     fn deliver_queued(&self, outgoing: &Outgoing) -> usize {

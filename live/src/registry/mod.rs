@@ -19,7 +19,7 @@
 //!   are all delivered, in order, up to a generous limit per stream. Clients that stop reading
 //!   are found by the server's send timeout instead, which watches the socket itself.
 //! - **A latest-state publish costs O(1).** A topic's newest version sits in one slot
-//!   (`slot.rs`, the shape of tokio's `watch`); publishing swaps it and wakes the streams that
+//!   (`latest/slot.rs`, the shape of tokio's `watch`); publishing swaps it and wakes the streams that
 //!   wait for it. A stream that wakes writes the newest version it has not sent, so a burst of
 //!   1 024 publishes costs about what one does: the work follows the frames written.
 //! - **Encode once.** A broadcast clones one [`Frame`](crate::Frame) — a reference-counted byte buffer — into
@@ -34,8 +34,8 @@
 //! The files, from the bottom up (each imports only files below it, never this one):
 //!
 //! - what the registry is made of: `key.rs` (keys and patterns), `page.rs` (a page's keys),
-//!   `index.rs` (the trie), `outbox.rs` (a connection's queue and waker), `latest.rs`
-//!   (versions and topics), `slot.rs` (a topic's newest version and who waits for it),
+//!   `index.rs` (the trie), `outbox.rs` (a connection's queue and waker), `latest/`
+//!   (latest-state topics: their versions, their slots, and what the registry knows of each),
 //!   `tally.rs` (a presence's count), `outgoing.rs` (a broadcast on its way), `stats.rs`,
 //!   `probe.rs`, `stream_limits.rs`, `socket_control.rs` (what the registry may ask of a
 //!   stream's TCP connection), `relay.rs` (what a relay counts, and the registry as a relay
@@ -43,8 +43,8 @@
 //! - `shared.rs`: the [`Registry`] handle, the state under its lock, and the [`Relay`] it may
 //!   hold;
 //! - what it does, each over the handle: `connection.rs` (storing a stream, its end and its
-//!   drop guard), `delivery.rs` (sending, broadcasting, keep-alive, a relay's deliveries),
-//!   `topics.rs` (publishing and delivering versions), `presence.rs` (counting).
+//!   drop guard), `delivery.rs` (sending, broadcasting, publishing versions, keep-alive, a
+//!   relay's deliveries), `presence.rs` (counting).
 //!
 //! This file only declares them and hands their names on.
 
@@ -60,12 +60,10 @@ mod presence;
 mod probe;
 mod relay;
 mod shared;
-mod slot;
 mod socket_control;
 mod stats;
 mod stream_limits;
 mod tally;
-mod topics;
 
 pub use self::stream_limits::{ConnectError, DEFAULT_QUEUE_LIMIT, Limits};
 // What the serving layer tells a stream's socket, and hears from it: not an app's concern.

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use super::{
     key::{Key, Pattern},
-    latest::Version,
+    latest::{Published, Version},
     probe::Probe,
-    slot::Published,
 };
 use crate::frame::Frame;
 

@@ -1,7 +1,8 @@
 //! The registry's handle and what its clones share: the state under its lock, the limits, the
 //! relay to other instances (and the [`Relay`] trait, which is handed the registry that holds
-//! it), and the calls that only read or clear that state. What stores a connection is in
-//! `connection.rs`; what delivers, publishes and counts, in the files named for each.
+//! it), and the calls that only read or clear that state (a latest-state topic's newest value
+//! among them). What stores a connection is in `connection.rs`; what delivers, publishes and
+//! counts, in the files named for each.
 
 use std::{
     collections::HashMap,
@@ -11,16 +12,16 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
 
 use super::{
     index::{Entry, Index},
     key::{Key, Pattern},
-    latest::Version,
+    latest::{Topic, Topics, Version},
     outbox::next_seq,
     outgoing::Outgoing,
     probe::Probes,
     relay::RelayCounts,
-    slot::TopicState,
     stats::{CloseReason, Counts, Stats},
     stream_limits::Limits,
     tally::Counted,
@@ -73,7 +74,8 @@ pub(super) struct State {
     pub(super) index: Index,
     /// Set by [`Registry::shut_down`]: later connections are refused.
     pub(super) shut_down: bool,
-    pub(super) topics: HashMap<Arc<str>, TopicState>,
+    /// Every latest-state topic heard of (see `latest/topics.rs`).
+    pub(super) topics: Topics,
     /// The presences counted here (see `presence.rs`): a few, each checked at every store and
     /// removal of a key.
     pub(super) presences: Vec<Counted>,
@@ -200,6 +202,30 @@ impl Registry {
             removed
         };
         removed.len()
+    }
+
+    /// The newest value of `topic` delivered here, if any.
+    pub fn latest<T: DeserializeOwned>(&self, topic: &Topic<T>) -> Option<T> {
+        let json = {
+            let state = self.shared.lock();
+            Arc::clone(state.topics.newest(topic.name())?.value.as_ref()?)
+        };
+        serde_json::from_str(&json)
+            .inspect_err(|error| {
+                tracing::warn!(topic = topic.name(), %error, "stored value does not parse");
+            })
+            .ok()
+    }
+
+    /// The newest version of the topic called `topic` delivered here, if any.
+    pub fn latest_version(&self, topic: &str) -> Option<Version> {
+        Some(self.shared.lock().topics.newest(topic)?.version)
+    }
+
+    /// The newest version of `topic` seen or handed out here (what a relay's numbering must
+    /// stay above).
+    pub(crate) fn newest_version_known(&self, topic: &str) -> Option<Version> {
+        self.shared.lock().topics.newest_known(topic)
     }
 
     /// Total number of stored connections.

@@ -17,9 +17,8 @@ use tokio::sync::Notify;
 
 use super::{
     key::Pattern,
-    latest::Version,
+    latest::{Published, Slot, Version},
     outbox::next_seq,
-    slot::{Published, Slot},
 };
 use crate::frame::Frame;
 

@@ -520,7 +520,7 @@ fn streams_that_left_a_quiet_topic_do_not_pile_up_in_its_slot() {
         assert!(tab.poll_next_unpin(&mut cx).is_pending());
     }
 
-    let waiting = registry.shared.lock().topics["quiet"].slot.waiting();
+    let waiting = registry.shared.lock().topics.waiting("quiet");
     // Pruned whenever the list reaches twice the followers (two at most here) and a few.
     assert!(
         waiting <= 2 * 2 + 16 + 1,

@@ -1,15 +1,5 @@
-//! Latest-state topics: state that every tab shows the newest version of (the latest greeting,
-//! a score, a presence count).
-//!
-//! An event of a latest-state topic replaces the one before it, so the registry can treat it
-//! differently from an ordinary event:
-//!
-//! - a stream that is behind skips to the newest version instead of queueing every one (its
-//!   outbox keeps one slot per topic), so a burst of updates costs a slow tab nothing;
-//! - the registry remembers the newest version, its value and its encoded event, so a page or a
-//!   (re)connecting stream starts from it;
-//! - versions are totally ordered, so updates that race each other — across instances too — can
-//!   never leave a tab on an older state.
+//! What names a latest-state topic and orders its versions: [`Topic`], a name with the type of
+//! its value, and [`Version`].
 //!
 //! A [`Version`] is `(epoch, number, local, origin)`, compared in that order. Versions are
 //! handed out by one numbering authority: this process, or Redis when instances share it. The

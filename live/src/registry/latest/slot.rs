@@ -25,39 +25,41 @@ use std::sync::{
     atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
-use super::{
-    key::{Key, Pattern},
-    latest::Version,
-    outbox::Outbox,
-    probe::Probe,
+use super::version::Version;
+use crate::{
+    frame::Frame,
+    registry::{
+        key::{Key, Pattern},
+        outbox::Outbox,
+        probe::Probe,
+    },
 };
-use crate::frame::Frame;
 
 /// One published version of a latest-state topic: what streams write, and what pages and
 /// (re)connecting streams start from.
 #[derive(Debug)]
-pub(super) struct Published {
-    pub(super) version: Version,
+pub(in crate::registry) struct Published {
+    pub(in crate::registry) version: Version,
     /// The value as JSON (what pages render from).
-    pub(super) value: Option<Arc<str>>,
+    pub(in crate::registry) value: Option<Arc<str>>,
     /// The event, encoded once for every stream.
-    pub(super) frame: Frame,
+    pub(in crate::registry) frame: Frame,
     /// Which of the following streams it is for: those it matches, or every one (`None`, a
     /// presence count).
-    pub(super) pattern: Option<Pattern>,
+    pub(in crate::registry) pattern: Option<Pattern>,
     /// Keys to skip.
-    pub(super) except: Vec<Key>,
+    pub(in crate::registry) except: Vec<Key>,
     /// Its place in the order of every event the process sends (see `outbox::next_seq`): a
     /// stream writes it after the ordinary frames that were queued before it.
-    pub(super) seq: u64,
+    pub(in crate::registry) seq: u64,
     /// Times its delivery, if it is the version sampled (see `probe.rs`): observed when a newer
     /// version replaces it and no stream holds it any more.
-    pub(super) probe: Option<Arc<Probe>>,
+    pub(in crate::registry) probe: Option<Arc<Probe>>,
 }
 
 impl Published {
     /// Whether the stream under `key` is meant to show it.
-    pub(super) fn is_for(&self, key: &Key) -> bool {
+    pub(in crate::registry) fn is_for(&self, key: &Key) -> bool {
         self.pattern
             .as_ref()
             .is_none_or(|pattern| pattern.matches(key))
@@ -68,7 +70,7 @@ impl Published {
 /// The slot of one topic. Shared by the registry (which publishes) and every stream that
 /// follows the topic (which reads).
 #[derive(Debug, Default)]
-pub(super) struct Slot {
+pub(in crate::registry) struct Slot {
     state: Mutex<State>,
     /// Counts publishes (each empties the waiting list): a stream that listed itself in the
     /// current round is still listed, and has seen the newest version. Changed under the lock,
@@ -98,7 +100,10 @@ impl Slot {
 
     /// Stores `published` if it is newer than what the slot holds, and returns the streams to
     /// wake (the caller wakes them, outside any lock). `None` if it is not newer.
-    pub(super) fn publish(&self, published: Arc<Published>) -> Option<Vec<Arc<Outbox>>> {
+    pub(in crate::registry) fn publish(
+        &self,
+        published: Arc<Published>,
+    ) -> Option<Vec<Arc<Outbox>>> {
         let mut state = self.lock();
         if state
             .newest
@@ -113,7 +118,7 @@ impl Slot {
     }
 
     /// How many streams follow the topic.
-    pub(super) fn followers(&self) -> usize {
+    pub(in crate::registry) fn followers(&self) -> usize {
         self.followers.load(Ordering::Relaxed)
     }
 
@@ -127,10 +132,10 @@ impl Slot {
 /// One stream's hold on a topic's slot: what it has sent of it, and whether it is listed to be
 /// woken.
 #[derive(Debug)]
-pub(super) struct Follow {
+pub(in crate::registry) struct Follow {
     slot: Arc<Slot>,
     /// The topic's name (for `has_version_of`).
-    pub(super) topic: Arc<str>,
+    pub(in crate::registry) topic: Arc<str>,
     /// The newest version written to the stream.
     sent: Option<Version>,
     /// The round in which this stream listed itself in the slot's waiting list, if any, and
@@ -165,7 +170,7 @@ impl Follow {
     /// A stream that has sent the newest version of the round it is listed in skips the lock:
     /// nothing was published since, so there is nothing to send. That is the usual second look
     /// of a round (after writing what the wake brought), which then costs one atomic load.
-    pub(super) fn unsent(&mut self, outbox: &Arc<Outbox>) -> Option<Arc<Published>> {
+    pub(in crate::registry) fn unsent(&mut self, outbox: &Arc<Outbox>) -> Option<Arc<Published>> {
         if let Some((round, newest_then)) = self.listed
             && self.start.is_none()
             && newest_then <= self.sent
@@ -196,7 +201,7 @@ impl Follow {
     }
 
     /// Whether `published` is meant for the stream under `key`.
-    pub(super) fn is_for(&mut self, published: &Published, key: &Key) -> bool {
+    pub(in crate::registry) fn is_for(&mut self, published: &Published, key: &Key) -> bool {
         let matches = match (&self.matched, &published.pattern) {
             (_, None) => true,
             (Some((pattern, matches)), Some(published)) if pattern.is_same(published) => *matches,
@@ -210,7 +215,7 @@ impl Follow {
     }
 
     /// Records that `version` was written (or skipped as not meant for this stream).
-    pub(super) fn sent(&mut self, version: Version) {
+    pub(in crate::registry) fn sent(&mut self, version: Version) {
         self.sent = Some(version);
         if self
             .start
@@ -223,7 +228,7 @@ impl Follow {
 
     /// Whether a version of the topic meant for the stream under `key` is there to send (right
     /// after connecting: whether the stream starts with one).
-    pub(super) fn has_version(&self, key: &Key) -> bool {
+    pub(in crate::registry) fn has_version(&self, key: &Key) -> bool {
         self.start.as_ref().is_some_and(|start| start.is_for(key))
             || self
                 .slot
@@ -237,25 +242,5 @@ impl Follow {
 impl Drop for Follow {
     fn drop(&mut self) {
         self.slot.followers.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What the registry knows of one latest-state topic.
-#[derive(Default)]
-pub(super) struct TopicState {
-    /// The newest version known here, with its value and event: what pages render and new
-    /// streams start with. A version published here is known at once, before it has gone round
-    /// through the relay, so a page loaded right after the post that made it shows it.
-    pub(super) newest: Option<Arc<Published>>,
-    /// The newest version delivered to the streams, and the streams that follow the topic.
-    pub(super) slot: Arc<Slot>,
-    /// The newest version handed out here (it may not be published yet).
-    pub(super) assigned: Option<Version>,
-}
-
-impl TopicState {
-    pub(super) fn newest_known(&self) -> Option<Version> {
-        let delivered = self.newest.as_ref().map(|newest| newest.version);
-        delivered.max(self.assigned)
     }
 }
