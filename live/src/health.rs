@@ -3,7 +3,7 @@
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
-use crate::{Live, logging};
+use crate::{logging, state::Live};
 
 /// Readiness: `200 {"status":"ok","streams":N}` while serving; `503 {"status":"draining"}`
 /// once shutdown has begun, so a load balancer stops sending new clients here.

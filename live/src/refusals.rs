@@ -17,7 +17,7 @@ use axum::{
 };
 use minijinja::context;
 
-use crate::{Live, caller::Refused, events, sse};
+use crate::{caller::Refused, events, sse, state::Live};
 
 /// Middleware for actions: see the [module docs](self).
 pub(crate) async fn visible(State(live): State<Live>, request: Request, next: Next) -> Response {

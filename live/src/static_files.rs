@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::Live;
+use crate::state::Live;
 
 /// The `?v=` that [`crate::assets::Assets::url`] puts on links.
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! The kit's shape: its modules point one way (no import circles), none grows past ~500
-//! lines without saying why at its top, no two share a file name unless they say why, and in
-//! `registry/` and `serve/` no file imports from its folder's `mod.rs`.
+//! lines without saying why at its top, no two share a file name unless they say why, no file
+//! imports from the crate root, and in `registry/` (with `registry/latest/`) and `serve/` no
+//! file imports from its folder's `mod.rs`.
 //!
 //! Reads `src/` as text: every `crate::…` path in a module (comments aside) is an edge to the
 //! top-level module it names; an item the crate root re-exports (`crate::Live`) counts as its
@@ -234,6 +235,32 @@ fn the_modules_point_one_way() {
     }
     assert!(graph.len() > 10, "the modules were not found: {graph:?}");
     assert_eq!(circle(&graph), None, "an import circle");
+}
+
+/// Inside the kit, a file takes a name from the module that defines it (`crate::state::Live`),
+/// never from the crate root (`crate::Live`): the root is the app author's prelude, and an
+/// import of it from below would run back up to the file that declares every module.
+#[test]
+fn no_import_runs_back_up_into_the_crate_root() {
+    let files = sources();
+    let modules: BTreeSet<String> = files
+        .iter()
+        .filter_map(|(path, _)| module_of(path))
+        .collect();
+    assert!(modules.contains("registry"), "the modules were not found");
+    for (path, text) in &files {
+        if module_of(path).is_none() {
+            continue; // the root itself
+        }
+        for name in crate_paths(&code(text)) {
+            assert!(
+                modules.contains(&name),
+                "{} takes `crate::{name}` from the crate root: take it from the module that \
+                 defines it",
+                path.display()
+            );
+        }
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use axum::{
 };
 use minijinja::{Environment, context};
 
-use crate::Live;
+use crate::state::Live;
 
 const TEMPLATE: &str = include_str!("error_page.html");
 

@@ -52,10 +52,11 @@ use uuid::Uuid;
 pub use self::watcher::watch;
 pub use crate::settings::DevSettings;
 use crate::{
-    Live, Stream,
     error::{Error, RenderFailure},
     frame::Frame,
     registry::{Key, Pattern},
+    state::Live,
+    stream::Stream,
     views::Views,
 };
 

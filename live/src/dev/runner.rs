@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::ALL_PAGES;
-use crate::{Live, events, frame::Frame};
+use crate::{events, frame::Frame, state::Live};
 
 /// Set (to anything) by the runner in the environment of the app it starts.
 pub const ENV: &str = "LIVE_DEV_RUNNER";

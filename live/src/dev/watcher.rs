@@ -14,7 +14,7 @@ use notify_debouncer_full::{
 };
 
 use super::{ALL_PAGES, reload, stylesheets};
-use crate::Live;
+use crate::state::Live;
 
 /// Saves arrive as bursts of events (editors write a temporary file, then rename it); this
 /// gathers a burst into one change while staying well below what a person notices.

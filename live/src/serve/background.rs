@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{connection_limits::ConnectionLimits, prepare::AcmeDriver};
-use crate::{Live, registry::WeakRegistry, settings::Settings, tls::Tls};
+use crate::{registry::WeakRegistry, settings::Settings, state::Live, tls::Tls};
 
 pub(super) struct Background {
     _tasks: Vec<AbortOnDropHandle<()>>,

@@ -171,7 +171,7 @@ where
 /// starts, and the requests still running, then what they published to the other instances,
 /// get until `grace` to finish.
 pub(super) async fn finish(
-    registry: &crate::Registry,
+    registry: &crate::registry::Registry,
     draining: &Draining,
     connections: tokio_util::task::TaskTracker,
     grace: Duration,

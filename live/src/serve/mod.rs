@@ -57,7 +57,7 @@ use self::{
     prepare::{AcmeDriver, Prepared, bind, bind_metrics, prepare},
 };
 pub use crate::client_addr::ClientAddr;
-use crate::{Live, settings::Settings, tls::Tls};
+use crate::{settings::Settings, state::Live, tls::Tls};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]

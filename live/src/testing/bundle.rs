@@ -83,13 +83,13 @@ pub fn integrity() -> String {
 
 /// Settings whose pages load the bundle from [`serve`]d copy, pinned by its hash as the default
 /// CDN copy is (the browser checks it).
-pub async fn settings() -> crate::Settings {
+pub async fn settings() -> crate::settings::Settings {
     let at = serve().await;
-    crate::Settings {
+    crate::settings::Settings {
         port: 0,
         datastar_url: format!("http://{at}/datastar.js"),
         datastar_integrity: crate::settings::Integrity::Hash(integrity()),
-        ..crate::Settings::default()
+        ..crate::settings::Settings::default()
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
 use super::{PATIENCE, SseClient};
-use crate::{Live, Server, Settings, registry::Pattern, tls::Tls};
+use crate::{registry::Pattern, serve::Server, settings::Settings, state::Live, tls::Tls};
 
 /// The app served by the same server `main` runs, on 127.0.0.1 and a free port, until dropped
 /// (or [`shut_down`](Self::shut_down)).
