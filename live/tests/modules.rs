@@ -1,7 +1,7 @@
 //! The kit's shape: its modules point one way (no import circles), none grows past ~500
 //! lines without saying why at its top, no two share a file name unless they say why, no file
-//! imports from the crate root, and in `registry/` (with `registry/latest/`) and `serve/` no
-//! file imports from its folder's `mod.rs`.
+//! imports from the crate root, and in `registry/` (with `registry/latest/`), `serve/` and
+//! `testing/` no file imports from its folder's `mod.rs`.
 //!
 //! Reads `src/` as text: every `crate::…` path in a module (comments aside) is an edge to the
 //! top-level module it names; an item the crate root re-exports (`crate::Live`) counts as its
@@ -336,12 +336,12 @@ fn from_super(code: &str) -> BTreeSet<String> {
     names
 }
 
-/// Inside `registry/` (and its `latest/`) and `serve/`, no import runs back up: a file takes
+/// Inside `registry/` (and its `latest/`), `serve/` and `testing/`, no import runs back up: a file takes
 /// what it needs from the files beside it (`super::shared::Registry`), never from the folder's
 /// `mod.rs`, which only declares the files and hands their names on.
 #[test]
 fn no_import_runs_back_up_into_a_folders_face() {
-    for folder in ["registry", "registry/latest", "serve"] {
+    for folder in ["registry", "registry/latest", "serve", "testing"] {
         let dir = src().join(folder);
         let siblings: BTreeSet<String> = std::fs::read_dir(&dir)
             .unwrap()

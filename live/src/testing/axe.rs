@@ -12,11 +12,11 @@ pub const AXE_VERSION: &str = "4.10.3";
 /// axe-core's source, fetched once per test binary.
 pub fn axe_js() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    super::fetched(&SOURCE, "AXE_JS", fetch, "/*! axe v4.", "axe-core 4")
+    super::fetched::fetched(&SOURCE, "AXE_JS", fetch, "/*! axe v4.", "axe-core 4")
 }
 
 fn fetch() -> PathBuf {
-    let dir = super::scratch_dir(&format!("axe-core-{AXE_VERSION}"));
+    let dir = super::fetched::scratch_dir(&format!("axe-core-{AXE_VERSION}"));
     let script = dir.join("package").join("axe.min.js");
     if script.is_file() {
         return script;

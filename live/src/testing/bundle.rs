@@ -26,7 +26,7 @@ const PATH_IN_CRATE: &str = "src/service/web/endpoint/response/datastar.js";
 /// The bundle's source, read once per test binary.
 pub fn datastar_js() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    super::fetched(
+    super::fetched::fetched(
         &SOURCE,
         "DATASTAR_JS",
         fetch_from_crate,
@@ -36,7 +36,7 @@ pub fn datastar_js() -> &'static str {
 }
 
 fn fetch_from_crate() -> PathBuf {
-    let dir = super::scratch_dir("datastar-bundle");
+    let dir = super::fetched::scratch_dir("datastar-bundle");
     std::fs::create_dir_all(dir.join("src")).unwrap();
     // `[workspace]` keeps cargo from looking for a parent workspace.
     std::fs::write(

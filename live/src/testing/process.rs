@@ -227,6 +227,16 @@ pub(crate) fn parent_of(pid: u32) -> Option<u32> {
     after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A port on the loopback that nothing listens on now, for a program a test starts (a proxy, a
+/// Redis, an ACME server) that must be told its port. Another process could take it before the
+/// program binds it; on a test machine that is rare, and the program then fails loudly.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on the loopback")
+        .port()
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;

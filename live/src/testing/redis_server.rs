@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::PATIENCE;
+use super::waits::PATIENCE;
 
 /// A `redis-server` of the test's own (Debian package `redis-server`; `REDIS_SERVER`
 /// names another binary), without persistence, killed when dropped. Plain, or — with
@@ -17,7 +17,7 @@ use super::PATIENCE;
 pub struct RedisServer {
     /// The port it listens on, on 127.0.0.1 (its TLS port, over TLS).
     pub port: u16,
-    child: Option<super::Process>,
+    child: Option<super::process::Process>,
     tls: Option<TlsFiles>,
 }
 
@@ -124,7 +124,7 @@ impl RedisServer {
             .args(["--enable-debug-command", "yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = super::Process::try_spawn(&mut command).unwrap_or_else(|error| {
+        let child = super::process::Process::try_spawn(&mut command).unwrap_or_else(|error| {
             panic!("cannot start {binary}: {error} (apt-get install redis-server)")
         });
         self.child = Some(child);

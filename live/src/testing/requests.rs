@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::SseClient;
+use super::sse_client::SseClient;
 
 /// `GET url` as Datastar opens a stream, with `signals` (JSON) in `?datastar=` if given;
 /// whatever it answers.

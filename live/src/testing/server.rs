@@ -8,7 +8,7 @@ use axum::Router;
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
-use super::{PATIENCE, SseClient};
+use super::{sse_client::SseClient, waits::PATIENCE};
 use crate::{registry::Pattern, serve::Server, settings::Settings, state::Live, tls::Tls};
 
 /// The app served by the same server `main` runs, on 127.0.0.1 and a free port, until dropped
@@ -133,18 +133,18 @@ impl TestServer {
     /// `GET path` as Datastar opens a stream, with `signals` (JSON) if given; whatever it
     /// answers.
     pub async fn stream_request(&self, path: &str, signals: Option<&str>) -> reqwest::Response {
-        super::stream_request(&self.client, &self.url(path), signals).await
+        super::requests::stream_request(&self.client, &self.url(path), signals).await
     }
 
     /// Opens the stream at `path` for tab `session_id`, as a page does.
     pub async fn open_stream(&self, path: &str, session_id: Uuid) -> SseClient {
-        super::open_stream(&self.client, &self.url(path), session_id).await
+        super::requests::open_stream(&self.client, &self.url(path), session_id).await
     }
 
     /// Opens the stream at `path` as a page's `live_stream` does, for a new tab
     /// ([`open_tab`](super::open_tab)).
     pub async fn open_tab(&self, path: &str) -> SseClient {
-        super::open_tab(&self.client, &self.url(path)).await
+        super::requests::open_tab(&self.client, &self.url(path)).await
     }
 
     /// Opens the stream at `path` for a new tab and reads its initial events
@@ -158,12 +158,12 @@ impl TestServer {
     /// Posts `form` (form-urlencoded) to `path` as Datastar's `@post(…, {contentType: 'form'})`
     /// does.
     pub async fn post_with_datastar(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        super::post_with_datastar(&self.client, &self.url(path), form).await
+        super::requests::post_with_datastar(&self.client, &self.url(path), form).await
     }
 
     /// Posts `form` to `path` as a browser without JavaScript does.
     pub async fn post_with_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        super::post_with_form(&self.client, &self.url(path), form).await
+        super::requests::post_with_form(&self.client, &self.url(path), form).await
     }
 
     /// How many streams the registry holds under `pattern`.
@@ -174,7 +174,7 @@ impl TestServer {
 
     /// Waits until the registry holds `expected` streams under `pattern`.
     pub async fn wait_for_streams(&self, pattern: &str, expected: usize) {
-        super::wait_for_streams(&self.live.registry, pattern, expected).await;
+        super::waits::wait_for_streams(&self.live.registry, pattern, expected).await;
     }
 
     /// Shuts the server down as SIGTERM does, and waits (at most [`PATIENCE`]) for it to

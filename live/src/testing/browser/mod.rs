@@ -40,7 +40,7 @@ use self::commands::{BrowserLog, Cdp};
 mod commands;
 mod tabs;
 
-use super::PATIENCE;
+use super::waits::PATIENCE;
 
 /// Recorded in every page before its own scripts run: Datastar's fetch events (started,
 /// retrying, …), so tests can wait on what the stream did, not on time.
@@ -56,7 +56,7 @@ pub struct Browser {
     /// The WebDriver session, for what the helpers below do not cover.
     pub client: Client,
     name: &'static str,
-    driver: super::Process,
+    driver: super::process::Process,
     profile: PathBuf,
 }
 
@@ -78,7 +78,7 @@ impl Browser {
             .stderr(Stdio::null());
         // Chromium and its helpers run under chromedriver: dropping it stops them all, when a
         // failing test never reaches `close` too.
-        let driver = super::Process::try_spawn(&mut command).unwrap_or_else(|error| {
+        let driver = super::process::Process::try_spawn(&mut command).unwrap_or_else(|error| {
             panic!(
                 "cannot start {chromedriver}: {error} \
                      (apt-get install chromium chromium-driver, or set CHROMEDRIVER)"
