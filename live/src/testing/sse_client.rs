@@ -132,6 +132,21 @@ impl SseClient {
         self.read
     }
 
+    /// Reads what a stream with no state of its own starts with (a page that shows only
+    /// presence counts): `{connected: true}`, then, in debug builds, the dev loop's instance
+    /// id. Counts that arrive meanwhile are kept, as always.
+    pub async fn read_connected(&mut self) {
+        let connected = self.next_event().await;
+        assert_eq!(signals(&connected)["connected"], true, "{connected:?}");
+        if cfg!(debug_assertions) {
+            let dev_server = self.next_event().await;
+            assert!(
+                signals(&dev_server).get("_devServer").is_some(),
+                "{dev_server:?}"
+            );
+        }
+    }
+
     /// Reads what a page's stream opened with [`Stream`](crate::Stream) starts with:
     /// `{connected: true}` first, then the page's current state and, in debug builds, the dev
     /// loop's instance id, in either order.

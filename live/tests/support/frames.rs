@@ -11,7 +11,7 @@ use tokio::{
 };
 use tokio_rustls::client::TlsStream;
 
-use super::TestApp;
+use super::{TestApp, https};
 
 pub const DATA: u8 = 0x0;
 pub const HEADERS: u8 = 0x1;
@@ -67,16 +67,8 @@ impl RawH2 {
 
     /// Connects over TLS with ALPN `h2`, and sends nothing more.
     pub async fn handshake(app: &TestApp) -> RawH2 {
-        let https = app.https.as_ref().expect("an HTTPS app");
-        let tcp = TcpStream::connect(app.addr()).await.unwrap();
-        let tls = https
-            .ca
-            .connector(&[b"h2"])
-            .connect("127.0.0.1".try_into().unwrap(), tcp)
-            .await
-            .expect("the TLS handshake");
         RawH2 {
-            tls,
+            tls: https::connect_h2(app).await,
             authority: app.addr().to_string(),
         }
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use h2::{RecvStream, client::SendRequest};
 use live::testing::https::{TestCa, TestCertificate};
 use tokio::{net::TcpStream, task::JoinHandle};
+use tokio_rustls::client::TlsStream;
 use uuid::Uuid;
 
 use super::{PATIENCE, TestApp};
@@ -41,20 +42,26 @@ pub struct H2Connection {
     pub task: JoinHandle<Result<(), h2::Error>>,
 }
 
+/// Connects to `app` over TLS with ALPN `h2`, which the server must choose.
+pub async fn connect_h2(app: &TestApp) -> TlsStream<TcpStream> {
+    let https = app.https.as_ref().expect("an HTTPS app");
+    let tcp = TcpStream::connect(app.addr()).await.unwrap();
+    let tls = https
+        .ca
+        .connector(&[b"h2"])
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .expect("the TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
 impl H2Connection {
     /// Connects to `app` over TLS with ALPN `h2`, advertising `stream_window` for each stream
     /// and a large window for the connection (as browsers do: Chromium asks for 6 MiB and
     /// 15 MiB), so that one stream's window shuts without shutting the others'.
     pub async fn open(app: &TestApp, stream_window: u32) -> H2Connection {
-        let https = app.https.as_ref().expect("an HTTPS app");
-        let tcp = TcpStream::connect(app.addr()).await.unwrap();
-        let tls = https
-            .ca
-            .connector(&[b"h2"])
-            .connect("127.0.0.1".try_into().unwrap(), tcp)
-            .await
-            .expect("the TLS handshake");
-        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let tls = connect_h2(app).await;
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(stream_window)
             .initial_connection_window_size(16 * 1024 * 1024)
