@@ -558,26 +558,21 @@ async fn settings_that_cannot_serve_https_are_refused_at_start() {
     }
 }
 
+/// The app over HTTPS, and the plain port that redirects to it.
+async fn https_app_with_redirect_port() -> (support::TestApp, u16) {
+    let redirect_port = live::testing::free_port();
+    let app = support::spawn_https_app_with(|settings| {
+        settings.http_redirect_port = Some(redirect_port);
+    })
+    .await;
+    (app, redirect_port)
+}
+
 #[tokio::test]
 async fn the_plain_port_redirects_every_request_to_https() {
     // Arrange
-    let https = support::https::Https::new();
-    let (cert, key) = https.certificate.write(&https.dir);
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let redirect_port = free.local_addr().unwrap().port();
-    drop(free);
-    let settings = live::Settings {
-        port: 0,
-        tls_cert: Some(cert),
-        tls_key: Some(key),
-        http_redirect_port: Some(redirect_port),
-        ..live::Settings::default()
-    };
-    let live = support::notes::live(&settings);
-    let server = live::Server::bind(&settings, live.clone()).await.unwrap();
-    let port = server.local_addr().unwrap().port();
-    let router = support::notes::router(live);
-    let _server = tokio::spawn(server.run(router, std::future::pending()));
+    let (app, redirect_port) = https_app_with_redirect_port().await;
+    let port = app.addr().port();
 
     // Act
     let client = reqwest::Client::builder()
@@ -606,23 +601,8 @@ async fn the_plain_port_refuses_a_host_that_would_redirect_elsewhere() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // Arrange
-    let https = support::https::Https::new();
-    let (cert, key) = https.certificate.write(&https.dir);
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let redirect_port = free.local_addr().unwrap().port();
-    drop(free);
-    let settings = live::Settings {
-        port: 0,
-        tls_cert: Some(cert),
-        tls_key: Some(key),
-        http_redirect_port: Some(redirect_port),
-        ..live::Settings::default()
-    };
-    let live = support::notes::live(&settings);
-    let server = live::Server::bind(&settings, live.clone()).await.unwrap();
-    let port = server.local_addr().unwrap().port();
-    let router = support::notes::router(live);
-    let _server = tokio::spawn(server.run(router, std::future::pending()));
+    let (app, redirect_port) = https_app_with_redirect_port().await;
+    let port = app.addr().port();
     let answer = |host: &'static str| async move {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", redirect_port))
             .await
