@@ -1,12 +1,12 @@
 //! Every refusal of an action is seen by the person who caused it.
 //!
-//! Refusals come from many places — the CSRF check (403), the body limit (413), an unreadable
-//! form (400, 415, 422), the action timeout (408), the client's rate limit (429) — and most answer with an empty or
-//! plain-text body. A browser without JavaScript would show that bare text; Datastar shows
-//! *nothing*, because it applies only the events of a `200` answer. So [`visible`] turns each
-//! such refusal into something the person sees: for Datastar, a `200` event stream that puts
-//! the message in the page's notice area; for a plain form post, a page with the message,
-//! keeping the status code and `Retry-After`. Answers that already speak for themselves (HTML pages, event
+//! Refusals come from many places — the CSRF check (403), the body limit (413), an unreadable form
+//! (400, 415, 422), the action timeout (408), the client's rate limit (429) — and most answer with
+//! an empty or plain-text body. A browser without JavaScript would show that bare text; Datastar
+//! shows *nothing*, because it applies only the events of a `200` answer. So [`visible`] turns each
+//! such refusal into something the person sees: for Datastar, a `200` event stream that puts the
+//! message in the page's notice area; for a plain form post, a page with the message, keeping the
+//! status code and `Retry-After`. Answers that already speak for themselves (HTML pages, event
 //! streams) pass through untouched.
 
 use axum::{

@@ -307,11 +307,12 @@ fn no_two_modules_share_a_name_unless_they_say_why() {
     }
 }
 
-/// The first names of what `code` takes from `super::` (`super::{a::{B, C}, d}` → `a`, `d`).
-fn from_super(code: &str) -> BTreeSet<String> {
+/// The first names of what `code` takes from `prefix` (`super::`, `super::{a::{B, C}, d}` →
+/// `a`, `d`).
+fn taken_from(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for (at, _) in code.match_indices("super::") {
-        let rest = &code[at + "super::".len()..];
+    for (at, _) in code.match_indices(prefix) {
+        let rest = &code[at + prefix.len()..];
         let Some(group) = rest.strip_prefix('{') else {
             names.insert(identifier(rest));
             continue;
@@ -336,9 +337,10 @@ fn from_super(code: &str) -> BTreeSet<String> {
     names
 }
 
-/// Inside `registry/` (and its `latest/`), `serve/` and `testing/`, no import runs back up: a file takes
-/// what it needs from the files beside it (`super::shared::Registry`), never from the folder's
-/// `mod.rs`, which only declares the files and hands their names on.
+/// Inside `registry/` (and its `latest/`), `serve/` and `testing/`, no import runs back up: a
+/// file takes what it needs from the files beside it (`super::shared::Registry`), never from
+/// the folder's `mod.rs`, which only declares the files and hands their names on (neither as
+/// `super::Registry` nor as `crate::registry::Registry`).
 #[test]
 fn no_import_runs_back_up_into_a_folders_face() {
     for folder in ["registry", "registry/latest", "serve", "testing"] {
@@ -350,18 +352,38 @@ fn no_import_runs_back_up_into_a_folders_face() {
                 name.trim_end_matches(".rs").to_owned()
             })
             .collect();
+        let by_path = format!("crate::{}::", folder.replace('/', "::"));
         for (path, text) in sources() {
             let name = path.file_name().unwrap().to_string_lossy();
-            if path.parent() != Some(dir.as_path()) || name == "mod.rs" || name == "tests.rs" {
+            if !path.starts_with(&dir) || name == "tests.rs" {
+                continue;
+            }
+            // `super::` names the folder's face from the files beside `mod.rs`, and from the
+            // `mod.rs` of a folder inside it (`testing/browser/mod.rs`).
+            let in_folder = path.parent() == Some(dir.as_path()) && name != "mod.rs";
+            let in_subfolder_face =
+                path.parent().and_then(Path::parent) == Some(dir.as_path()) && name == "mod.rs";
+            if path == dir.join("mod.rs") {
                 continue;
             }
             // A module's own tests (`use super::*` there is the file itself) do not count.
             let body = code(text.split("#[cfg(test)]").next().unwrap());
-            for taken in from_super(&body) {
+            let mut taken: Vec<(String, &str)> = taken_from(&body, &by_path)
+                .into_iter()
+                .map(|name| (name, by_path.as_str()))
+                .collect();
+            if in_folder || in_subfolder_face {
+                taken.extend(
+                    taken_from(&body, "super::")
+                        .into_iter()
+                        .map(|n| (n, "super::")),
+                );
+            }
+            for (taken, how) in taken {
                 assert!(
                     siblings.contains(&taken),
-                    "{} takes `super::{taken}`, from {folder}/mod.rs: take it from the file \
-                     that defines it",
+                    "{} takes `{how}{taken}`, from {folder}/mod.rs: take it from the file that \
+                     defines it",
                     path.display()
                 );
             }

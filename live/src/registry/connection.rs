@@ -60,8 +60,8 @@ impl Connection {
     }
 
     /// Whether a version of the topic called `topic` is queued or was sent: after
-    /// [`Registry::connect`](crate::Registry::connect), whether the stream starts with one (or the page must show that
-    /// there is none yet).
+    /// [`Registry::connect`](crate::Registry::connect), whether the stream starts with one (or the
+    /// page must show that there is none yet).
     pub fn has_version_of(&self, topic: &str) -> bool {
         self.follows
             .iter()

@@ -1,9 +1,9 @@
 //! The connection registry: where persistent streams live, so actions can reach them.
 //!
 //! A stream handler stores its connection under a [`Key`] (`page/home/<session-id>`) with
-//! [`Registry::connect`]; any later action pushes [`Frame`](crate::Frame)s to one key ([`Registry::send`]) or
-//! to every key a [`Pattern`] matches ([`Registry::broadcast`]), or publishes a new version of
-//! a latest-state [`Topic`] ([`Registry::publish_latest`]).
+//! [`Registry::connect`]; any later action pushes [`Frame`](crate::Frame)s to one key
+//! ([`Registry::send`]) or to every key a [`Pattern`] matches ([`Registry::broadcast`]), or
+//! publishes a new version of a latest-state [`Topic`] ([`Registry::publish_latest`]).
 //!
 //! What this gets right that a map of senders with a TTL does not:
 //!
@@ -19,11 +19,13 @@
 //!   are all delivered, in order, up to a generous limit per stream. Clients that stop reading
 //!   are found by the server's send timeout instead, which watches the socket itself.
 //! - **A latest-state publish costs O(1).** A topic's newest version sits in one slot
-//!   (`latest/slot.rs`, the shape of tokio's `watch`); publishing swaps it and wakes the streams that
-//!   wait for it. A stream that wakes writes the newest version it has not sent, so a burst of
-//!   1 024 publishes costs about what one does: the work follows the frames written.
-//! - **Encode once.** A broadcast clones one [`Frame`](crate::Frame) — a reference-counted byte buffer — into
-//!   each outbox; a latest-state version is one frame in its slot, read by every stream.
+//!   (`latest/slot.rs`, the shape of tokio's `watch`); publishing swaps it and wakes the
+//!   streams that wait for it. A stream that wakes writes the newest version it has not sent,
+//!   so a burst of 1 024 publishes costs about what one does: the work follows the frames
+//!   written.
+//! - **Encode once.** A broadcast clones one [`Frame`](crate::Frame) — a reference-counted
+//!   byte buffer — into each outbox; a latest-state version is one frame in its slot, read by
+//!   every stream.
 //! - **Cost follows the matches.** Keys live in a trie of segments (`index.rs`), so a broadcast
 //!   visits only the branches its pattern can match.
 //! - **Never backwards.** Versions of a latest-state topic are totally ordered ([`Version`]),
@@ -31,7 +33,7 @@
 //! - **Several instances.** A [`Relay`] attached at start carries broadcasts to other
 //!   instances (the `redis` module provides one); the registry itself stays in-process.
 //!
-//! The files, from the bottom up (each imports only files below it, never this one):
+//! The files (none imports this one; each folder and file below has its own doc):
 //!
 //! - what the registry is made of: `key.rs` (keys and patterns), `page.rs` (a page's keys),
 //!   `index.rs` (the trie), `outbox.rs` (a connection's queue and waker), `latest/`

@@ -8,7 +8,8 @@
 //! which sees its socket stay unwritable.) Memory stays bounded all the same:
 //!
 //! - **Latest-state events are not queued here at all.** A stream reads them from its topics'
-//!   slots (`latest/slot.rs`), newest only, so a burst of updates costs a stream nothing but a wake.
+//!   slots (`latest/slot.rs`), newest only, so a burst of updates costs a stream nothing but a
+//!   wake.
 //! - **Ordinary events queue in order, up to a limit** (the registry's queue limit). Frames are
 //!   shared, so a queued frame costs a pointer, not a copy. Going over the limit means the app
 //!   sent this one stream more un-coalescable events than it could write, and the connection is

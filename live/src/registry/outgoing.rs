@@ -12,8 +12,8 @@ use crate::frame::Frame;
 
 /// One broadcast: what, to whom, and whether it is a version of a latest-state topic.
 ///
-/// Public for [`Relay`](super::Relay) implementations, which carry it to other instances and deliver it with
-/// [`RelayPort::deliver`](super::RelayPort::deliver).
+/// Public for [`Relay`](super::Relay) implementations, which carry it to other instances and
+/// deliver it with [`RelayPort::deliver`](super::RelayPort::deliver).
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     /// Which keys it is for.

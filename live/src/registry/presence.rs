@@ -16,8 +16,8 @@
 //!   key at a time, so a change stays O(1). A key taken over by another client (a session id
 //!   copied elsewhere) moves to that client's share.
 //! - **A change costs O(1)**: the new count goes into the topic's slot, which wakes the
-//!   streams that are waiting for it (see `latest/slot.rs`), and each stream writes the newest count
-//!   when it gets to it. Changes closer together than [`PUBLISH_GAP`] (200 ms) are published
+//!   streams that are waiting for it (see `latest/slot.rs`), and each stream writes the newest
+//!   count when it gets to it. Changes closer together than [`PUBLISH_GAP`] (200 ms) are published
 //!   together when the gap is over, the first after a quiet spell at once: a storm of 10 000
 //!   joins costs a tab a few frames, not 10 000.
 //! - **A tab that vanishes** (a laptop lid closed) leaves when its connection is found dead:

@@ -28,9 +28,9 @@ pub struct RelayCounts {
     pub lag_ms: Option<u64>,
 }
 
-/// The registry as a [`Relay`](super::Relay) sees it: what arrives from the other instances, and what this
-/// instance shares with them. Apart from [`Registry`](super::Registry)'s own methods, which are what an app
-/// calls, so that neither face crowds the other; only a relay imports this.
+/// The registry as a [`Relay`](super::Relay) sees it: what arrives from the other instances, and
+/// what this instance shares with them. Apart from [`Registry`](super::Registry)'s own methods,
+/// which are what an app calls, so that neither face crowds the other; only a relay imports this.
 pub trait RelayPort {
     /// Delivers a broadcast (from this instance or another) to this instance's streams: how
     /// many got it. Every broadcast must reach each instance's `deliver` once.

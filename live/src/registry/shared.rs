@@ -1,8 +1,8 @@
 //! The registry's handle and what its clones share: the state under its lock, the limits, the
 //! relay to other instances (and the [`Relay`] trait, which is handed the registry that holds
 //! it), and the calls that only read or clear that state (a latest-state topic's newest value
-//! among them). What stores a connection is in `connection.rs`; what delivers, publishes and
-//! counts, in the files named for each.
+//! among them). What stores a connection is in `connection.rs`; what delivers and publishes,
+//! in `delivery.rs`; what counts, in `presence.rs`.
 
 use std::{
     collections::HashMap,
@@ -38,9 +38,9 @@ use crate::frame::Frame;
 ///   [`close`](Self::close); a stream handler stores its connection through
 ///   [`Stream`](crate::Stream), not here;
 /// - **what a [`Relay`] to other instances calls**, behind a port of its own: the
-///   [`RelayPort`](super::RelayPort) trait (what arrives from the other instances, what is shared with them),
-///   which only a relay imports; besides, [`attach_relay`](Self::attach_relay) at start and
-///   [`downgrade`](Self::downgrade) for a reference that does not keep the registry alive.
+///   [`RelayPort`](super::RelayPort) trait (what arrives from the other instances, what is shared
+///   with them), which only a relay imports; besides, [`attach_relay`](Self::attach_relay) at start
+///   and [`downgrade`](Self::downgrade) for a reference that does not keep the registry alive.
 ///
 /// The serving layer's own calls (the keep-alive round, the address it serves at) are not
 /// public.
@@ -316,8 +316,9 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// Takes one broadcast from this instance, to be delivered on every instance.
     ///
     /// The promise to keep: this instance's own matching streams get it exactly once, through
-    /// [`RelayPort::deliver`](super::RelayPort::deliver) — whether it goes round through the other instances first or
-    /// cannot be sent anywhere. Returns how many local streams got it right away.
+    /// [`RelayPort::deliver`](super::RelayPort::deliver) — whether it goes round through the other
+    /// instances first or cannot be sent anywhere. Returns how many local streams got it right
+    /// away.
     fn relay(&self, registry: &Registry, outgoing: Outgoing) -> usize;
 
     /// The next version of the latest-state topic called `topic`, from the numbering every

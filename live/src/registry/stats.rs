@@ -66,8 +66,8 @@ impl CloseReason {
     }
 }
 
-/// Why a stream was refused: the names of [`ConnectError`](super::stream_limits::ConnectError)'s variants as
-/// label values, in the order of [`Counts::refused`].
+/// Why a stream was refused: the names of [`ConnectError`](super::stream_limits::ConnectError)'s
+/// variants as label values, in the order of [`Counts::refused`].
 pub const REFUSALS: [&str; 3] = ["max_streams", "max_streams_per_client", "shutting_down"];
 
 /// Counters of written events are split this many ways.

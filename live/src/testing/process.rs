@@ -1,6 +1,7 @@
 //! The processes a test starts: the app's own binary run apart from the developer's settings
-//! ([`app_command`]), and every program started by a test stopped, helpers and workers
-//! included, when the test ends however it ends ([`Process`]).
+//! ([`app_command`]), every program started by a test stopped, helpers and workers included,
+//! when the test ends however it ends ([`Process`]), and a free port to tell one
+//! ([`free_port`]).
 //!
 //! Two rules, held here once so that no test has to remember them:
 //!

@@ -1,5 +1,7 @@
 //! Latest-state topics: state that every tab shows the newest version of (the latest greeting,
-//! a score, a presence count). Everything the registry knows and decides about them is here.
+//! a score, a presence count): their versions, their slots, and what the registry knows of
+//! each topic and decides for it. (A presence's count is one, kept by `tally.rs`, which
+//! numbers its own versions and publishes into its topic's slot directly.)
 //!
 //! An event of a latest-state topic replaces the one before it, so the registry can treat it
 //! differently from an ordinary event:

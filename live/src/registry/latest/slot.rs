@@ -49,11 +49,11 @@ pub(in crate::registry) struct Published {
     pub(in crate::registry) pattern: Option<Pattern>,
     /// Keys to skip.
     pub(in crate::registry) except: Vec<Key>,
-    /// Its place in the order of every event the process sends (see `outbox::next_seq`): a
-    /// stream writes it after the ordinary frames that were queued before it.
+    /// Its place in the order of every event the process sends (see `registry/outbox.rs`,
+    /// `next_seq`): a stream writes it after the ordinary frames that were queued before it.
     pub(in crate::registry) seq: u64,
-    /// Times its delivery, if it is the version sampled (see `probe.rs`): observed when a newer
-    /// version replaces it and no stream holds it any more.
+    /// Times its delivery, if it is the version sampled (see `registry/probe.rs`): observed when a
+    /// newer version replaces it and no stream holds it any more.
     pub(in crate::registry) probe: Option<Arc<Probe>>,
 }
 

@@ -70,7 +70,7 @@ impl Browser {
     pub async fn launch_with(name: &'static str, javascript: bool, flags: &[String]) -> Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
         let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
-        let port = crate::testing::free_port();
+        let port = super::process::free_port();
         let mut command = Command::new(&chromedriver);
         command
             .arg(format!("--port={port}"))
