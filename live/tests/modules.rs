@@ -4,8 +4,7 @@
 //! `testing/` no file imports from its folder's `mod.rs`.
 //!
 //! Reads `src/` as text: every `crate::…` path in a module (comments aside) is an edge to the
-//! top-level module it names; an item the crate root re-exports (`crate::Live`) counts as its
-//! defining module. Run with `--nocapture` to see the graph.
+//! top-level module it names. Run with `--nocapture` to see the graph.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -101,62 +100,19 @@ fn identifier(text: &str) -> String {
         .collect()
 }
 
-/// Items the crate root re-exports, by the module that defines them (`Live` → `live`).
-fn reexports(root: &str) -> BTreeMap<String, String> {
-    let mut items = BTreeMap::new();
-    let code = code(root);
-    let Some(start) = code.find("pub use crate::{") else {
-        return items;
-    };
-    let group = &code[start + "pub use crate::{".len()..];
-    let group = &group[..group.find("};").unwrap()];
-    // `module::Item` or `module::{A, B}`, one per entry at depth 0.
-    let mut depth = 0;
-    let mut entry = String::new();
-    let mut entries = Vec::new();
-    for c in group.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth -= 1,
-            ',' if depth == 0 => entries.push(std::mem::take(&mut entry)),
-            _ => {}
-        }
-        if !(c == ',' && depth == 0) {
-            entry.push(c);
-        }
-    }
-    entries.push(entry);
-    for entry in entries {
-        let entry = entry.trim();
-        let Some((module, items_part)) = entry.split_once("::") else {
-            continue;
-        };
-        for item in items_part
-            .trim_matches(|c| c == '{' || c == '}' || char::is_whitespace(c))
-            .split(',')
-        {
-            let item = identifier(item.trim());
-            if !item.is_empty() {
-                items.insert(item, module.trim().to_owned());
-            }
-        }
-    }
-    items
-}
-
-/// Which top-level module imports which.
-fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let files = sources();
-    let root = &files
-        .iter()
-        .find(|(path, _)| path.ends_with("lib.rs"))
-        .expect("src/lib.rs")
-        .1;
-    let reexported = reexports(root);
-    let modules: BTreeSet<String> = files
+/// The top-level modules of the kit (`registry`, `serve`, …), by their files.
+fn modules(files: &[(PathBuf, String)]) -> BTreeSet<String> {
+    files
         .iter()
         .filter_map(|(path, _)| module_of(path))
-        .collect();
+        .collect()
+}
+
+/// Which top-level module imports which. (Every `crate::` path names a module:
+/// `no_import_runs_back_up_into_the_crate_root` holds it so.)
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let files = sources();
+    let modules = modules(&files);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (path, text) in &files {
         let Some(from) = module_of(path) else {
@@ -164,13 +120,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         };
         let edges = graph.entry(from.clone()).or_default();
         for name in crate_paths(&code(text)) {
-            let to = match reexported.get(&name) {
-                Some(module) => module.clone(),
-                None if modules.contains(&name) => name,
-                None => continue,
-            };
-            if to != from {
-                edges.insert(to);
+            if modules.contains(&name) && name != from {
+                edges.insert(name);
             }
         }
     }
@@ -243,10 +194,7 @@ fn the_modules_point_one_way() {
 #[test]
 fn no_import_runs_back_up_into_the_crate_root() {
     let files = sources();
-    let modules: BTreeSet<String> = files
-        .iter()
-        .filter_map(|(path, _)| module_of(path))
-        .collect();
+    let modules = modules(&files);
     assert!(modules.contains("registry"), "the modules were not found");
     for (path, text) in &files {
         if module_of(path).is_none() {
@@ -355,7 +303,7 @@ fn no_import_runs_back_up_into_a_folders_face() {
         let by_path = format!("crate::{}::", folder.replace('/', "::"));
         for (path, text) in sources() {
             let name = path.file_name().unwrap().to_string_lossy();
-            if !path.starts_with(&dir) || name == "tests.rs" {
+            if !path.starts_with(&dir) || path == dir.join("mod.rs") || name == "tests.rs" {
                 continue;
             }
             // `super::` names the folder's face from the files beside `mod.rs`, and from the
@@ -363,9 +311,6 @@ fn no_import_runs_back_up_into_a_folders_face() {
             let in_folder = path.parent() == Some(dir.as_path()) && name != "mod.rs";
             let in_subfolder_face =
                 path.parent().and_then(Path::parent) == Some(dir.as_path()) && name == "mod.rs";
-            if path == dir.join("mod.rs") {
-                continue;
-            }
             // A module's own tests (`use super::*` there is the file itself) do not count.
             let body = code(text.split("#[cfg(test)]").next().unwrap());
             let mut taken: Vec<(String, &str)> = taken_from(&body, &by_path)
