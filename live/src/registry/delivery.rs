@@ -167,18 +167,7 @@ impl Registry {
         state
             .topics
             .every_newest()
-            .filter_map(|(topic, newest)| {
-                Some(Outgoing {
-                    pattern: newest.pattern.clone()?,
-                    except: newest.except.clone(),
-                    frame: newest.frame.clone(),
-                    latest: Some(LatestState {
-                        topic: Arc::clone(topic),
-                        version: newest.version,
-                        value: newest.value.clone(),
-                    }),
-                })
-            })
+            .filter_map(|(topic, newest)| Outgoing::from_published(topic, newest))
             .collect()
     }
 

@@ -56,4 +56,20 @@ impl Outgoing {
             probe,
         })
     }
+
+    /// The broadcast that delivered `published`, a version of the topic `topic` (for a relay
+    /// bringing other instances up to date); `None` for a version meant for every stream (a
+    /// presence count), which no broadcast carries.
+    pub(super) fn from_published(topic: &Arc<str>, published: &Published) -> Option<Outgoing> {
+        Some(Outgoing {
+            pattern: published.pattern.clone()?,
+            except: published.except.clone(),
+            frame: published.frame.clone(),
+            latest: Some(LatestState {
+                topic: Arc::clone(topic),
+                version: published.version,
+                value: published.value.clone(),
+            }),
+        })
+    }
 }

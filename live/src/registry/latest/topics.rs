@@ -36,6 +36,18 @@ impl Known {
         let delivered = self.newest.as_ref().map(|newest| newest.version);
         delivered.max(self.assigned)
     }
+
+    /// Keeps `published` (made only if needed) as the newest version known, unless one at
+    /// least as new is.
+    fn keep(&mut self, version: Version, published: impl FnOnce() -> Arc<Published>) {
+        if self
+            .newest
+            .as_ref()
+            .is_none_or(|newest| newest.version < version)
+        {
+            self.newest = Some(published());
+        }
+    }
 }
 
 /// Who numbers a new version, and what they said.
@@ -129,14 +141,7 @@ impl Topics {
         version: Version,
         published: impl FnOnce() -> Arc<Published>,
     ) {
-        let (_, known) = self.topic(name);
-        if known
-            .newest
-            .as_ref()
-            .is_none_or(|newest| newest.version < version)
-        {
-            known.newest = Some(published());
-        }
+        self.topic(name).1.keep(version, published);
     }
 
     /// Delivers version `version` of the topic called `name` (made by `published`) through the
@@ -158,13 +163,7 @@ impl Topics {
         }
         let published = published();
         let waiting = known.slot.publish(Arc::clone(&published))?;
-        if known
-            .newest
-            .as_ref()
-            .is_none_or(|newest| newest.version < version)
-        {
-            known.newest = Some(published);
-        }
+        known.keep(version, || published);
         Some((waiting, known.slot.followers()))
     }
 
