@@ -151,14 +151,13 @@ impl IntoResponse for EventStream {
 
 /// A stream's body, handed straight to the server.
 ///
-/// A response body passes through every layer on its way out, and each may wrap it (the
-/// request log's span and timing, compression, boxing): per chunk, a chain of calls on memory
-/// of its own, which at ten thousand streams is paid once per event per stream — for layers
-/// that have nothing to do per event (a stream is logged when it opens, and gzips itself, once
-/// per event for every stream: `gzip.rs`). So
-/// the response carries its [`EventStream`] in this extension too: the kit's server takes it
-/// out and writes it directly (see `serve/service.rs`), and what the layers wrapped ends
-/// empty. Served any other way (`oneshot` in a test, `axum::serve`), the wrapped body streams
+/// A response body passes through every layer on its way out, and each may wrap it (the request
+/// log's span and timing, compression, boxing): per chunk, a chain of calls on memory of its own,
+/// which at ten thousand streams is paid once per event per stream — for layers that have nothing
+/// to do per event (a stream is logged when it opens, and gzips itself, once per event for every
+/// stream: `gzip.rs`). So the response carries its [`EventStream`] in this extension too: the kit's
+/// server takes it out and writes it directly (see `serve/service.rs`), and what the layers wrapped
+/// ends empty. Served any other way (`oneshot` in a test, `axum::serve`), the wrapped body streams
 /// the same events, through the layers.
 #[derive(Clone, Debug)]
 pub(crate) struct Handoff(Arc<Mutex<Option<EventStream>>>);

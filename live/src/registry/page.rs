@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::key::{Key, Pattern, WILDCARD};
+use super::key::{Key, Pattern};
 
 /// A page, by the name its streams are stored under: tab `t` of page `home` is the key
 /// `page/home/<t>`, and `page/home/*` reaches every open tab of it.
@@ -47,8 +47,7 @@ impl Page {
 
     /// Every open tab of this page: `page/<name>/*`, what a broadcast to the page targets.
     pub fn tabs(&self) -> Pattern {
-        Pattern::from_segments(["page", self.name, WILDCARD])
-            .expect("a page's name is a valid pattern segment")
+        Pattern::page(self.name).expect("a page's name is a valid pattern segment")
     }
 
     // `presence`, the count of its open tabs, is with `Presence` (`presence.rs`).

@@ -80,39 +80,30 @@ impl Presence {
     /// is a signal's name on the page). A name that is not one fails at compile time in a
     /// `static`.
     pub const fn new(name: &'static str, pattern: &'static str) -> Self {
-        assert!(
-            is_name(name),
-            "a presence's name is letters, digits and _, at least one"
-        );
-        Presence {
-            name,
-            counts: Counts::Pattern(pattern),
-        }
+        Presence::counting(name, Counts::Pattern(pattern))
     }
 
     /// The count of the open tabs of the page called `page` under `name`: what
     /// [`Page::presence`] makes.
     const fn on_page(name: &'static str, page: &'static str) -> Self {
+        Presence::counting(name, Counts::Page(page))
+    }
+
+    const fn counting(name: &'static str, counts: Counts) -> Self {
         assert!(
             is_name(name),
             "a presence's name is letters, digits and _, at least one"
         );
-        Presence {
-            name,
-            counts: Counts::Page(page),
-        }
+        Presence { name, counts }
     }
 
     /// The streams it counts.
     fn pattern(&self) -> Pattern {
-        match self.counts {
-            Counts::Pattern(pattern) => Pattern::new(pattern).unwrap_or_else(|error| {
-                panic!("presence {:?}: {error}", self.name);
-            }),
-            Counts::Page(page) => Pattern::page(page).unwrap_or_else(|error| {
-                panic!("presence {:?}: {error}", self.name);
-            }),
-        }
+        let pattern = match self.counts {
+            Counts::Pattern(pattern) => Pattern::new(pattern),
+            Counts::Page(page) => Pattern::page(page),
+        };
+        pattern.unwrap_or_else(|error| panic!("presence {:?}: {error}", self.name))
     }
 
     /// Its name on pages.

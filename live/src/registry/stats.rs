@@ -10,6 +10,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::stream_limits::ConnectError;
+
 /// Why a stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloseReason {
@@ -66,8 +68,8 @@ impl CloseReason {
     }
 }
 
-/// Why a stream was refused: the names of [`ConnectError`](super::stream_limits::ConnectError)'s
-/// variants as label values, in the order of [`Counts::refused`].
+/// Why a stream was refused: the names of [`ConnectError`]'s variants as label values, in the
+/// order of [`Counts::refused`].
 pub const REFUSALS: [&str; 3] = ["max_streams", "max_streams_per_client", "shutting_down"];
 
 /// Counters of written events are split this many ways.
@@ -99,11 +101,11 @@ impl Stats {
         self.closed[usize::from(reason.index())].fetch_add(1, Relaxed);
     }
 
-    pub(super) fn refused(&self, error: super::stream_limits::ConnectError) {
+    pub(super) fn refused(&self, error: ConnectError) {
         let at = match error {
-            super::stream_limits::ConnectError::Full(_) => 0,
-            super::stream_limits::ConnectError::ClientFull(_) => 1,
-            super::stream_limits::ConnectError::ShuttingDown => 2,
+            ConnectError::Full(_) => 0,
+            ConnectError::ClientFull(_) => 1,
+            ConnectError::ShuttingDown => 2,
         };
         self.refused[at].fetch_add(1, Relaxed);
     }
