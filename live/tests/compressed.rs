@@ -8,6 +8,7 @@ mod support;
 use std::{io::Write, time::Duration};
 
 use flate2::write::GzDecoder;
+use live::testing::stream_get;
 use tokio::time::timeout;
 use uuid::Uuid;
 
@@ -18,12 +19,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// `GET /sse/notes` for a new tab, accepting gzip as browsers do, or not at all.
 async fn open(app: &TestApp, accept_encoding: Option<&str>) -> reqwest::Response {
     let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
-    let mut request = app
-        .client()
-        .get(app.url("/sse/notes"))
-        .header("datastar-request", "true")
-        .header("accept", "text/event-stream")
-        .query(&[("datastar", signals)]);
+    let mut request = stream_get(app.client(), &app.url("/sse/notes"), Some(&signals));
     if let Some(accept) = accept_encoding {
         request = request.header("accept-encoding", accept);
     }

@@ -134,10 +134,8 @@ async fn streams_are_gzipped_for_clients_that_accept_it_and_never_cached() {
         (None, None, b"event: "),
     ] {
         let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
-        let mut request = app
-            .client()
-            .get(app.url("/sse/home"))
-            .query(&[("datastar", signals)]);
+        let mut request =
+            live::testing::stream_get(app.client(), &app.url("/sse/home"), Some(&signals));
         if let Some(accepts) = accepts {
             request = request.header("accept-encoding", accepts);
         }

@@ -134,10 +134,7 @@ async fn a_gzipped_stream_passes_through_compressed_once(kind: Kind) {
     let proxy = Proxy::start(kind, app.addr()).await;
     let browser = proxy.client(None);
     let signals = serde_json::json!({ "sessionId": uuid::Uuid::new_v4() }).to_string();
-    let mut stream = browser
-        .get(proxy.url("/sse/home"))
-        .query(&[("datastar", signals)])
-        .header("datastar-request", "true")
+    let mut stream = live::testing::stream_get(&browser, &proxy.url("/sse/home"), Some(&signals))
         .header("accept-encoding", "gzip")
         .send()
         .await

@@ -265,13 +265,7 @@ impl Proxy {
     /// Opens the home stream as a new tab, through the proxy.
     pub async fn open_tab(&self, client: &reqwest::Client) -> reqwest::Response {
         let signals = serde_json::json!({ "sessionId": Uuid::new_v4() }).to_string();
-        client
-            .get(self.url("/sse/home"))
-            .query(&[("datastar", signals)])
-            .header("datastar-request", "true")
-            .send()
-            .await
-            .unwrap()
+        live::testing::stream_request(client, &self.url("/sse/home"), Some(&signals)).await
     }
 
     /// Greets through the proxy as Datastar does, from the site's own page.

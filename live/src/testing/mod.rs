@@ -41,7 +41,9 @@ pub use self::process::{
 #[allow(deprecated)] // `installed`, kept for older apps' tests
 pub use self::programs::{installed, require};
 pub use self::{
-    requests::{open_stream, open_tab, post_with_datastar, post_with_form, stream_request},
+    requests::{
+        open_stream, open_tab, post_with_datastar, post_with_form, stream_get, stream_request,
+    },
     server::{TestServer, client_settings},
     sse_client::{Event, InitialEvents, SseClient, elements, reply_events, signals},
     waits::{PATIENCE, wait_for_streams},

@@ -13,14 +13,27 @@ pub async fn stream_request(
     url: &str,
     signals: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = client
+    stream_get(client, url, signals)
+        .send()
+        .await
+        .expect("the stream answers")
+}
+
+/// [`stream_request`], not yet sent: for a test that adds a header of its own (say,
+/// `accept-encoding`).
+pub fn stream_get(
+    client: &reqwest::Client,
+    url: &str,
+    signals: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = client
         .get(url)
         .header("datastar-request", "true")
         .header("accept", "text/event-stream");
-    if let Some(signals) = signals {
-        request = request.query(&[("datastar", signals)]);
+    match signals {
+        Some(signals) => request.query(&[("datastar", signals)]),
+        None => request,
     }
-    request.send().await.expect("the stream answers")
 }
 
 /// Opens the stream at `url` for tab `session_id`, as a page does. Fails the test unless it
