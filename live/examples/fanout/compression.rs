@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use live::testing::free_port;
+use live::testing::{Process, free_port};
 use tokio::net::TcpStream;
 
 use crate::{
@@ -232,9 +232,9 @@ fn summary(n: usize, reports: &[Report]) {
 }
 
 /// A proxy in front of the app, compressing streams, on a port of its own; stopped when
-/// dropped.
+/// dropped (with any worker it started).
 struct Proxy {
-    child: std::process::Child,
+    process: Process,
     addr: SocketAddr,
     _dir: TempDir,
 }
@@ -294,11 +294,8 @@ impl Proxy {
     }
 
     async fn start(mut command: Command, port: u16, dir: TempDir) -> Option<Proxy> {
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
+        let process =
+            Process::try_spawn(command.stdout(Stdio::null()).stderr(Stdio::null())).ok()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).await.is_err() {
@@ -306,21 +303,14 @@ impl Proxy {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Some(Proxy {
-            child,
+            process,
             addr,
             _dir: dir,
         })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.id()
     }
 }
 
